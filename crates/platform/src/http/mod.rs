@@ -1,0 +1,324 @@
+//! The HTTP stack every service mounts: health, readiness, metrics, request ids, trace
+//! context, request spans, RED metrics, timeouts, body limits, panics and problem+json errors.
+
+pub mod json;
+mod observe;
+pub mod problem;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::serve::ListenerExt as _;
+use axum::Router;
+use futures_util::future::BoxFuture;
+use serde::Deserialize;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+
+pub use json::Json;
+pub use observe::{RequestId, REQUEST_ID_HEADER};
+pub use problem::{FieldViolation, Problem, ProblemBody, PROBLEM_JSON};
+
+/// HTTP server settings shared by every service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// A request still running after this long is answered with a 503.
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// Larger request bodies are refused with a 413.
+    #[serde(default = "default_body_limit_bytes")]
+    pub body_limit_bytes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            request_timeout_ms: default_request_timeout_ms(),
+            body_limit_bytes: default_body_limit_bytes(),
+        }
+    }
+}
+
+fn default_request_timeout_ms() -> u64 {
+    10_000
+}
+
+fn default_body_limit_bytes() -> usize {
+    1 << 20
+}
+
+/// What `/readyz` checks: the service's database (and later its event bus).
+pub trait Readiness: Send + Sync + 'static {
+    fn check(&self) -> BoxFuture<'_, anyhow::Result<()>>;
+}
+
+impl Readiness for crate::db::Db {
+    fn check(&self) -> BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(self.ping())
+    }
+}
+
+/// Wraps a service's API router with the shared stack and operational endpoints.
+pub fn mount(
+    api: Router,
+    service: &'static str,
+    config: &HttpConfig,
+    readiness: Arc<dyn Readiness>,
+) -> Router {
+    // Install the recorder before the first request so its metrics are not lost.
+    let _ = crate::telemetry::metrics();
+    let operational = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(move || readyz(readiness.clone())))
+        .route("/metrics", get(metrics));
+    api.merge(operational)
+        .fallback(|| async { Problem::not_found("no such route") })
+        .layer(DefaultBodyLimit::max(config.body_limit_bytes))
+        .layer(RequestBodyLimitLayer::new(config.body_limit_bytes))
+        .layer(CatchPanicLayer::custom(|_| {
+            tracing::error!("request handler panicked");
+            Problem::internal().into_response()
+        }))
+        .layer(axum::middleware::from_fn_with_state(
+            observe::ObserveState::new(service, Duration::from_millis(config.request_timeout_ms)),
+            observe::observe,
+        ))
+}
+
+async fn healthz() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        r#"{"status":"ok"}"#,
+    )
+        .into_response()
+}
+
+async fn readyz(readiness: Arc<dyn Readiness>) -> Response {
+    match readiness.check().await {
+        Ok(()) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            r#"{"status":"ready"}"#,
+        )
+            .into_response(),
+        Err(error) => {
+            tracing::warn!(error = %format!("{error:#}"), "readiness check failed");
+            Problem::unavailable("a dependency is not reachable").into_response()
+        }
+    }
+}
+
+async fn metrics() -> Response {
+    let body = crate::telemetry::metrics().render();
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// Serves `router` until `shutdown` resolves, then lets in-flight requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = listener.tap_io(|tcp| {
+        // Small JSON responses must not wait for Nagle's algorithm.
+        let _ = tcp.set_nodelay(true);
+    });
+    let upkeep = tokio::spawn(async {
+        // Histograms buffer samples until drained; keep memory flat between scrapes.
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            crate::telemetry::metrics().run_upkeep();
+        }
+    });
+    let result = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    upkeep.abort();
+    result
+}
+
+/// Resolves on SIGINT or SIGTERM, the signals a terminal or Kubernetes sends.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received, finishing in-flight requests");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use axum::routing::post;
+    use tower::ServiceExt;
+
+    struct AlwaysReady;
+    impl Readiness for AlwaysReady {
+        fn check(&self) -> BoxFuture<'_, anyhow::Result<()>> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    struct NeverReady;
+    impl Readiness for NeverReady {
+        fn check(&self) -> BoxFuture<'_, anyhow::Result<()>> {
+            Box::pin(async { anyhow::bail!("database down") })
+        }
+    }
+
+    fn app(readiness: Arc<dyn Readiness>) -> Router {
+        let api = Router::new()
+            .route("/echo", post(|body: String| async move { body }))
+            .route(
+                "/slow",
+                get(|| async { tokio::time::sleep(Duration::from_secs(5)).await }),
+            )
+            .route("/panic", get(|| async { panic!("boom") as &'static str }));
+        let config = HttpConfig {
+            request_timeout_ms: 200,
+            body_limit_bytes: 16,
+        };
+        mount(api, "test", &config, readiness)
+    }
+
+    async fn send(
+        app: Router,
+        request: Request<Body>,
+    ) -> (StatusCode, axum::http::HeaderMap, String) {
+        let response = app.oneshot(request).await.unwrap();
+        let (parts, body) = response.into_parts();
+        let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+        (
+            parts.status,
+            parts.headers,
+            String::from_utf8_lossy(&bytes).into_owned(),
+        )
+    }
+
+    #[tokio::test]
+    async fn health_and_readiness() {
+        let (status, _, _) = send(
+            app(Arc::new(AlwaysReady)),
+            Request::get("/healthz").body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _, _) = send(
+            app(Arc::new(AlwaysReady)),
+            Request::get("/readyz").body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, headers, _) = send(
+            app(Arc::new(NeverReady)),
+            Request::get("/readyz").body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(headers[header::CONTENT_TYPE], PROBLEM_JSON);
+    }
+
+    #[tokio::test]
+    async fn bare_errors_become_problems_with_a_request_id() {
+        let app = app(Arc::new(AlwaysReady));
+        for (request, status) in [
+            (
+                Request::get("/nowhere").body(Body::empty()).unwrap(),
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                Request::delete("/echo").body(Body::empty()).unwrap(),
+                StatusCode::METHOD_NOT_ALLOWED,
+            ),
+            (
+                Request::post("/echo")
+                    .header("content-length", "64")
+                    .body(Body::from("x".repeat(64)))
+                    .unwrap(),
+                StatusCode::PAYLOAD_TOO_LARGE,
+            ),
+            (
+                Request::get("/slow").body(Body::empty()).unwrap(),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                Request::get("/panic").body(Body::empty()).unwrap(),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+        ] {
+            let (got, headers, body) = send(app.clone(), request).await;
+            assert_eq!(got, status, "{body}");
+            assert_eq!(headers[header::CONTENT_TYPE], PROBLEM_JSON, "{status}");
+            assert!(headers.contains_key(REQUEST_ID_HEADER));
+            assert!(!body.contains("boom"), "panic text must not leak: {body}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_valid_request_id_is_kept_and_a_bad_one_replaced() {
+        let app = app(Arc::new(AlwaysReady));
+        let request = Request::get("/healthz")
+            .header(REQUEST_ID_HEADER, "abc-123")
+            .body(Body::empty())
+            .unwrap();
+        let (_, headers, _) = send(app.clone(), request).await;
+        assert_eq!(headers[REQUEST_ID_HEADER], "abc-123");
+        let request = Request::get("/healthz")
+            .header(REQUEST_ID_HEADER, "a b")
+            .body(Body::empty())
+            .unwrap();
+        let (_, headers, _) = send(app, request).await;
+        assert_ne!(headers[REQUEST_ID_HEADER], "a b");
+    }
+
+    #[tokio::test]
+    async fn metrics_count_requests_per_route() {
+        let app = app(Arc::new(AlwaysReady));
+        let _ = send(
+            app.clone(),
+            Request::get("/healthz").body(Body::empty()).unwrap(),
+        )
+        .await;
+        let (status, _, body) =
+            send(app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("http_requests_total"), "{body}");
+        assert!(body.contains("route=\"/healthz\""), "{body}");
+    }
+}

@@ -1,0 +1,29 @@
+//! Cross-cutting building blocks every micromart service mounts the same way.
+//!
+//! Nothing here knows about users, products or orders: configuration, telemetry, the HTTP
+//! stack (health, problem+json, request ids, trace context, metrics), databases, and the
+//! verification side of authentication.
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod telemetry;
+pub mod trace_context;
+
+#[cfg(feature = "test-util")]
+pub mod test_util;
+
+/// Re-exported so services name one version of the crates that appear in platform's API.
+pub use sqlx;
+
+/// Current time, truncated to microseconds: what both databases can store losslessly.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    use chrono::SubsecRound;
+    chrono::Utc::now().trunc_subsecs(6)
+}
+
+/// A new time-ordered identifier (UUIDv7), the id format of every micromart entity.
+pub fn new_id() -> uuid::Uuid {
+    uuid::Uuid::now_v7()
+}

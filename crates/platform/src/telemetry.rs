@@ -1,0 +1,116 @@
+//! Logs (tracing, JSON or pretty) and metrics (Prometheus text), initialised once per process.
+//!
+//! In the embedded mode every service shares one process, so metrics carry a `service` label
+//! and the subscriber is installed by whoever starts first.
+
+use std::io::IsTerminal;
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use serde::Deserialize;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::EnvFilter;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// JSON when stdout is not a terminal, pretty otherwise.
+    #[default]
+    Auto,
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// An `EnvFilter` directive, e.g. `info,sqlx=warn`.
+    #[serde(default = "default_filter")]
+    pub log_filter: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            log_format: LogFormat::Auto,
+            log_filter: default_filter(),
+        }
+    }
+}
+
+fn default_filter() -> String {
+    "info,sqlx=warn,hyper=warn".to_owned()
+}
+
+/// Installs the global subscriber. Later calls (another service in the same process) are no-ops.
+pub fn init(config: &TelemetryConfig) {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let filter =
+            EnvFilter::try_new(&config.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
+        let json = match config.log_format {
+            LogFormat::Json => true,
+            LogFormat::Pretty => false,
+            LogFormat::Auto => !std::io::stdout().is_terminal(),
+        };
+        let registry = tracing_subscriber::registry().with(filter);
+        let result = if json {
+            registry
+                .with(
+                    tracing_subscriber::fmt::layer()
+                        .json()
+                        .flatten_event(true)
+                        .with_current_span(true)
+                        .with_span_list(false),
+                )
+                .try_init()
+        } else {
+            registry
+                .with(tracing_subscriber::fmt::layer().compact())
+                .try_init()
+        };
+        // Another subscriber (a test harness) may already be installed; logging still works.
+        let _ = result;
+    });
+}
+
+/// For tests: silent unless `TEST_LOG` is set, then pretty logs to the test's output.
+pub fn init_for_tests() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(EnvFilter::from_default_env())
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
+
+/// Request latency buckets in seconds: sub-millisecond resolution for the fast paths.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The process-wide Prometheus recorder, installed on first use.
+pub fn metrics() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Suffix("duration_seconds".to_owned()),
+                LATENCY_BUCKETS,
+            )
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        // Fails only if a recorder is already installed; then this handle renders nothing new,
+        // which only happens in tests that install their own.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
