@@ -10,7 +10,11 @@ use platform::config::{load_section, ConfigSources};
 use crate::shop::{Shop, ShopOptions};
 
 #[derive(Debug, Parser)]
-#[command(name = "micromart", version, about = "An e-commerce backend built as microservices")]
+#[command(
+    name = "micromart",
+    version,
+    about = "An e-commerce backend built as microservices"
+)]
 pub struct Cli {
     /// A TOML file layered over the built-in defaults (environment `MICROMART_*` wins over both).
     #[arg(long, global = true, env = "MICROMART_CONFIG")]
@@ -48,7 +52,10 @@ pub enum Service {
 
 /// Runs a parsed command line; errors are printed with their causes.
 pub fn main(cli: Cli) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: failed to start the async runtime: {error}");
@@ -95,14 +102,30 @@ fn init_telemetry(sources: &ConfigSources) -> anyhow::Result<()> {
 }
 
 async fn up(data_dir: PathBuf, sources: ConfigSources) -> anyhow::Result<()> {
-    let options = ShopOptions { data_dir: data_dir.clone(), config_file: sources.file, env: sources.env, ephemeral_ports: false };
+    init_telemetry(&sources)?;
+    let options = ShopOptions {
+        data_dir: data_dir.clone(),
+        config_file: sources.file,
+        env: sources.env,
+        ephemeral_ports: false,
+    };
     let mut shop = Shop::start(options).await?;
     let a = &shop.addresses;
-    println!("micromart is up in {:.0} ms (data in {})", shop.started_in.as_secs_f64() * 1e3, data_dir.display());
+    println!(
+        "micromart is up in {:.0} ms (data in {})",
+        shop.started_in.as_secs_f64() * 1e3,
+        data_dir.display()
+    );
     println!("  shop API      http://{}/api/v1", a.gateway);
     println!("  API reference http://{}/api/docs", a.gateway);
-    println!("  metrics       http://{}/metrics (gateway), http://<service>/metrics", a.gateway_admin);
-    println!("  identity      http://{}   catalog http://{}", a.identity, a.catalog);
+    println!(
+        "  metrics       http://{}/metrics (gateway), http://<service>/metrics",
+        a.gateway_admin
+    );
+    println!(
+        "  identity      http://{}   catalog http://{}",
+        a.identity, a.catalog
+    );
     if let (Some(email), Some(password)) = (&a.admin_email, &a.admin_password) {
         println!("  admin login   {email} / {password}");
     }
@@ -136,7 +159,9 @@ async fn serve(service: Service, sources: &ConfigSources) -> anyhow::Result<()> 
 }
 
 async fn listen(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr).await.with_context(|| format!("failed to listen on {addr}"))
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("failed to listen on {addr}"))
 }
 
 async fn migrate(service: Service, sources: &ConfigSources) -> anyhow::Result<()> {

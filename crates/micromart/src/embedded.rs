@@ -12,7 +12,9 @@ pub const ADMIN_EMAIL: &str = "admin@micromart.local";
 pub fn config_layer(data_dir: &Path) -> anyhow::Result<String> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("failed to create the data directory {}", data_dir.display()))?;
-    let data_dir = data_dir.canonicalize().context("failed to resolve the data directory")?;
+    let data_dir = data_dir
+        .canonicalize()
+        .context("failed to resolve the data directory")?;
     let admin_password = admin_password(&data_dir)?;
     let sqlite = |name: &str| toml_string(&format!("sqlite://{}", data_dir.join(name).display()));
     Ok(format!(
@@ -44,7 +46,8 @@ fn admin_password(data_dir: &Path) -> anyhow::Result<String> {
     }
     use rand::distributions::{Alphanumeric, DistString as _};
     let password = Alphanumeric.sample_string(&mut rand::thread_rng(), 20);
-    write_private(&path, &password).with_context(|| format!("failed to write {}", path.display()))?;
+    write_private(&path, &password)
+        .with_context(|| format!("failed to write {}", path.display()))?;
     Ok(password)
 }
 
@@ -76,7 +79,13 @@ mod tests {
         let second = config_layer(dir.path()).unwrap();
         assert_eq!(first, second);
         let parsed: toml::Value = toml::from_str(&first).unwrap();
-        assert!(parsed["identity"]["database_url"].as_str().unwrap().ends_with("identity.db"));
-        assert_eq!(parsed["identity"]["admin_password"].as_str().unwrap().len(), 20);
+        assert!(parsed["identity"]["database_url"]
+            .as_str()
+            .unwrap()
+            .ends_with("identity.db"));
+        assert_eq!(
+            parsed["identity"]["admin_password"].as_str().unwrap().len(),
+            20
+        );
     }
 }

@@ -20,12 +20,20 @@ pub fn document() -> OpenApi {
     let components = ComponentsBuilder::new()
         .security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
         )
         .build();
     let mut document = OpenApiBuilder::new()
         .info(info)
-        .servers(Some(vec![ServerBuilder::new().url("/").description(Some("this gateway")).build()]))
+        .servers(Some(vec![ServerBuilder::new()
+            .url("/")
+            .description(Some("this gateway"))
+            .build()]))
         .components(Some(components))
         .build();
     document.merge(identity::openapi());
@@ -63,7 +71,10 @@ mod tests {
         let paths = document["paths"].as_object().unwrap();
         assert!(paths.keys().any(|p| p.starts_with("/api/v1/users")));
         assert!(paths.keys().any(|p| p.starts_with("/api/v1/products")));
-        assert!(paths.keys().all(|p| !p.starts_with("/internal")), "internal routes leaked: {paths:?}");
+        assert!(
+            paths.keys().all(|p| !p.starts_with("/internal")),
+            "internal routes leaked: {paths:?}"
+        );
         assert!(document["components"]["securitySchemes"]["bearer"].is_object());
     }
 }

@@ -49,13 +49,13 @@ impl Shop {
     pub async fn start(options: ShopOptions) -> anyhow::Result<Self> {
         let started = Instant::now();
         let sources = ConfigSources {
-            defaults: vec![Cow::Borrowed(crate::DEFAULTS), Cow::Owned(crate::embedded::config_layer(&options.data_dir)?)],
+            defaults: vec![
+                Cow::Borrowed(crate::DEFAULTS),
+                Cow::Owned(crate::embedded::config_layer(&options.data_dir)?),
+            ],
             file: options.config_file.clone(),
             env: options.env.clone(),
         };
-        let telemetry: platform::telemetry::TelemetryConfig = load_section(&sources, "telemetry")?;
-        platform::telemetry::init(&telemetry);
-
         let mut identity_config: identity::Config = load_section(&sources, identity::SERVICE)?;
         let mut catalog_config: catalog::Config = load_section(&sources, catalog::SERVICE)?;
         let mut gateway_config: gateway::Config = load_section(&sources, gateway::SERVICE)?;
@@ -66,7 +66,10 @@ impl Shop {
             gateway_config.admin_listen.set_port(0);
         }
         let admin_email = identity_config.admin_email.clone();
-        let admin_password = identity_config.admin_password.as_ref().map(|p| p.expose().to_owned());
+        let admin_password = identity_config
+            .admin_password
+            .as_ref()
+            .map(|p| p.expose().to_owned());
 
         let identity_listener = bind(identity_config.listen, identity::SERVICE).await?;
         let catalog_listener = bind(catalog_config.listen, catalog::SERVICE).await?;
@@ -112,7 +115,9 @@ impl Shop {
     }
 
     async fn wait_until_ready(&mut self) -> anyhow::Result<()> {
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()?;
         let probes = [
             (identity::SERVICE, self.addresses.identity),
             (catalog::SERVICE, self.addresses.catalog),
@@ -130,7 +135,10 @@ impl Shop {
                 if ready.is_ok_and(|r| r.status().is_success()) {
                     break;
                 }
-                anyhow::ensure!(Instant::now() < deadline, "{name} did not become ready within 60 s");
+                anyhow::ensure!(
+                    Instant::now() < deadline,
+                    "{name} did not become ready within 60 s"
+                );
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
@@ -150,7 +158,11 @@ impl Shop {
 
     /// Stops one service and leaves the rest running: fault injection for the tests.
     pub async fn stop_service(&mut self, name: &str) -> anyhow::Result<()> {
-        let index = self.services.iter().position(|s| s.name == name).context("no such service")?;
+        let index = self
+            .services
+            .iter()
+            .position(|s| s.name == name)
+            .context("no such service")?;
         self.services.remove(index).stop().await
     }
 
@@ -173,7 +185,11 @@ struct RunningService {
 }
 
 impl RunningService {
-    fn spawn<F>(name: &'static str, parent: &CancellationToken, run: impl FnOnce(CancellationToken) -> F) -> Self
+    fn spawn<F>(
+        name: &'static str,
+        parent: &CancellationToken,
+        run: impl FnOnce(CancellationToken) -> F,
+    ) -> Self
     where
         F: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
     {
@@ -185,12 +201,17 @@ impl RunningService {
     async fn stop(self) -> anyhow::Result<()> {
         self.stop.cancel();
         let name = self.name;
-        self.task.await.with_context(|| format!("{name} panicked"))?.with_context(|| format!("{name} failed"))
+        self.task
+            .await
+            .with_context(|| format!("{name} panicked"))?
+            .with_context(|| format!("{name} failed"))
     }
 }
 
 async fn bind(addr: SocketAddr, service: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.with_context(|| format!("{service}: failed to listen on {addr}"))
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("{service}: failed to listen on {addr}"))
 }
 
 fn point_gateway_at(config: &mut gateway::Config, upstream: &str, addr: SocketAddr) {
@@ -205,12 +226,24 @@ pub fn static_content() -> anyhow::Result<gateway::StaticContent> {
     const HTML: &str = "text/html; charset=utf-8";
     let index = include_bytes!("../../../web/api-docs/index.html").as_slice();
     let mut content = gateway::StaticContent::default();
-    content.insert("/api/v1/openapi.json", "application/json", crate::openapi::document_json()?.into_bytes());
+    content.insert(
+        "/api/v1/openapi.json",
+        "application/json",
+        crate::openapi::document_json()?.into_bytes(),
+    );
     content.insert("/api/docs", HTML, index);
     content.insert("/api/docs/", HTML, index);
     content.insert("/api/docs/index.html", HTML, index);
-    content.insert("/api/docs/init.js", "text/javascript", include_bytes!("../../../web/api-docs/init.js").as_slice());
-    content.insert("/api/docs/swagger-ui.css", "text/css", include_bytes!("../../../web/api-docs/swagger-ui.css").as_slice());
+    content.insert(
+        "/api/docs/init.js",
+        "text/javascript",
+        include_bytes!("../../../web/api-docs/init.js").as_slice(),
+    );
+    content.insert(
+        "/api/docs/swagger-ui.css",
+        "text/css",
+        include_bytes!("../../../web/api-docs/swagger-ui.css").as_slice(),
+    );
     content.insert(
         "/api/docs/swagger-ui-bundle.js",
         "text/javascript",

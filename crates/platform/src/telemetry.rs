@@ -42,6 +42,14 @@ impl Default for TelemetryConfig {
     }
 }
 
+impl crate::config::Validate for TelemetryConfig {
+    fn validate(&self) -> Result<(), crate::config::ConfigError> {
+        EnvFilter::try_new(&self.log_filter)
+            .map(|_| ())
+            .map_err(|e| crate::config::ConfigError::new("log_filter", e.to_string()))
+    }
+}
+
 fn default_filter() -> String {
     "info,sqlx=warn,hyper=warn".to_owned()
 }

@@ -1,1 +1,115 @@
-//! catalog
+//! The catalog service: products, categories, browsing and full-text search, the admin API,
+//! and (see `store::inventory`, `http::inventory`) stock and reservations.
+//!
+//! A library: the `micromart` CLI loads [`Config`] and calls [`run`] (or [`build`] to compose).
+
+mod config;
+pub mod domain;
+mod error;
+pub mod http;
+mod seed;
+pub mod store;
+mod sweeper;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use platform::db::Db;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+pub use error::CatalogError;
+pub use seed::{bulk_insert, generate_products, seed_demo, SeedReport};
+pub use store::Store;
+
+/// The service's name: its config section, metrics label and log field.
+pub const SERVICE: &str = "catalog";
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub config: Arc<Config>,
+}
+
+/// Connects to the database and applies the migrations.
+async fn open(config: &Config) -> anyhow::Result<Store> {
+    let db = Db::connect(&config.database_url, &config.pool)
+        .await
+        .context("failed to open the catalog database")?;
+    let store = Store::new(db);
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// Builds the state and the mounted router (migrating, and seeding when configured).
+async fn build_state(config: Config) -> anyhow::Result<(axum::Router, AppState)> {
+    let store = open(&config).await?;
+    if config.seed_demo_if_empty {
+        let report = seed_demo(&store).await?;
+        tracing::info!(%report, "demo seeding");
+    }
+    let state = AppState {
+        store: store.clone(),
+        config: Arc::new(config),
+    };
+    let api = http::router(state.clone());
+    let router = platform::http::mount(
+        api,
+        SERVICE,
+        &state.config.http,
+        Arc::new(store.db().clone()),
+    );
+    Ok((router, state))
+}
+
+/// The catalog's router with the platform stack, ready to serve (no background tasks: [`run`]
+/// starts the reservation sweeper).
+pub async fn build(config: Config) -> anyhow::Result<axum::Router> {
+    Ok(build_state(config).await?.0)
+}
+
+/// Applies the catalog's migrations and exits.
+pub async fn migrate(config: &Config) -> anyhow::Result<()> {
+    let store = open(config).await?;
+    store.db().close().await;
+    Ok(())
+}
+
+/// Loads the demo catalog into the configured database if it has no products yet.
+pub async fn seed_demo_from_config(config: &Config) -> anyhow::Result<SeedReport> {
+    let store = open(config).await?;
+    let report = seed_demo(&store).await;
+    store.db().close().await;
+    report
+}
+
+/// Serves the catalog on `listener` until `shutdown` resolves, with the reservation sweeper
+/// running alongside.
+pub async fn run(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (router, state) = build_state(config).await?;
+    let stop = CancellationToken::new();
+    let sweeper = sweeper::spawn_sweeper(
+        state.store.clone(),
+        Duration::from_millis(state.config.reservation_sweep_interval_ms),
+        stop.clone(),
+    );
+    tracing::info!(addr = ?listener.local_addr().ok(), "catalog listening");
+    let served = platform::http::serve(listener, router, shutdown).await;
+    stop.cancel();
+    let _ = sweeper.await;
+    state.store.db().close().await;
+    served.context("the catalog server failed")
+}
+
+/// The OpenAPI description of the catalog's public routes.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi as _;
+    http::CatalogApi::openapi()
+}

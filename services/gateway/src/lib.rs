@@ -1,1 +1,42 @@
-//! gateway
+//! The micromart gateway: the shop's only public entry.
+//!
+//! Routes by longest path prefix to upstream services, verifies bearer tokens (cached per
+//! worker), forwards the verified identity, balances over instances with passive health
+//! checks, rate-limits per client, answers CORS, and serves static content. Built for speed:
+//! one current-thread runtime per worker with its own `SO_REUSEPORT` listener and upstream
+//! connection pools, and hyper's connection API directly (see docs/adr for the measurements).
+
+mod auth;
+mod config;
+mod cors;
+mod limit;
+mod metrics;
+mod proxy;
+mod respond;
+mod server;
+mod static_content;
+mod upstream;
+
+use std::future::Future;
+
+pub use config::{
+    AuthConfig, AuthMode, Config, CorsConfig, RateLimitConfig, RouteConfig, UpstreamConfig,
+};
+pub use server::{start, Gateway};
+pub use static_content::StaticContent;
+
+/// The service name: config section `[gateway]`, metrics and log label.
+pub const SERVICE: &str = "gateway";
+
+/// Runs the gateway until `shutdown` resolves, then stops gracefully (`micromart serve gateway`).
+pub async fn run(
+    config: Config,
+    static_content: StaticContent,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let gateway = start(config, static_content)?;
+    shutdown.await;
+    gateway.shutdown();
+    gateway.wait().await;
+    Ok(())
+}

@@ -1,1 +1,189 @@
-//! identity
+//! The identity service: accounts (argon2id passwords), sessions (short-lived EdDSA access
+//! JWTs plus opaque rotating refresh tokens with reuse detection) and the JWKS the gateway
+//! verifies tokens with.
+//!
+//! A library: the `micromart` CLI loads [`Config`] and calls [`run`] (or [`build`] to compose).
+
+mod config;
+pub mod domain;
+mod error;
+pub mod http;
+mod security;
+pub mod store;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use jsonwebtoken::jwk::JwkSet;
+use platform::auth::{Ed25519Key, Role};
+use platform::db::Db;
+
+pub use config::{Config, PasswordHashConfig, Secret};
+pub use error::IdentityError;
+pub use security::{load_signing_key, PasswordHasher};
+pub use store::Store;
+
+use domain::session::TokenPolicy;
+use domain::{Email, Password, UserName};
+
+/// The service's name: its config section, metrics label and log field.
+pub const SERVICE: &str = "identity";
+
+/// The signing key, its public JWKS and the token lifetimes.
+#[derive(Debug)]
+pub struct Tokens {
+    pub key: Ed25519Key,
+    pub jwks: JwkSet,
+    pub policy: TokenPolicy,
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub hasher: PasswordHasher,
+    pub tokens: Arc<Tokens>,
+}
+
+/// Connects to the database and applies the migrations.
+async fn open(config: &Config) -> anyhow::Result<Store> {
+    let db = Db::connect(&config.database_url, &config.pool)
+        .await
+        .context("failed to open the identity database")?;
+    let store = Store::new(db);
+    store.migrate().await?;
+    Ok(store)
+}
+
+fn ttl(secs: u64, key: &str) -> anyhow::Result<chrono::Duration> {
+    let secs = i64::try_from(secs).with_context(|| format!("`identity.{key}` is too large"))?;
+    Ok(chrono::Duration::seconds(secs))
+}
+
+/// Builds the state: key, hasher, database, admin bootstrap.
+async fn build_state(config: &Config) -> anyhow::Result<AppState> {
+    // The key first: a missing key should fail before anything touches the database.
+    let key = load_signing_key(config)?;
+    let params = config
+        .password_hash
+        .params()
+        .map_err(|e| anyhow::anyhow!("`identity.password_hash` is invalid: {e}"))?;
+    let hasher = PasswordHasher::new(params).await?;
+    let store = open(config).await?;
+    let tokens = Tokens {
+        jwks: JwkSet {
+            keys: vec![key.public_jwk()],
+        },
+        key,
+        policy: TokenPolicy {
+            issuer: config.issuer.clone(),
+            audience: config.audience.clone(),
+            access_ttl: ttl(config.access_ttl_secs, "access_ttl_secs")?,
+            refresh_ttl: ttl(config.refresh_ttl_secs, "refresh_ttl_secs")?,
+        },
+    };
+    let state = AppState {
+        store,
+        hasher,
+        tokens: Arc::new(tokens),
+    };
+    bootstrap_admin(&state, config).await?;
+    Ok(state)
+}
+
+/// Ensures the configured administrator exists and has the admin role. An existing account
+/// keeps its password: the config only seeds it.
+async fn bootstrap_admin(state: &AppState, config: &Config) -> anyhow::Result<()> {
+    let (Some(email), Some(password)) = (&config.admin_email, &config.admin_password) else {
+        return Ok(());
+    };
+    let email = Email::parse(email).map_err(|e| anyhow::anyhow!("`identity.admin_email` {e}"))?;
+    if let Some(existing) = state.store.find_credentials(&email).await? {
+        if !existing.user.roles.contains(&Role::Admin) {
+            state
+                .store
+                .grant_role(existing.user.id, Role::Admin)
+                .await?;
+            tracing::info!(user_id = %existing.user.id, "granted the admin role to the bootstrap admin");
+        }
+        return Ok(());
+    }
+    let password = Password::parse(password.expose(), Some(&email))
+        .map_err(|e| anyhow::anyhow!("`identity.admin_password` {e}"))?;
+    let name = UserName::parse("Administrator").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let password_hash = state.hasher.hash(password.into_inner()).await?;
+    let created = state
+        .store
+        .create_user(&store::NewUser {
+            email: email.clone(),
+            password_hash,
+            name,
+            roles: vec![Role::Customer, Role::Admin],
+        })
+        .await;
+    match created {
+        Ok(user) => {
+            tracing::info!(user_id = %user.id, "created the bootstrap admin");
+            Ok(())
+        }
+        // Another replica created it between our read and write: make sure of the role.
+        Err(IdentityError::EmailTaken) => {
+            if let Some(existing) = state.store.find_credentials(&email).await? {
+                state
+                    .store
+                    .grant_role(existing.user.id, Role::Admin)
+                    .await?;
+            }
+            Ok(())
+        }
+        Err(other) => Err(anyhow::anyhow!(
+            "failed to create the bootstrap admin: {other}"
+        )),
+    }
+}
+
+/// Identity's router with the platform stack, ready to serve.
+pub async fn build(config: Config) -> anyhow::Result<axum::Router> {
+    let state = build_state(&config).await?;
+    let readiness = Arc::new(state.store.db().clone());
+    Ok(platform::http::mount(
+        http::router(state),
+        SERVICE,
+        &config.http,
+        readiness,
+    ))
+}
+
+/// Applies identity's migrations and exits.
+pub async fn migrate(config: &Config) -> anyhow::Result<()> {
+    let store = open(config).await?;
+    store.db().close().await;
+    Ok(())
+}
+
+/// Serves identity on `listener` until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let state = build_state(&config).await?;
+    let db = state.store.db().clone();
+    let router = platform::http::mount(
+        http::router(state),
+        SERVICE,
+        &config.http,
+        Arc::new(db.clone()),
+    );
+    tracing::info!(addr = ?listener.local_addr().ok(), "identity listening");
+    let served = platform::http::serve(listener, router, shutdown).await;
+    db.close().await;
+    served.context("the identity server failed")
+}
+
+/// The OpenAPI description of identity's public routes.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi as _;
+    http::IdentityApi::openapi()
+}

@@ -22,13 +22,26 @@ async fn anonymous_browse_and_search_of_the_demo_catalog() {
     let shop = TestShop::start().await;
     let categories = shop.get("/api/v1/categories", None).await;
     assert_eq!(categories.status, StatusCode::OK, "{}", categories.body);
-    assert!(!categories.body.as_array().map(Vec::is_empty).unwrap_or(true), "{}", categories.body);
+    assert!(
+        !categories
+            .body
+            .as_array()
+            .map(Vec::is_empty)
+            .unwrap_or(true),
+        "{}",
+        categories.body
+    );
 
-    let first = shop.get("/api/v1/products?limit=10&sort=price_asc", None).await;
+    let first = shop
+        .get("/api/v1/products?limit=10&sort=price_asc", None)
+        .await;
     assert_eq!(first.status, StatusCode::OK, "{}", first.body);
     let items = first.body["items"].as_array().unwrap();
     assert_eq!(items.len(), 10);
-    let prices: Vec<i64> = items.iter().map(|p| p["price"]["amount"].as_i64().unwrap()).collect();
+    let prices: Vec<i64> = items
+        .iter()
+        .map(|p| p["price"]["amount"].as_i64().unwrap())
+        .collect();
     assert!(prices.windows(2).all(|w| w[0] <= w[1]), "{prices:?}");
 
     // Walk every page: no duplicates, and the walk ends.
@@ -42,26 +55,52 @@ async fn anonymous_browse_and_search_of_the_demo_catalog() {
         let page = shop.get(&path, None).await;
         assert_eq!(page.status, StatusCode::OK, "{}", page.body);
         for item in page.body["items"].as_array().unwrap() {
-            assert!(seen.insert(item["id"].as_str().unwrap().to_owned()), "duplicate {item}");
+            assert!(
+                seen.insert(item["id"].as_str().unwrap().to_owned()),
+                "duplicate {item}"
+            );
         }
         match page.body["next_cursor"].as_str() {
             Some(next) => cursor = Some(next.to_owned()),
             None => break,
         }
     }
-    assert!(seen.len() >= 40, "the demo catalog has ~50 products, saw {}", seen.len());
+    assert!(
+        seen.len() >= 40,
+        "the demo catalog has ~50 products, saw {}",
+        seen.len()
+    );
 
     let id = items[0]["id"].as_str().unwrap();
     let one = shop.get(&format!("/api/v1/products/{id}"), None).await;
     assert_eq!(one.status, StatusCode::OK);
     let etag = one.headers["etag"].to_str().unwrap().to_owned();
-    let revalidated = shop.send(shop.request(Method::GET, &format!("/api/v1/products/{id}"), None).header("if-none-match", &etag)).await;
+    let revalidated = shop
+        .send(
+            shop.request(Method::GET, &format!("/api/v1/products/{id}"), None)
+                .header("if-none-match", &etag),
+        )
+        .await;
     assert_eq!(revalidated.status, StatusCode::NOT_MODIFIED);
 
-    let word = one.body["name"].as_str().unwrap().split_whitespace().last().unwrap().to_owned();
+    let word = one.body["name"]
+        .as_str()
+        .unwrap()
+        .split_whitespace()
+        .last()
+        .unwrap()
+        .to_owned();
     let found = shop.get(&format!("/api/v1/products?q={word}"), None).await;
     assert_eq!(found.status, StatusCode::OK, "{}", found.body);
-    assert!(found.body["items"].as_array().unwrap().iter().any(|p| p["id"] == id), "search for {word:?}: {}", found.body);
+    assert!(
+        found.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["id"] == id),
+        "search for {word:?}: {}",
+        found.body
+    );
     shop.stop().await;
 }
 
@@ -70,23 +109,47 @@ async fn admins_manage_products_and_customers_cannot() {
     let mut shop = TestShop::start().await;
     let (admin, _) = shop.admin().await;
     let (customer, _) = shop.customer("shopper@example.com").await;
-    let category = shop.post("/api/v1/categories", Some(&admin), json!({"name": "Grinders", "slug": "grinders"})).await;
+    let category = shop
+        .post(
+            "/api/v1/categories",
+            Some(&admin),
+            json!({"name": "Burr grinders", "slug": "burr-grinders-e2e"}),
+        )
+        .await;
     assert_eq!(category.status, StatusCode::CREATED, "{}", category.body);
     let category_id = category.body["id"].clone();
 
-    shop.post("/api/v1/products", Some(&customer), product("GR-1", &category_id, 19900))
-        .await
-        .assert_problem(StatusCode::FORBIDDEN, "forbidden");
-    shop.post("/api/v1/products", None, product("GR-1", &category_id, 19900))
-        .await
-        .assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+    shop.post(
+        "/api/v1/products",
+        Some(&customer),
+        product("GR-1", &category_id, 19900),
+    )
+    .await
+    .assert_problem(StatusCode::FORBIDDEN, "forbidden");
+    shop.post(
+        "/api/v1/products",
+        None,
+        product("GR-1", &category_id, 19900),
+    )
+    .await
+    .assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
     // A customer forging the admin role header is still a customer.
     let forged = shop
-        .send(shop.request(Method::POST, "/api/v1/products", Some(&customer)).header("x-micromart-user-roles", "admin").json(&product("GR-1", &category_id, 19900)))
+        .send(
+            shop.request(Method::POST, "/api/v1/products", Some(&customer))
+                .header("x-micromart-user-roles", "admin")
+                .json(&product("GR-1", &category_id, 19900)),
+        )
         .await;
     forged.assert_problem(StatusCode::FORBIDDEN, "forbidden");
 
-    let created = shop.post("/api/v1/products", Some(&admin), product("GR-1", &category_id, 19900)).await;
+    let created = shop
+        .post(
+            "/api/v1/products",
+            Some(&admin),
+            product("GR-1", &category_id, 19900),
+        )
+        .await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     let id = created.body["id"].as_str().unwrap().to_owned();
     let path = format!("/api/v1/products/{id}");
@@ -95,13 +158,27 @@ async fn admins_manage_products_and_customers_cannot() {
     let etag = current.headers["etag"].to_str().unwrap().to_owned();
     let mut update = product("GR-1", &category_id, 17900);
     update["name"] = json!("Espresso grinder, on sale");
-    let updated = shop.send(shop.request(Method::PUT, &path, Some(&admin)).header("if-match", &etag).json(&update)).await;
+    let updated = shop
+        .send(
+            shop.request(Method::PUT, &path, Some(&admin))
+                .header("if-match", &etag)
+                .json(&update),
+        )
+        .await;
     assert_eq!(updated.status, StatusCode::OK, "{}", updated.body);
     assert_eq!(updated.body["price"]["amount"], 17900);
-    let stale = shop.send(shop.request(Method::PUT, &path, Some(&admin)).header("if-match", &etag).json(&update)).await;
+    let stale = shop
+        .send(
+            shop.request(Method::PUT, &path, Some(&admin))
+                .header("if-match", &etag)
+                .json(&update),
+        )
+        .await;
     stale.assert_problem(StatusCode::PRECONDITION_FAILED, "precondition-failed");
 
-    let deleted = shop.send(shop.request(Method::DELETE, &path, Some(&admin))).await;
+    let deleted = shop
+        .send(shop.request(Method::DELETE, &path, Some(&admin)))
+        .await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.body);
     assert_eq!(shop.get(&path, None).await.status, StatusCode::NOT_FOUND);
     shop.stop().await;
@@ -114,27 +191,70 @@ async fn invalid_catalog_input_is_refused_and_changes_nothing() {
     let categories = shop.get("/api/v1/categories", None).await;
     let category_id = categories.body[0]["id"].clone();
     let count = |body: &Value| body["items"].as_array().map(Vec::len).unwrap_or(0);
-    let before = shop.get("/api/v1/products?limit=100&include_inactive=true", Some(&admin)).await;
+    let before = shop
+        .get(
+            "/api/v1/products?limit=100&include_inactive=true",
+            Some(&admin),
+        )
+        .await;
 
-    shop.post("/api/v1/products", Some(&admin), product("NEG-1", &category_id, -1))
-        .await
-        .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation-failed");
+    shop.post(
+        "/api/v1/products",
+        Some(&admin),
+        product("NEG-1", &category_id, -1),
+    )
+    .await
+    .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation-failed");
     let unknown_category = json!(uuid::Uuid::now_v7().to_string());
-    shop.post("/api/v1/products", Some(&admin), product("CAT-1", &unknown_category, 100))
+    shop.post(
+        "/api/v1/products",
+        Some(&admin),
+        product("CAT-1", &unknown_category, 100),
+    )
+    .await
+    .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation-failed");
+    assert_eq!(
+        shop.post(
+            "/api/v1/products",
+            Some(&admin),
+            product("DUP-1", &category_id, 100)
+        )
+        .await
+        .status,
+        StatusCode::CREATED
+    );
+    shop.post(
+        "/api/v1/products",
+        Some(&admin),
+        product("DUP-1", &category_id, 100),
+    )
+    .await
+    .assert_problem(StatusCode::CONFLICT, "sku-taken");
+    shop.get("/api/v1/products?limit=1000", None)
         .await
         .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation-failed");
-    assert_eq!(shop.post("/api/v1/products", Some(&admin), product("DUP-1", &category_id, 100)).await.status, StatusCode::CREATED);
-    shop.post("/api/v1/products", Some(&admin), product("DUP-1", &category_id, 100))
+    shop.get("/api/v1/products?cursor=not-a-cursor", None)
         .await
-        .assert_problem(StatusCode::CONFLICT, "sku-taken");
-    shop.get("/api/v1/products?limit=1000", None).await.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation-failed");
-    shop.get("/api/v1/products?cursor=not-a-cursor", None).await.assert_problem(StatusCode::BAD_REQUEST, "invalid-cursor");
+        .assert_problem(StatusCode::BAD_REQUEST, "invalid-cursor");
     let malformed = shop
-        .send(shop.request(Method::POST, "/api/v1/products", Some(&admin)).header("content-type", "application/json").body("{\"sku\":"))
+        .send(
+            shop.request(Method::POST, "/api/v1/products", Some(&admin))
+                .header("content-type", "application/json")
+                .body("{\"sku\":"),
+        )
         .await;
     malformed.assert_problem(StatusCode::BAD_REQUEST, "malformed-json");
 
-    let after = shop.get("/api/v1/products?limit=100&include_inactive=true", Some(&admin)).await;
-    assert_eq!(count(&after.body), count(&before.body) + 1, "only DUP-1 was created");
+    let after = shop
+        .get(
+            "/api/v1/products?limit=100&include_inactive=true",
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(
+        count(&after.body),
+        count(&before.body) + 1,
+        "only DUP-1 was created"
+    );
     shop.stop().await;
 }

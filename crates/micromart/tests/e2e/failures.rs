@@ -27,7 +27,9 @@ async fn bad_tokens_get_401_problems() {
     let me = shop.get("/api/v1/users/me", Some(&access)).await;
     let user_id: uuid::Uuid = me.body["id"].as_str().unwrap().parse().unwrap();
 
-    shop.get("/api/v1/users/me", None).await.assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+    shop.get("/api/v1/users/me", None)
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
 
     let expired = shop.signing_key().sign(&claims_for(user_id, -120)).unwrap();
     let answer = shop.get("/api/v1/users/me", Some(&expired)).await;
@@ -39,12 +41,21 @@ async fn bad_tokens_get_401_problems() {
     let at = access.find('.').unwrap() + 3;
     tampered[at] = if tampered[at] == b'x' { b'y' } else { b'x' };
     let tampered = String::from_utf8(tampered).unwrap();
-    shop.get("/api/v1/users/me", Some(&tampered)).await.assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+    shop.get("/api/v1/users/me", Some(&tampered))
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
 
-    let foreign = Ed25519Key::generate().unwrap().sign(&claims_for(user_id, 600)).unwrap();
-    shop.get("/api/v1/users/me", Some(&foreign)).await.assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+    let foreign = Ed25519Key::generate()
+        .unwrap()
+        .sign(&claims_for(user_id, 600))
+        .unwrap();
+    shop.get("/api/v1/users/me", Some(&foreign))
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
 
-    shop.get("/api/v1/users/me", Some("not.a.token")).await.assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+    shop.get("/api/v1/users/me", Some("not.a.token"))
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
     shop.stop().await;
 }
 
@@ -84,9 +95,17 @@ async fn spoofed_identity_headers_are_ignored() {
 async fn oversized_bodies_get_413() {
     let shop = TestShop::start().await;
     let huge = "x".repeat(3 << 20);
-    let answer = shop.post("/api/v1/users", None, json!({"email": "big@example.com", "password": huge, "name": "Big"})).await;
+    let answer = shop
+        .post(
+            "/api/v1/users",
+            None,
+            json!({"email": "big@example.com", "password": huge, "name": "Big"}),
+        )
+        .await;
     answer.assert_problem(StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large");
-    shop.login("big@example.com", "whatever password").await.assert_problem(StatusCode::UNAUTHORIZED, "invalid-credentials");
+    shop.login("big@example.com", "whatever password")
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "invalid-credentials");
     shop.stop().await;
 }
 
@@ -94,7 +113,10 @@ async fn oversized_bodies_get_413() {
 async fn the_rate_limit_answers_429_with_retry_after() {
     let mut env = relaxed_limits();
     env.retain(|(k, _)| !k.starts_with("MICROMART_GATEWAY__RATE_LIMIT"));
-    env.push(("MICROMART_GATEWAY__RATE_LIMIT__PER_SECOND".into(), "1".into()));
+    env.push((
+        "MICROMART_GATEWAY__RATE_LIMIT__PER_SECOND".into(),
+        "1".into(),
+    ));
     env.push(("MICROMART_GATEWAY__RATE_LIMIT__BURST".into(), "5".into()));
     let shop = TestShop::start_with(env).await;
     let mut limited = None;
@@ -107,7 +129,11 @@ async fn the_rate_limit_answers_429_with_retry_after() {
     }
     let limited = limited.expect("the limiter never answered 429");
     limited.assert_problem(StatusCode::TOO_MANY_REQUESTS, "rate-limited");
-    let retry_after: u64 = limited.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry_after: u64 = limited.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(retry_after >= 1);
     shop.stop().await;
 }
@@ -115,19 +141,35 @@ async fn the_rate_limit_answers_429_with_retry_after() {
 #[tokio::test]
 async fn a_stopped_service_is_a_fast_502_not_a_hang() {
     let mut shop = TestShop::start().await;
-    assert_eq!(shop.get("/api/v1/categories", None).await.status, StatusCode::OK);
+    assert_eq!(
+        shop.get("/api/v1/categories", None).await.status,
+        StatusCode::OK
+    );
     shop.shop().stop_service("catalog").await.unwrap();
     let started = Instant::now();
     let answer = shop.get("/api/v1/categories", None).await;
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
     assert!(
-        answer.status == StatusCode::BAD_GATEWAY || answer.status == StatusCode::SERVICE_UNAVAILABLE,
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        answer.status == StatusCode::BAD_GATEWAY
+            || answer.status == StatusCode::SERVICE_UNAVAILABLE,
         "{:?} {}",
         answer.status,
         answer.body
     );
-    assert!(answer.headers["content-type"].to_str().unwrap().starts_with("application/problem+json"));
+    assert!(answer.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/problem+json"));
     // The rest of the shop still answers.
-    assert_eq!(shop.register("still@example.com", crate::helpers::PASSWORD, "Still Here").await.status, StatusCode::CREATED);
+    assert_eq!(
+        shop.register("still@example.com", crate::helpers::PASSWORD, "Still Here")
+            .await
+            .status,
+        StatusCode::CREATED
+    );
     shop.stop().await;
 }

@@ -28,10 +28,20 @@ impl Answer {
     #[track_caller]
     pub fn assert_problem(&self, status: StatusCode, code: &str) {
         assert_eq!(self.status, status, "body: {}", self.body);
-        let content_type = self.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
-        assert!(content_type.starts_with("application/problem+json"), "content-type {content_type:?}");
+        let content_type = self
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        assert!(
+            content_type.starts_with("application/problem+json"),
+            "content-type {content_type:?}"
+        );
         assert_eq!(self.body["code"], code, "body: {}", self.body);
-        assert_eq!(self.body["type"], format!("https://micromart.dev/problems/{code}"));
+        assert_eq!(
+            self.body["type"],
+            format!("https://micromart.dev/problems/{code}")
+        );
         assert_eq!(self.body["status"], status.as_u16());
     }
 }
@@ -39,10 +49,22 @@ impl Answer {
 /// Generous limits so ordinary tests never meet the rate limiter; the rate-limit test sets its own.
 pub fn relaxed_limits() -> Vec<(String, String)> {
     vec![
-        ("MICROMART_GATEWAY__RATE_LIMIT__PER_SECOND".into(), "10000".into()),
-        ("MICROMART_GATEWAY__RATE_LIMIT__BURST".into(), "10000".into()),
-        ("MICROMART_IDENTITY__PASSWORD_HASH__MEMORY_KIB".into(), "1024".into()),
-        ("MICROMART_IDENTITY__PASSWORD_HASH__ITERATIONS".into(), "1".into()),
+        (
+            "MICROMART_GATEWAY__RATE_LIMIT__PER_SECOND".into(),
+            "10000".into(),
+        ),
+        (
+            "MICROMART_GATEWAY__RATE_LIMIT__BURST".into(),
+            "10000".into(),
+        ),
+        (
+            "MICROMART_IDENTITY__PASSWORD_HASH__MEMORY_KIB".into(),
+            "1024".into(),
+        ),
+        (
+            "MICROMART_IDENTITY__PASSWORD_HASH__ITERATIONS".into(),
+            "1".into(),
+        ),
     ]
 }
 
@@ -54,12 +76,24 @@ impl TestShop {
     pub async fn start_with(env: Vec<(String, String)>) -> Self {
         platform::telemetry::init_for_tests();
         let data_dir = tempfile::tempdir().expect("temp dir");
-        let options =
-            ShopOptions { data_dir: data_dir.path().to_path_buf(), config_file: None, env, ephemeral_ports: true };
+        let options = ShopOptions {
+            data_dir: data_dir.path().to_path_buf(),
+            config_file: None,
+            env,
+            ephemeral_ports: true,
+        };
         let shop = Shop::start(options).await.expect("the shop starts");
         let base = format!("http://{}", shop.addresses.gateway);
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
-        Self { shop: Some(shop), base, client, data_dir }
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("client");
+        Self {
+            shop: Some(shop),
+            base,
+            client,
+            data_dir,
+        }
     }
 
     pub fn shop(&mut self) -> &mut Shop {
@@ -77,11 +111,25 @@ impl TestShop {
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = response.bytes().await.expect("body");
-        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned())) };
-        Answer { status, headers, body }
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Answer {
+            status,
+            headers,
+            body,
+        }
     }
 
-    pub fn request(&self, method: Method, path: &str, token: Option<&str>) -> reqwest::RequestBuilder {
+    pub fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+    ) -> reqwest::RequestBuilder {
         let request = self.client.request(method, format!("{}{path}", self.base));
         match token {
             Some(token) => request.bearer_auth(token),
@@ -94,21 +142,37 @@ impl TestShop {
     }
 
     pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Answer {
-        self.send(self.request(Method::POST, path, token).json(&body)).await
+        self.send(self.request(Method::POST, path, token).json(&body))
+            .await
     }
 
     pub async fn register(&self, email: &str, password: &str, name: &str) -> Answer {
-        self.post("/api/v1/users", None, json!({"email": email, "password": password, "name": name})).await
+        self.post(
+            "/api/v1/users",
+            None,
+            json!({"email": email, "password": password, "name": name}),
+        )
+        .await
     }
 
     pub async fn login(&self, email: &str, password: &str) -> Answer {
-        self.post("/api/v1/sessions", None, json!({"email": email, "password": password})).await
+        self.post(
+            "/api/v1/sessions",
+            None,
+            json!({"email": email, "password": password}),
+        )
+        .await
     }
 
     /// Registers a fresh customer and returns (access token, refresh token).
     pub async fn customer(&self, email: &str) -> (String, String) {
         let registered = self.register(email, PASSWORD, "Test Customer").await;
-        assert_eq!(registered.status, StatusCode::CREATED, "{}", registered.body);
+        assert_eq!(
+            registered.status,
+            StatusCode::CREATED,
+            "{}",
+            registered.body
+        );
         self.tokens(email, PASSWORD).await
     }
 
@@ -124,14 +188,21 @@ impl TestShop {
         let login = self.login(email, password).await;
         assert_eq!(login.status, StatusCode::OK, "{}", login.body);
         (
-            login.body["access_token"].as_str().expect("access token").to_owned(),
-            login.body["refresh_token"].as_str().expect("refresh token").to_owned(),
+            login.body["access_token"]
+                .as_str()
+                .expect("access token")
+                .to_owned(),
+            login.body["refresh_token"]
+                .as_str()
+                .expect("refresh token")
+                .to_owned(),
         )
     }
 
     /// The shop's development signing key, to mint tokens the gateway must refuse (expired).
     pub fn signing_key(&self) -> platform::auth::Ed25519Key {
-        let text = std::fs::read_to_string(self.data_dir.path().join("identity-signing.key")).expect("key file");
+        let text = std::fs::read_to_string(self.data_dir.path().join("identity-signing.key"))
+            .expect("key file");
         platform::auth::Ed25519Key::from_base64(&text).expect("key parses")
     }
 }

@@ -54,8 +54,13 @@ pub struct ProblemBody {
 }
 
 /// An error answer: status, stable code, human text, optional extra headers.
+///
+/// Boxed so `Result<T, Problem>` stays one pointer wide on the happy path.
 #[derive(Debug, Clone)]
-pub struct Problem {
+pub struct Problem(Box<ProblemParts>);
+
+#[derive(Debug, Clone)]
+struct ProblemParts {
     status: StatusCode,
     code: Cow<'static, str>,
     title: Cow<'static, str>,
@@ -70,32 +75,32 @@ impl Problem {
         code: impl Into<Cow<'static, str>>,
         title: impl Into<Cow<'static, str>>,
     ) -> Self {
-        Self {
+        Self(Box::new(ProblemParts {
             status,
             code: code.into(),
             title: title.into(),
             detail: None,
             errors: Vec::new(),
             headers: Vec::new(),
-        }
+        }))
     }
 
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
-        self.detail = Some(detail.into());
+        self.0.detail = Some(detail.into());
         self
     }
 
     pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
-        self.headers.push((name, value));
+        self.0.headers.push((name, value));
         self
     }
 
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.0.status
     }
 
     pub fn code(&self) -> &str {
-        &self.code
+        &self.0.code
     }
 
     /// 400: the body is not parseable JSON.
@@ -126,7 +131,7 @@ impl Problem {
             "Validation failed",
         )
         .with_detail(detail);
-        problem.errors = errors;
+        problem.0.errors = errors;
         problem
     }
 
@@ -202,12 +207,12 @@ impl Problem {
 
     pub fn body(&self) -> ProblemBody {
         ProblemBody {
-            type_uri: format!("{PROBLEM_TYPE_BASE}{}", self.code),
-            title: self.title.clone(),
-            status: self.status.as_u16(),
-            detail: self.detail.clone(),
-            code: self.code.clone(),
-            errors: self.errors.clone(),
+            type_uri: format!("{PROBLEM_TYPE_BASE}{}", self.0.code),
+            title: self.0.title.clone(),
+            status: self.0.status.as_u16(),
+            detail: self.0.detail.clone(),
+            code: self.0.code.clone(),
+            errors: self.0.errors.clone(),
         }
     }
 }
@@ -215,10 +220,10 @@ impl Problem {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let body = serde_json::to_vec(&self.body()).unwrap_or_default();
-        let mut response = (self.status, body).into_response();
+        let mut response = (self.0.status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        for (name, value) in self.headers {
+        for (name, value) in self.0.headers {
             headers.insert(name, value);
         }
         response
@@ -227,8 +232,8 @@ impl IntoResponse for Problem {
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.status.as_u16(), self.code)?;
-        if let Some(detail) = &self.detail {
+        write!(f, "{} {}", self.0.status.as_u16(), self.0.code)?;
+        if let Some(detail) = &self.0.detail {
             write!(f, ": {detail}")?;
         }
         Ok(())

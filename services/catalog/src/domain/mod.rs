@@ -1,0 +1,67 @@
+//! Catalog rules as validated types: no axum, no SQL. Parsing a raw input either yields a value
+//! that is valid by construction or the list of every field that is wrong.
+
+pub mod category;
+pub mod inventory;
+pub mod listing;
+pub mod product;
+
+use platform::http::FieldViolation;
+
+/// Collects field violations while a whole input is checked, so a client sees them all at once.
+#[derive(Debug, Default)]
+pub(crate) struct Violations(Vec<FieldViolation>);
+
+impl Violations {
+    pub(crate) fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldViolation::new(field, message));
+    }
+
+    /// Keeps the value of `result`, or records its error under `field`.
+    pub(crate) fn check<T>(&mut self, field: &str, result: Result<T, String>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(message) => {
+                self.add(field, message);
+                None
+            }
+        }
+    }
+
+    pub(crate) fn finish(self) -> Result<(), Vec<FieldViolation>> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(self.0)
+        }
+    }
+}
+
+/// A text of `min..=max` characters (after trimming) without control characters.
+pub(crate) fn bounded_text(text: &str, min: usize, max: usize) -> Result<String, String> {
+    let trimmed = text.trim();
+    let length = trimmed.chars().count();
+    if length < min {
+        return Err(if min == 1 {
+            "must not be empty".to_owned()
+        } else {
+            format!("must be at least {min} characters")
+        });
+    }
+    if length > max {
+        return Err(format!("must be at most {max} characters"));
+    }
+    // Newlines and tabs are fine in long texts; other control characters are never intended.
+    if trimmed
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
+    {
+        return Err("must not contain control characters".to_owned());
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// Parses a UUID given as text, with a message naming what was expected.
+pub(crate) fn parse_uuid(text: &str) -> Result<uuid::Uuid, String> {
+    uuid::Uuid::parse_str(text.trim()).map_err(|_| "must be a UUID".to_owned())
+}

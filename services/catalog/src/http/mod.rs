@@ -1,0 +1,98 @@
+//! The catalog's HTTP API: one module per resource, each with its own router and types.
+
+pub mod categories;
+pub mod inventory;
+pub mod products;
+
+use axum::Router;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::AppState;
+
+/// Every catalog route (public, admin, internal), without the platform stack.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(products::router())
+        .merge(categories::router())
+        .merge(inventory::admin_router())
+        .merge(inventory::internal_router())
+        .with_state(state)
+}
+
+/// The public API (what the gateway exposes), for the shop's merged OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        products::list_products,
+        products::get_product,
+        products::create_product,
+        products::replace_product,
+        products::deactivate_product,
+        products::import_products,
+        categories::list_categories,
+        categories::get_category,
+        categories::create_category,
+        categories::update_category,
+        categories::delete_category,
+        inventory::get_stock,
+        inventory::set_stock,
+        inventory::adjust_stock,
+    ),
+    modifiers(&BearerScheme),
+    tags((name = "catalog", description = "Products, categories, browsing and search"))
+)]
+pub struct CatalogApi;
+
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// A path id that is not a UUID names nothing: 404, like an unknown one.
+pub(crate) fn path_id(text: &str, what: &'static str) -> Result<uuid::Uuid, crate::CatalogError> {
+    uuid::Uuid::parse_str(text).map_err(|_| crate::CatalogError::NotFound(what))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_openapi_document_describes_the_public_routes_only() {
+        let document = crate::openapi();
+        let paths: Vec<&String> = document.paths.paths.keys().collect();
+        for expected in [
+            "/api/v1/products",
+            "/api/v1/products/{id}",
+            "/api/v1/products/import",
+            "/api/v1/categories",
+            "/api/v1/categories/{id_or_slug}",
+        ] {
+            assert!(
+                paths.iter().any(|p| p.as_str() == expected),
+                "{expected}: {paths:?}"
+            );
+        }
+        assert!(paths.iter().all(|p| p.starts_with("/api/v1/")), "{paths:?}");
+        let json = document.to_json().unwrap();
+        assert!(
+            json.contains("\"bearer\""),
+            "admin routes name the bearer scheme"
+        );
+        assert!(
+            json.contains("ProductDraft") && json.contains("Problem"),
+            "{json}"
+        );
+    }
+}

@@ -1,0 +1,1245 @@
+//! Stock and reservation queries. Every change to `stock.reserved` happens in the same write
+//! transaction as the reservation status change that causes it, so the sum of active
+//! reservation lines per product always equals `stock.reserved`.
+//!
+//! Concurrency, on both engines:
+//! - stock rows change only through conditional `UPDATE`s (`... WHERE on_hand - reserved >= q`),
+//!   which PostgreSQL re-checks after waiting for a concurrent writer and SQLite serialises;
+//! - a reservation's primary key decides which of two identical reserves does the work
+//!   (`INSERT .. ON CONFLICT DO NOTHING`: the loser waits for the winner, then replays it);
+//! - status changes are conditional on the current status, so a commit, a release and the
+//!   sweeper racing on one reservation apply exactly one of them;
+//! - stock rows are always locked in product id order (lines are sorted), so no deadlock.
+//!
+//! Release before reserve: releasing an order id never seen records a `released` tombstone
+//! without lines, so a delayed reserve arriving after the saga's compensation is refused
+//! (409 `reservation-not-active`) instead of holding stock until it expires.
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use platform::db::{decode_id, decode_time, encode_time};
+use sqlx::{Any, Transaction};
+use uuid::Uuid;
+
+use super::{column, Store};
+use crate::domain::inventory::{
+    Reservation, ReservationLine, ReservationRequest, ReservationStatus, ReserveOutcome, Shortage,
+    StockLevel, Transition,
+};
+use crate::domain::product::STOCK_MAX;
+use crate::error::CatalogError;
+
+/// A reserve's answer and whether it was replayed from an earlier identical request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reserved {
+    pub outcome: ReserveOutcome,
+    pub replayed: bool,
+}
+
+type Tx = Transaction<'static, Any>;
+
+/// Counts reservation state changes by outcome (`reservations_total{outcome}`): reserved,
+/// rejected, replayed, committed, released, expired. Idempotent repeats of a commit or
+/// release are not counted.
+fn count(outcome: &'static str, n: u64) {
+    if n > 0 {
+        metrics::counter!("reservations_total", "outcome" => outcome).increment(n);
+    }
+}
+
+impl Store {
+    /// Reserves every line of `request` or none (see the module header for idempotency).
+    pub async fn reserve(
+        &self,
+        request: &ReservationRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Reserved, CatalogError> {
+        let order_id = request.order_id.to_string();
+        let expires_at = request.expires_at(now);
+        let mut tx = self.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO reservations (order_id, status, expires_at, created_at, updated_at) \
+             VALUES ($1, 'active', $2, $3, $3) ON CONFLICT (order_id) DO NOTHING",
+        )
+        .bind(order_id.clone())
+        .bind(encode_time(expires_at))
+        .bind(encode_time(now))
+        .execute(&mut *tx)
+        .await
+        .context("failed to insert a reservation")?
+        .rows_affected();
+        if inserted == 0 {
+            // Seen before: answer as the first time, touching nothing.
+            let replay = replay(&mut tx, request).await;
+            tx.rollback().await.context("failed to end a replay")?;
+            if replay.is_ok() {
+                count("replayed", 1);
+            }
+            return replay;
+        }
+
+        let products = product_states(&mut tx, request).await?;
+        let unknown: Vec<_> = request
+            .lines
+            .iter()
+            .filter(|line| !products.iter().any(|(id, _)| *id == line.product_id))
+            .map(|line| line.product_id)
+            .collect();
+        if !unknown.is_empty() {
+            // A client error, not an outcome: roll back so nothing about the order is kept.
+            tx.rollback()
+                .await
+                .context("failed to roll back a reservation")?;
+            return Err(CatalogError::Validation(
+                unknown
+                    .iter()
+                    .map(|id| {
+                        platform::http::FieldViolation::new(
+                            "lines",
+                            format!("no such product: {id}"),
+                        )
+                    })
+                    .collect(),
+            ));
+        }
+
+        // Hold each line; on any shortage, undo the holds but keep the reservation row.
+        sqlx::query("SAVEPOINT reserve_lines")
+            .execute(&mut *tx)
+            .await
+            .context("failed to open a savepoint")?;
+        let mut shortages = Vec::new();
+        for line in &request.lines {
+            let active = products
+                .iter()
+                .any(|(id, active)| *id == line.product_id && *active);
+            let held = active
+                && sqlx::query(
+                    "UPDATE stock SET reserved = reserved + $1, updated_at = $2 \
+                     WHERE product_id = $3 AND on_hand - reserved >= $1",
+                )
+                .bind(line.quantity)
+                .bind(encode_time(now))
+                .bind(line.product_id.to_string())
+                .execute(&mut *tx)
+                .await
+                .context("failed to reserve stock")?
+                .rows_affected()
+                    == 1;
+            if !held {
+                // Each product appears once, so this row is not one we changed above.
+                let available = if active {
+                    available_in(&mut tx, line.product_id).await?
+                } else {
+                    0
+                };
+                shortages.push(Shortage {
+                    product_id: line.product_id,
+                    requested: line.quantity,
+                    available,
+                });
+            }
+        }
+        let (status, outcome) = if shortages.is_empty() {
+            let reservation = Reservation {
+                order_id: request.order_id,
+                status: ReservationStatus::Active,
+                expires_at,
+                lines: request.lines.clone(),
+            };
+            (
+                ReservationStatus::Active,
+                ReserveOutcome::Reserved(reservation),
+            )
+        } else {
+            sqlx::query("ROLLBACK TO SAVEPOINT reserve_lines")
+                .execute(&mut *tx)
+                .await
+                .context("failed to undo partial holds")?;
+            (
+                ReservationStatus::Rejected,
+                ReserveOutcome::Rejected {
+                    order_id: request.order_id,
+                    shortages,
+                },
+            )
+        };
+        // The lines are kept for a rejected reservation too: a repeat is compared against them.
+        insert_lines(&mut tx, &order_id, &request.lines).await?;
+        let outcome_json =
+            serde_json::to_string(&outcome).context("failed to encode a reserve outcome")?;
+        sqlx::query(
+            "UPDATE reservations SET status = $1, outcome = $2, updated_at = $3 \
+             WHERE order_id = $4",
+        )
+        .bind(status.as_str())
+        .bind(outcome_json)
+        .bind(encode_time(now))
+        .bind(order_id)
+        .execute(&mut *tx)
+        .await
+        .context("failed to record a reserve outcome")?;
+        tx.commit()
+            .await
+            .context("failed to commit a reservation")?;
+        count(outcome.label(), 1);
+        Ok(Reserved {
+            outcome,
+            replayed: false,
+        })
+    }
+
+    /// Turns an active reservation into a sale: on_hand and reserved both drop by each line.
+    /// Repeating it answers the same; a released or expired reservation is refused.
+    pub async fn commit_reservation(
+        &self,
+        order_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Reservation, CatalogError> {
+        let mut tx = self.begin().await?;
+        let changed = transition(&mut tx, order_id, ReservationStatus::Committed, now).await?;
+        if changed {
+            for line in lines_of(&mut tx, order_id).await? {
+                let updated = sqlx::query(
+                    "UPDATE stock SET on_hand = on_hand - $1, reserved = reserved - $1, \
+                     updated_at = $2 WHERE product_id = $3 AND reserved >= $1",
+                )
+                .bind(line.quantity)
+                .bind(encode_time(now))
+                .bind(line.product_id.to_string())
+                .execute(&mut *tx)
+                .await
+                .context("failed to commit stock")?
+                .rows_affected();
+                if updated != 1 {
+                    return Err(anyhow::anyhow!(
+                        "stock of product {} holds less than reservation {order_id}",
+                        line.product_id
+                    )
+                    .into());
+                }
+            }
+        }
+        let reservation = load(&mut tx, order_id).await?;
+        tx.commit()
+            .await
+            .context("failed to commit a reservation commit")?;
+        let reservation = reservation.ok_or(CatalogError::NotFound("reservation"))?;
+        if changed {
+            count("committed", 1);
+            return Ok(reservation);
+        }
+        match reservation.status.on_commit() {
+            Transition::AlreadyDone => Ok(reservation),
+            // Apply cannot happen: the conditional UPDATE found it not active.
+            Transition::Apply | Transition::Refuse => Err(CatalogError::ReservationNotActive {
+                status: reservation.status.as_str(),
+            }),
+        }
+    }
+
+    /// Gives an active reservation's stock back. Repeating it (or releasing an expired or
+    /// rejected one) answers with the current state; a committed one is refused. An order id
+    /// never seen gets a `released` tombstone so a late reserve for it is refused.
+    pub async fn release_reservation(
+        &self,
+        order_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Reservation, CatalogError> {
+        // A reserve committing between our UPDATE and our tombstone INSERT leaves an active
+        // reservation that this attempt did not release: try again (it will be released).
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.release_once(order_id, now).await {
+                Err(CatalogError::ReservationNotActive { status: "active" }) if attempts < 3 => {}
+                other => return other,
+            }
+        }
+    }
+
+    async fn release_once(
+        &self,
+        order_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Reservation, CatalogError> {
+        let mut tx = self.begin().await?;
+        let changed = transition(&mut tx, order_id, ReservationStatus::Released, now).await?;
+        if changed {
+            give_back(&mut tx, order_id, now).await?;
+        } else {
+            // The tombstone; if the order id exists this inserts nothing.
+            sqlx::query(
+                "INSERT INTO reservations (order_id, status, expires_at, created_at, updated_at) \
+                 VALUES ($1, 'released', $2, $2, $2) ON CONFLICT (order_id) DO NOTHING",
+            )
+            .bind(order_id.to_string())
+            .bind(encode_time(now))
+            .execute(&mut *tx)
+            .await
+            .context("failed to record a release tombstone")?;
+        }
+        let reservation = load(&mut tx, order_id).await?;
+        tx.commit()
+            .await
+            .context("failed to commit a reservation release")?;
+        let reservation = reservation.context("a released reservation vanished")?;
+        if changed {
+            count("released", 1);
+            return Ok(reservation);
+        }
+        match reservation.status.on_release() {
+            Transition::AlreadyDone => Ok(reservation),
+            // Active here means a reserve won the race for the tombstone (retried above).
+            Transition::Apply | Transition::Refuse => Err(CatalogError::ReservationNotActive {
+                status: reservation.status.as_str(),
+            }),
+        }
+    }
+
+    /// A reservation's current state.
+    pub async fn get_reservation(
+        &self,
+        order_id: Uuid,
+    ) -> Result<Option<Reservation>, CatalogError> {
+        let mut conn = self
+            .db()
+            .pool()
+            .acquire()
+            .await
+            .context("failed to get a connection")?;
+        let row = sqlx::query(
+            "SELECT order_id, status, expires_at FROM reservations WHERE order_id = $1",
+        )
+        .bind(order_id.to_string())
+        .fetch_optional(&mut *conn)
+        .await
+        .context("failed to read a reservation")?;
+        let Some(row) = row else { return Ok(None) };
+        let lines = fetch_lines(&mut conn, order_id).await?;
+        Ok(Some(reservation_from(&row, lines)?))
+    }
+
+    /// Expires up to `batch` active reservations whose `expires_at` is at or before `now`,
+    /// giving their stock back; returns how many it expired. Each reservation is its own
+    /// transaction, conditional on still being active, so a concurrent commit or release wins
+    /// or loses cleanly and running this twice is harmless.
+    pub async fn expire_reservations(
+        &self,
+        now: DateTime<Utc>,
+        batch: i64,
+    ) -> Result<usize, CatalogError> {
+        let due: Vec<String> = sqlx::query_scalar(
+            "SELECT order_id FROM reservations WHERE status = 'active' AND expires_at <= $1 \
+             ORDER BY expires_at, order_id LIMIT $2",
+        )
+        .bind(encode_time(now))
+        .bind(batch)
+        .fetch_all(self.db().pool())
+        .await
+        .context("failed to find expired reservations")?;
+        let mut expired = 0;
+        for order_id in due {
+            let order_id = decode_id(&order_id)?;
+            let mut tx = self.begin().await?;
+            let changed = sqlx::query(
+                "UPDATE reservations SET status = 'expired', updated_at = $1 \
+                 WHERE order_id = $2 AND status = 'active' AND expires_at <= $1",
+            )
+            .bind(encode_time(now))
+            .bind(order_id.to_string())
+            .execute(&mut *tx)
+            .await
+            .context("failed to expire a reservation")?
+            .rows_affected()
+                == 1;
+            if changed {
+                give_back(&mut tx, order_id, now).await?;
+                expired += 1;
+            }
+            tx.commit().await.context("failed to commit an expiry")?;
+        }
+        count("expired", expired as u64);
+        Ok(expired)
+    }
+
+    /// A product's stock (zero without a stock row); `NotFound` for an unknown product.
+    pub async fn stock_level(&self, product_id: Uuid) -> Result<StockLevel, CatalogError> {
+        let mut conn = self
+            .db()
+            .pool()
+            .acquire()
+            .await
+            .context("failed to get a connection")?;
+        read_level(&mut conn, product_id)
+            .await?
+            .ok_or(CatalogError::NotFound("product"))
+    }
+
+    /// Sets a product's on-hand quantity (already validated), refusing to go below reserved.
+    pub async fn set_on_hand(
+        &self,
+        product_id: Uuid,
+        on_hand: i64,
+        now: DateTime<Utc>,
+    ) -> Result<StockLevel, CatalogError> {
+        let mut tx = self.begin().await?;
+        let current = read_level(&mut tx, product_id)
+            .await?
+            .ok_or(CatalogError::NotFound("product"))?;
+        let changed = sqlx::query(
+            "INSERT INTO stock (product_id, on_hand, reserved, updated_at) VALUES ($1, $2, 0, $3) \
+             ON CONFLICT (product_id) DO UPDATE SET on_hand = excluded.on_hand, \
+             updated_at = excluded.updated_at WHERE stock.reserved <= excluded.on_hand",
+        )
+        .bind(product_id.to_string())
+        .bind(on_hand)
+        .bind(encode_time(now))
+        .execute(&mut *tx)
+        .await
+        .context("failed to set stock")?
+        .rows_affected()
+            == 1;
+        let level = read_level(&mut tx, product_id).await?.unwrap_or(current);
+        tx.commit().await.context("failed to commit stock")?;
+        if !changed {
+            return Err(CatalogError::StockBelowReserved {
+                on_hand,
+                reserved: level.reserved,
+            });
+        }
+        Ok(level)
+    }
+
+    /// Adds `delta` (already validated, may be negative) to a product's on-hand quantity,
+    /// refusing to go below reserved or above the stock maximum.
+    pub async fn adjust_on_hand(
+        &self,
+        product_id: Uuid,
+        delta: i64,
+        now: DateTime<Utc>,
+    ) -> Result<StockLevel, CatalogError> {
+        let mut tx = self.begin().await?;
+        let current = read_level(&mut tx, product_id)
+            .await?
+            .ok_or(CatalogError::NotFound("product"))?;
+        // The row is re-checked by the UPDATE itself: a concurrent reserve may have moved it.
+        let changed = if current.updated_at.is_some() {
+            sqlx::query(
+                "UPDATE stock SET on_hand = on_hand + $1, updated_at = $2 WHERE product_id = $3 \
+                 AND on_hand + $1 >= reserved AND on_hand + $1 <= $4",
+            )
+            .bind(delta)
+            .bind(encode_time(now))
+            .bind(product_id.to_string())
+            .bind(STOCK_MAX)
+            .execute(&mut *tx)
+            .await
+            .context("failed to adjust stock")?
+            .rows_affected()
+                == 1
+        } else if delta > 0 {
+            // An upsert: another admin call may have created the row since we looked.
+            sqlx::query(
+                "INSERT INTO stock (product_id, on_hand, reserved, updated_at) \
+                 VALUES ($1, $2, 0, $3) ON CONFLICT (product_id) DO UPDATE \
+                 SET on_hand = stock.on_hand + excluded.on_hand, updated_at = excluded.updated_at \
+                 WHERE stock.on_hand + excluded.on_hand <= $4",
+            )
+            .bind(product_id.to_string())
+            .bind(delta)
+            .bind(encode_time(now))
+            .bind(STOCK_MAX)
+            .execute(&mut *tx)
+            .await
+            .context("failed to insert stock")?
+            .rows_affected()
+                == 1
+        } else {
+            false
+        };
+        let level = read_level(&mut tx, product_id).await?.unwrap_or(current);
+        tx.commit().await.context("failed to commit stock")?;
+        if changed {
+            return Ok(level);
+        }
+        let target = level.on_hand + delta;
+        if target > STOCK_MAX {
+            return Err(CatalogError::invalid(
+                "delta",
+                format!("on hand would exceed {STOCK_MAX}"),
+            ));
+        }
+        Err(CatalogError::StockBelowReserved {
+            on_hand: target,
+            reserved: level.reserved,
+        })
+    }
+
+    async fn begin(&self) -> Result<Tx, CatalogError> {
+        Ok(self
+            .db()
+            .begin_write()
+            .await
+            .context("failed to begin a transaction")?)
+    }
+}
+
+/// The answer to a reserve for an order id already seen.
+async fn replay(tx: &mut Tx, request: &ReservationRequest) -> Result<Reserved, CatalogError> {
+    let row = sqlx::query("SELECT status, outcome FROM reservations WHERE order_id = $1")
+        .bind(request.order_id.to_string())
+        .fetch_one(&mut **tx)
+        .await
+        .context("failed to read a reservation for replay")?;
+    let status: String = column(&row, "status")?;
+    let outcome: Option<String> = column(&row, "outcome")?;
+    let Some(outcome) = outcome else {
+        // A tombstone: the order was released before this reserve arrived.
+        return Err(CatalogError::ReservationNotActive {
+            status: ReservationStatus::parse(&status)
+                .map(ReservationStatus::as_str)
+                .unwrap_or("released"),
+        });
+    };
+    let stored = lines_of(tx, request.order_id).await?;
+    if !request.same_lines(&stored) {
+        return Err(CatalogError::ReservationMismatch);
+    }
+    let outcome =
+        serde_json::from_str(&outcome).context("failed to decode a stored reserve outcome")?;
+    Ok(Reserved {
+        outcome,
+        replayed: true,
+    })
+}
+
+/// Existence and `active` flag of each requested product.
+async fn product_states(
+    tx: &mut Tx,
+    request: &ReservationRequest,
+) -> Result<Vec<(Uuid, bool)>, CatalogError> {
+    let placeholders: Vec<String> = (1..=request.lines.len()).map(|n| format!("${n}")).collect();
+    let sql = format!(
+        "SELECT id, CASE WHEN active THEN 1 ELSE 0 END AS active FROM products WHERE id IN ({})",
+        placeholders.join(", ")
+    );
+    let mut query = sqlx::query(&sql);
+    for line in &request.lines {
+        query = query.bind(line.product_id.to_string());
+    }
+    let rows = query
+        .fetch_all(&mut **tx)
+        .await
+        .context("failed to read the reserved products")?;
+    rows.iter()
+        .map(|row| {
+            let id: String = column(row, "id")?;
+            // Booleans do not decode through Any on SQLite: read them as 0/1.
+            Ok((decode_id(&id)?, column::<i64>(row, "active")? == 1))
+        })
+        .collect()
+}
+
+async fn available_in(tx: &mut Tx, product_id: Uuid) -> Result<i64, CatalogError> {
+    let available: Option<i64> =
+        sqlx::query_scalar("SELECT on_hand - reserved FROM stock WHERE product_id = $1")
+            .bind(product_id.to_string())
+            .fetch_optional(&mut **tx)
+            .await
+            .context("failed to read available stock")?;
+    Ok(available.unwrap_or(0))
+}
+
+async fn insert_lines(
+    tx: &mut Tx,
+    order_id: &str,
+    lines: &[ReservationLine],
+) -> Result<(), CatalogError> {
+    for line in lines {
+        sqlx::query(
+            "INSERT INTO reservation_lines (order_id, product_id, quantity) VALUES ($1, $2, $3)",
+        )
+        .bind(order_id.to_owned())
+        .bind(line.product_id.to_string())
+        .bind(line.quantity)
+        .execute(&mut **tx)
+        .await
+        .context("failed to insert a reservation line")?;
+    }
+    Ok(())
+}
+
+/// Moves an active reservation to `to`; false when it is not active (or unknown).
+async fn transition(
+    tx: &mut Tx,
+    order_id: Uuid,
+    to: ReservationStatus,
+    now: DateTime<Utc>,
+) -> Result<bool, CatalogError> {
+    let changed = sqlx::query(
+        "UPDATE reservations SET status = $1, updated_at = $2 \
+         WHERE order_id = $3 AND status = 'active'",
+    )
+    .bind(to.as_str())
+    .bind(encode_time(now))
+    .bind(order_id.to_string())
+    .execute(&mut **tx)
+    .await
+    .context("failed to change a reservation's status")?
+    .rows_affected();
+    Ok(changed == 1)
+}
+
+/// Returns a no-longer-active reservation's held quantities to the shelf.
+async fn give_back(tx: &mut Tx, order_id: Uuid, now: DateTime<Utc>) -> Result<(), CatalogError> {
+    for line in lines_of(tx, order_id).await? {
+        let updated = sqlx::query(
+            "UPDATE stock SET reserved = reserved - $1, updated_at = $2 \
+             WHERE product_id = $3 AND reserved >= $1",
+        )
+        .bind(line.quantity)
+        .bind(encode_time(now))
+        .bind(line.product_id.to_string())
+        .execute(&mut **tx)
+        .await
+        .context("failed to release stock")?
+        .rows_affected();
+        if updated != 1 {
+            return Err(anyhow::anyhow!(
+                "stock of product {} holds less than reservation {order_id}",
+                line.product_id
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+async fn lines_of(tx: &mut Tx, order_id: Uuid) -> Result<Vec<ReservationLine>, CatalogError> {
+    fetch_lines(tx, order_id).await
+}
+
+/// A reservation's lines in product id order (the stock locking order).
+async fn fetch_lines(
+    conn: &mut sqlx::AnyConnection,
+    order_id: Uuid,
+) -> Result<Vec<ReservationLine>, CatalogError> {
+    let rows = sqlx::query(
+        "SELECT product_id, quantity FROM reservation_lines WHERE order_id = $1 \
+         ORDER BY product_id",
+    )
+    .bind(order_id.to_string())
+    .fetch_all(&mut *conn)
+    .await
+    .context("failed to read reservation lines")?;
+    rows.iter()
+        .map(|row| {
+            let product_id: String = column(row, "product_id")?;
+            Ok(ReservationLine {
+                product_id: decode_id(&product_id)?,
+                quantity: column(row, "quantity")?,
+            })
+        })
+        .collect()
+}
+
+async fn load(tx: &mut Tx, order_id: Uuid) -> Result<Option<Reservation>, CatalogError> {
+    let row =
+        sqlx::query("SELECT order_id, status, expires_at FROM reservations WHERE order_id = $1")
+            .bind(order_id.to_string())
+            .fetch_optional(&mut **tx)
+            .await
+            .context("failed to read a reservation")?;
+    let Some(row) = row else { return Ok(None) };
+    let lines = lines_of(tx, order_id).await?;
+    Ok(Some(reservation_from(&row, lines)?))
+}
+
+fn reservation_from(
+    row: &sqlx::any::AnyRow,
+    lines: Vec<ReservationLine>,
+) -> anyhow::Result<Reservation> {
+    let order_id: String = column(row, "order_id")?;
+    let status: String = column(row, "status")?;
+    let expires_at: String = column(row, "expires_at")?;
+    Ok(Reservation {
+        order_id: decode_id(&order_id)?,
+        status: ReservationStatus::parse(&status)
+            .with_context(|| format!("unknown reservation status {status:?}"))?,
+        expires_at: decode_time(&expires_at)?,
+        lines,
+    })
+}
+
+/// A product's stock, or None when the product does not exist.
+async fn read_level(
+    conn: &mut sqlx::AnyConnection,
+    product_id: Uuid,
+) -> Result<Option<StockLevel>, CatalogError> {
+    let row = sqlx::query(
+        "SELECT s.on_hand, s.reserved, s.updated_at FROM products p \
+         LEFT JOIN stock s ON s.product_id = p.id WHERE p.id = $1",
+    )
+    .bind(product_id.to_string())
+    .fetch_optional(&mut *conn)
+    .await
+    .context("failed to read stock")?;
+    let Some(row) = row else { return Ok(None) };
+    let updated_at: Option<String> = column(&row, "updated_at")?;
+    Ok(Some(StockLevel {
+        product_id,
+        on_hand: column::<Option<i64>>(&row, "on_hand")?.unwrap_or(0),
+        reserved: column::<Option<i64>>(&row, "reserved")?.unwrap_or(0),
+        updated_at: updated_at.as_deref().map(decode_time).transpose()?,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The inventory repository suite, on SQLite and PostgreSQL. `now` is passed explicitly,
+    //! so expiry is tested without sleeping.
+
+    use std::collections::BTreeMap;
+
+    use platform::db::Db;
+
+    use super::*;
+    use crate::domain::category::{NewCategory, Slug};
+    use crate::domain::inventory::{LineDraft, ReserveDraft};
+    use crate::domain::product::{Currency, Money, NewProduct, Sku};
+
+    struct Ctx {
+        store: Store,
+        category: Uuid,
+    }
+
+    async fn setup(db: Db) -> Ctx {
+        let store = Store::new(db);
+        store.migrate().await.unwrap();
+        let category = store
+            .create_category(&NewCategory {
+                name: "Things".to_owned(),
+                slug: Slug::parse("things").unwrap(),
+                description: String::new(),
+                parent_id: None,
+            })
+            .await
+            .unwrap()
+            .id;
+        Ctx { store, category }
+    }
+
+    /// A product with `stock` on hand (no stock row when None).
+    async fn product(ctx: &Ctx, stock: Option<i64>) -> Uuid {
+        let sku = format!("SKU-{}", Uuid::new_v4().simple());
+        ctx.store
+            .create_product(&NewProduct {
+                sku: Sku::parse(&sku).unwrap(),
+                name: sku.clone(),
+                description: String::new(),
+                price: Money {
+                    amount: 100,
+                    currency: Currency::parse("EUR").unwrap(),
+                },
+                category_id: ctx.category,
+                image_url: None,
+                attributes: BTreeMap::new(),
+                active: true,
+                initial_stock: stock,
+            })
+            .await
+            .unwrap()
+            .id
+    }
+
+    fn request(order_id: Uuid, lines: &[(Uuid, i64)], ttl_secs: u64) -> ReservationRequest {
+        ReservationRequest::parse(
+            ReserveDraft {
+                order_id,
+                lines: lines
+                    .iter()
+                    .map(|&(product_id, quantity)| LineDraft {
+                        product_id,
+                        quantity,
+                    })
+                    .collect(),
+                ttl_secs: Some(ttl_secs),
+            },
+            900,
+        )
+        .unwrap()
+    }
+
+    async fn level(ctx: &Ctx, product_id: Uuid) -> (i64, i64) {
+        let level = ctx.store.stock_level(product_id).await.unwrap();
+        (level.on_hand, level.reserved)
+    }
+
+    /// Stock never negative, reserved within on_hand, and reserved equal to the sum of the
+    /// product's active reservation lines.
+    async fn assert_invariants(ctx: &Ctx) {
+        let rows = sqlx::query(
+            "SELECT s.product_id, s.on_hand, s.reserved, \
+             CAST((SELECT COALESCE(SUM(l.quantity), 0) FROM reservation_lines l \
+              JOIN reservations r ON r.order_id = l.order_id \
+              WHERE l.product_id = s.product_id AND r.status = 'active') AS BIGINT) AS held \
+             FROM stock s",
+        )
+        .fetch_all(ctx.store.db().pool())
+        .await
+        .unwrap();
+        for row in rows {
+            let product: String = column(&row, "product_id").unwrap();
+            let on_hand: i64 = column(&row, "on_hand").unwrap();
+            let reserved: i64 = column(&row, "reserved").unwrap();
+            let held: i64 = column(&row, "held").unwrap();
+            assert!(on_hand >= 0, "{product}: on_hand {on_hand}");
+            assert!(
+                (0..=on_hand).contains(&reserved),
+                "{product}: reserved {reserved} of {on_hand}"
+            );
+            assert_eq!(reserved, held, "{product}: reserved vs active lines");
+        }
+    }
+
+    fn reserved(outcome: ReserveOutcome) -> Reservation {
+        match outcome {
+            ReserveOutcome::Reserved(reservation) => reservation,
+            other => panic!("expected a reservation, got {other:?}"),
+        }
+    }
+
+    async fn reserve_then_commit(ctx: Ctx) {
+        let (a, b) = (product(&ctx, Some(5)).await, product(&ctx, Some(3)).await);
+        let order = platform::new_id();
+        let now = platform::now();
+        let made = ctx
+            .store
+            .reserve(&request(order, &[(a, 2), (b, 1), (a, 1)], 60), now)
+            .await
+            .unwrap();
+        assert!(!made.replayed);
+        let reservation = reserved(made.outcome);
+        assert_eq!(reservation.status, ReservationStatus::Active);
+        assert_eq!(reservation.expires_at, now + chrono::Duration::seconds(60));
+        assert_eq!(level(&ctx, a).await, (5, 3));
+        assert_eq!(level(&ctx, b).await, (3, 1));
+        assert_invariants(&ctx).await;
+
+        let committed = ctx.store.commit_reservation(order, now).await.unwrap();
+        assert_eq!(committed.status, ReservationStatus::Committed);
+        assert_eq!(committed.lines.len(), 2);
+        assert_eq!(level(&ctx, a).await, (2, 0));
+        assert_eq!(level(&ctx, b).await, (2, 0));
+        // A repeat answers the same and changes nothing.
+        let again = ctx.store.commit_reservation(order, now).await.unwrap();
+        assert_eq!(again, committed);
+        assert_eq!(level(&ctx, a).await, (2, 0));
+        // Committed stock cannot be released.
+        assert!(matches!(
+            ctx.store.release_reservation(order, now).await,
+            Err(CatalogError::ReservationNotActive {
+                status: "committed"
+            })
+        ));
+        assert_eq!(
+            ctx.store.get_reservation(order).await.unwrap(),
+            Some(committed)
+        );
+        assert!(matches!(
+            ctx.store.commit_reservation(platform::new_id(), now).await,
+            Err(CatalogError::NotFound("reservation"))
+        ));
+        assert_invariants(&ctx).await;
+    }
+
+    async fn reserve_then_release(ctx: Ctx) {
+        let a = product(&ctx, Some(4)).await;
+        let order = platform::new_id();
+        let now = platform::now();
+        ctx.store
+            .reserve(&request(order, &[(a, 4)], 60), now)
+            .await
+            .unwrap();
+        assert_eq!(level(&ctx, a).await, (4, 4));
+        let released = ctx.store.release_reservation(order, now).await.unwrap();
+        assert_eq!(released.status, ReservationStatus::Released);
+        assert_eq!(level(&ctx, a).await, (4, 0));
+        assert_eq!(
+            ctx.store.release_reservation(order, now).await.unwrap(),
+            released
+        );
+        assert_eq!(level(&ctx, a).await, (4, 0));
+        assert!(matches!(
+            ctx.store.commit_reservation(order, now).await,
+            Err(CatalogError::ReservationNotActive { status: "released" })
+        ));
+        // The released order id stays spent: a repeat reserve replays the first answer.
+        let replay = ctx
+            .store
+            .reserve(&request(order, &[(a, 4)], 60), now)
+            .await
+            .unwrap();
+        assert!(replay.replayed);
+        assert_eq!(level(&ctx, a).await, (4, 0));
+        assert_invariants(&ctx).await;
+    }
+
+    async fn one_short_line_reserves_nothing(ctx: Ctx) {
+        let (a, b) = (product(&ctx, Some(5)).await, product(&ctx, Some(1)).await);
+        let (no_row, inactive) = (product(&ctx, None).await, product(&ctx, Some(9)).await);
+        ctx.store.deactivate_product(inactive).await.unwrap();
+        let order = platform::new_id();
+        let now = platform::now();
+        let first = ctx
+            .store
+            .reserve(
+                &request(order, &[(a, 2), (b, 2), (no_row, 1), (inactive, 1)], 60),
+                now,
+            )
+            .await
+            .unwrap();
+        let ReserveOutcome::Rejected { shortages, .. } = &first.outcome else {
+            panic!("expected a rejection, got {:?}", first.outcome);
+        };
+        let mut expected = vec![
+            Shortage {
+                product_id: b,
+                requested: 2,
+                available: 1,
+            },
+            Shortage {
+                product_id: no_row,
+                requested: 1,
+                available: 0,
+            },
+            Shortage {
+                product_id: inactive,
+                requested: 1,
+                available: 0,
+            },
+        ];
+        expected.sort_by_key(|s| s.product_id);
+        assert_eq!(shortages, &expected);
+        assert_eq!(level(&ctx, a).await, (5, 0));
+        assert_eq!(level(&ctx, b).await, (1, 0));
+        assert_eq!(
+            ctx.store
+                .get_reservation(order)
+                .await
+                .unwrap()
+                .unwrap()
+                .status,
+            ReservationStatus::Rejected
+        );
+        // Even once stock arrives, the order's answer stays the first one.
+        ctx.store.set_on_hand(b, 10, now).await.unwrap();
+        let replay = ctx
+            .store
+            .reserve(
+                &request(order, &[(a, 2), (b, 2), (no_row, 1), (inactive, 1)], 60),
+                now,
+            )
+            .await
+            .unwrap();
+        assert!(replay.replayed);
+        assert_eq!(replay.outcome, first.outcome);
+        assert_eq!(level(&ctx, a).await, (5, 0));
+        // Nothing to give back, and saying so is fine.
+        assert_eq!(
+            ctx.store
+                .release_reservation(order, now)
+                .await
+                .unwrap()
+                .status,
+            ReservationStatus::Rejected
+        );
+        assert_invariants(&ctx).await;
+    }
+
+    async fn replays_and_refuses_mismatches(ctx: Ctx) {
+        let (a, b) = (product(&ctx, Some(5)).await, product(&ctx, Some(5)).await);
+        let order = platform::new_id();
+        let now = platform::now();
+        let first = ctx
+            .store
+            .reserve(&request(order, &[(a, 2)], 60), now)
+            .await
+            .unwrap();
+        // Later, with another TTL: still the first answer (same expiry), stock held once.
+        let later = now + chrono::Duration::seconds(5);
+        let replay = ctx
+            .store
+            .reserve(&request(order, &[(a, 1), (a, 1)], 600), later)
+            .await
+            .unwrap();
+        assert!(replay.replayed);
+        assert_eq!(replay.outcome, first.outcome);
+        assert_eq!(level(&ctx, a).await, (5, 2));
+        for other in [vec![(a, 3)], vec![(a, 2), (b, 1)], vec![(b, 2)]] {
+            assert!(matches!(
+                ctx.store.reserve(&request(order, &other, 60), now).await,
+                Err(CatalogError::ReservationMismatch)
+            ));
+        }
+        assert_eq!(level(&ctx, a).await, (5, 2));
+        assert_eq!(level(&ctx, b).await, (5, 0));
+
+        // Unknown products are a client error that leaves no trace.
+        let unknown_order = platform::new_id();
+        let error = ctx
+            .store
+            .reserve(
+                &request(unknown_order, &[(a, 1), (Uuid::new_v4(), 1)], 60),
+                now,
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(error, CatalogError::Validation(v) if v.len() == 1));
+        assert_eq!(
+            ctx.store.get_reservation(unknown_order).await.unwrap(),
+            None
+        );
+        assert_eq!(level(&ctx, a).await, (5, 2));
+        assert_invariants(&ctx).await;
+    }
+
+    async fn release_before_reserve_leaves_a_tombstone(ctx: Ctx) {
+        let a = product(&ctx, Some(5)).await;
+        let order = platform::new_id();
+        let now = platform::now();
+        let tombstone = ctx.store.release_reservation(order, now).await.unwrap();
+        assert_eq!(tombstone.status, ReservationStatus::Released);
+        assert!(tombstone.lines.is_empty());
+        assert_eq!(
+            ctx.store.release_reservation(order, now).await.unwrap(),
+            tombstone
+        );
+        assert!(matches!(
+            ctx.store.reserve(&request(order, &[(a, 1)], 60), now).await,
+            Err(CatalogError::ReservationNotActive { status: "released" })
+        ));
+        assert_eq!(level(&ctx, a).await, (5, 0));
+        assert!(matches!(
+            ctx.store.commit_reservation(order, now).await,
+            Err(CatalogError::ReservationNotActive { .. })
+        ));
+    }
+
+    async fn racing_orders_never_oversell(ctx: Ctx) {
+        let single = product(&ctx, Some(5)).await;
+        let pair = product(&ctx, Some(7)).await;
+        let now = platform::now();
+        let mut tasks = Vec::new();
+        for n in 0..20 {
+            let store = ctx.store.clone();
+            // Half the orders want one of `single`; the other half two of `pair` plus one of
+            // `single`, locking both rows.
+            let lines = if n % 2 == 0 {
+                vec![(single, 1)]
+            } else {
+                vec![(pair, 2), (single, 1)]
+            };
+            let request = request(platform::new_id(), &lines, 60);
+            tasks.push(tokio::spawn(async move {
+                store.reserve(&request, now).await.unwrap().outcome
+            }));
+        }
+        let mut held = 0;
+        for task in tasks {
+            if let ReserveOutcome::Reserved(_) = task.await.unwrap() {
+                held += 1;
+            }
+        }
+        // `single` has 5 units and every order takes one: exactly 5 succeed.
+        assert_eq!(held, 5);
+        let (on_hand, reserved) = level(&ctx, single).await;
+        assert_eq!((on_hand, reserved), (5, 5));
+        let (_, pair_reserved) = level(&ctx, pair).await;
+        assert!(pair_reserved <= 6 && pair_reserved % 2 == 0);
+        assert_invariants(&ctx).await;
+    }
+
+    async fn racing_duplicates_reserve_once(ctx: Ctx) {
+        let a = product(&ctx, Some(10)).await;
+        let order = platform::new_id();
+        let now = platform::now();
+        let mut tasks = Vec::new();
+        for _ in 0..10 {
+            let store = ctx.store.clone();
+            let request = request(order, &[(a, 3)], 60);
+            tasks.push(tokio::spawn(async move {
+                store.reserve(&request, now).await.unwrap()
+            }));
+        }
+        let mut answers = Vec::new();
+        for task in tasks {
+            answers.push(task.await.unwrap());
+        }
+        assert_eq!(answers.iter().filter(|a| !a.replayed).count(), 1);
+        assert!(answers.iter().all(|a| a.outcome == answers[0].outcome));
+        assert_eq!(level(&ctx, a).await, (10, 3));
+        assert_invariants(&ctx).await;
+    }
+
+    async fn sweeper_expires_due_reservations_in_batches(ctx: Ctx) {
+        let a = product(&ctx, Some(10)).await;
+        let now = platform::now();
+        let mut orders = Vec::new();
+        for ttl in [10, 20, 30, 40, 50] {
+            let order = platform::new_id();
+            ctx.store
+                .reserve(&request(order, &[(a, 1)], ttl), now)
+                .await
+                .unwrap();
+            orders.push(order);
+        }
+        let at = |secs| now + chrono::Duration::seconds(secs);
+        assert_eq!(ctx.store.expire_reservations(at(9), 2).await.unwrap(), 0);
+        // Expiry is inclusive: due at exactly expires_at.
+        assert_eq!(ctx.store.expire_reservations(at(10), 2).await.unwrap(), 1);
+        assert_eq!(level(&ctx, a).await, (10, 4));
+        // One committed before the sweeper comes by is not expired.
+        ctx.store
+            .commit_reservation(orders[1], at(25))
+            .await
+            .unwrap();
+        assert_eq!(ctx.store.expire_reservations(at(100), 2).await.unwrap(), 2);
+        assert_eq!(ctx.store.expire_reservations(at(100), 2).await.unwrap(), 1);
+        assert_eq!(ctx.store.expire_reservations(at(100), 2).await.unwrap(), 0);
+        assert_eq!(level(&ctx, a).await, (9, 0));
+        let expired = ctx.store.get_reservation(orders[0]).await.unwrap().unwrap();
+        assert_eq!(expired.status, ReservationStatus::Expired);
+        assert!(matches!(
+            ctx.store.commit_reservation(orders[0], at(100)).await,
+            Err(CatalogError::ReservationNotActive { status: "expired" })
+        ));
+        assert_eq!(
+            ctx.store
+                .release_reservation(orders[0], at(100))
+                .await
+                .unwrap()
+                .status,
+            ReservationStatus::Expired
+        );
+        assert_eq!(crate::sweeper::sweep(&ctx.store, at(100)).await.unwrap(), 0);
+        assert_invariants(&ctx).await;
+    }
+
+    async fn sweeper_and_commits_race_cleanly(ctx: Ctx) {
+        let a = product(&ctx, Some(100)).await;
+        let now = platform::now();
+        let mut orders = Vec::new();
+        for _ in 0..30 {
+            let order = platform::new_id();
+            ctx.store
+                .reserve(&request(order, &[(a, 2)], 1), now)
+                .await
+                .unwrap();
+            orders.push(order);
+        }
+        let later = now + chrono::Duration::seconds(2);
+        let sweeper = {
+            let store = ctx.store.clone();
+            tokio::spawn(async move { crate::sweeper::sweep(&store, later).await.unwrap() })
+        };
+        let mut commits = Vec::new();
+        for order in orders.clone() {
+            let store = ctx.store.clone();
+            commits.push(tokio::spawn(async move {
+                store.commit_reservation(order, later).await
+            }));
+        }
+        let mut committed = 0;
+        for commit in commits {
+            match commit.await.unwrap() {
+                Ok(_) => committed += 1,
+                Err(CatalogError::ReservationNotActive { status: "expired" }) => {}
+                Err(other) => panic!("unexpected {other:?}"),
+            }
+        }
+        let expired = sweeper.await.unwrap();
+        assert_eq!(committed + expired, 30);
+        assert_eq!(level(&ctx, a).await, (100 - 2 * committed as i64, 0));
+        assert_invariants(&ctx).await;
+    }
+
+    async fn stock_admin_never_goes_below_reserved(ctx: Ctx) {
+        let a = product(&ctx, Some(5)).await;
+        let now = platform::now();
+        ctx.store
+            .reserve(&request(platform::new_id(), &[(a, 3)], 60), now)
+            .await
+            .unwrap();
+        assert!(matches!(
+            ctx.store.set_on_hand(a, 2, now).await,
+            Err(CatalogError::StockBelowReserved {
+                on_hand: 2,
+                reserved: 3
+            })
+        ));
+        assert_eq!(
+            ctx.store.set_on_hand(a, 3, now).await.unwrap().available(),
+            0
+        );
+        assert!(matches!(
+            ctx.store.adjust_on_hand(a, -1, now).await,
+            Err(CatalogError::StockBelowReserved {
+                on_hand: 2,
+                reserved: 3
+            })
+        ));
+        assert_eq!(
+            ctx.store.adjust_on_hand(a, 7, now).await.unwrap().on_hand,
+            10
+        );
+        assert!(matches!(
+            ctx.store.adjust_on_hand(a, STOCK_MAX, now).await,
+            Err(CatalogError::Validation(_))
+        ));
+        assert_eq!(level(&ctx, a).await, (10, 3));
+
+        // A product without a stock row reads as zero and can be stocked either way.
+        let (b, c) = (product(&ctx, None).await, product(&ctx, None).await);
+        let empty = ctx.store.stock_level(b).await.unwrap();
+        assert_eq!(
+            (empty.on_hand, empty.reserved, empty.updated_at),
+            (0, 0, None)
+        );
+        assert!(matches!(
+            ctx.store.adjust_on_hand(b, -1, now).await,
+            Err(CatalogError::StockBelowReserved { .. })
+        ));
+        assert_eq!(
+            ctx.store.adjust_on_hand(b, 4, now).await.unwrap().on_hand,
+            4
+        );
+        let set = ctx.store.set_on_hand(c, 6, now).await.unwrap();
+        assert_eq!((set.on_hand, set.updated_at), (6, Some(now)));
+
+        let unknown = Uuid::new_v4();
+        for result in [
+            ctx.store.stock_level(unknown).await,
+            ctx.store.set_on_hand(unknown, 1, now).await,
+            ctx.store.adjust_on_hand(unknown, 1, now).await,
+        ] {
+            assert!(matches!(result, Err(CatalogError::NotFound("product"))));
+        }
+        assert_invariants(&ctx).await;
+    }
+
+    platform::db_suite!(
+        super::setup;
+        reserve_then_commit,
+        reserve_then_release,
+        one_short_line_reserves_nothing,
+        replays_and_refuses_mismatches,
+        release_before_reserve_leaves_a_tombstone,
+        racing_orders_never_oversell,
+        racing_duplicates_reserve_once,
+        sweeper_expires_due_reservations_in_batches,
+        sweeper_and_commits_race_cleanly,
+        stock_admin_never_goes_below_reserved,
+    );
+}

@@ -1,0 +1,433 @@
+//! Product queries: create (with initial stock), read, optimistic replace, deactivate, and the
+//! keyset-paginated, filtered, full-text-searched listing.
+
+use anyhow::Context as _;
+use platform::db::{decode_id, decode_time, encode_time, Engine};
+use uuid::Uuid;
+
+use super::{column, on_constraint, Arg, Sql, Store};
+use crate::domain::listing::{fts5_query, websearch_query, Cursor, ProductQuery, Sort, SortKey};
+use crate::domain::product::{NewProduct, Product};
+use crate::error::CatalogError;
+
+/// The product columns plus the stock available to sell (no stock row: nothing available).
+/// `active` is read as an integer: the Any driver cannot decode SQLite's BOOLEAN.
+const COLUMNS: &str = "p.id, p.sku, p.name, p.description, p.price_amount, p.price_currency, \
+    p.category_id, p.image_url, p.attributes, \
+    CAST(CASE WHEN p.active THEN 1 ELSE 0 END AS BIGINT) AS active, p.created_at, p.updated_at, p.version, \
+    COALESCE((SELECT s.on_hand - s.reserved FROM stock s WHERE s.product_id = p.id), 0) \
+    AS available";
+
+/// Rows per multi-row INSERT in a bulk load: 12 parameters each stays far below both engines'
+/// limits on bound parameters.
+const BULK_BATCH: usize = 500;
+
+/// One page of a listing and where the next one starts.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub items: Vec<Product>,
+    pub next: Option<Cursor>,
+}
+
+fn decode(row: &sqlx::any::AnyRow) -> anyhow::Result<Product> {
+    let attributes: String = column(row, "attributes")?;
+    Ok(Product {
+        id: decode_id(&column::<String>(row, "id")?)?,
+        sku: column(row, "sku")?,
+        name: column(row, "name")?,
+        description: column(row, "description")?,
+        price_amount: column(row, "price_amount")?,
+        price_currency: column(row, "price_currency")?,
+        category_id: decode_id(&column::<String>(row, "category_id")?)?,
+        image_url: column(row, "image_url")?,
+        attributes: serde_json::from_str(&attributes).context("stored attributes are not JSON")?,
+        active: column::<i64>(row, "active")? != 0,
+        available: column(row, "available")?,
+        created_at: decode_time(&column::<String>(row, "created_at")?)?,
+        updated_at: decode_time(&column::<String>(row, "updated_at")?)?,
+        version: column(row, "version")?,
+    })
+}
+
+fn unknown_category() -> CatalogError {
+    CatalogError::invalid("category_id", "no such category")
+}
+
+fn attributes_json(new: &NewProduct) -> String {
+    // A map of strings always serialises.
+    serde_json::to_string(&new.attributes).unwrap_or_else(|_| "{}".to_owned())
+}
+
+impl Store {
+    /// Creates a product and, when asked, its stock row, in one transaction.
+    pub async fn create_product(&self, new: &NewProduct) -> Result<Product, CatalogError> {
+        let now = platform::now();
+        let id = platform::new_id();
+        let mut tx = self
+            .db()
+            .begin_write()
+            .await
+            .context("failed to begin a transaction")?;
+        sqlx::query(
+            "INSERT INTO products (id, sku, name, description, price_amount, price_currency, \
+             category_id, image_url, attributes, active, created_at, updated_at, version) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, 1)",
+        )
+        .bind(id.to_string())
+        .bind(new.sku.as_str().to_owned())
+        .bind(new.name.clone())
+        .bind(new.description.clone())
+        .bind(new.price.amount)
+        .bind(new.price.currency.as_str().to_owned())
+        .bind(new.category_id.to_string())
+        .bind(new.image_url.as_ref().map(|u| u.as_str().to_owned()))
+        .bind(attributes_json(new))
+        .bind(new.active)
+        .bind(encode_time(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            on_constraint(
+                e,
+                "failed to insert a product",
+                || CatalogError::SkuTaken,
+                unknown_category,
+            )
+        })?;
+        if let Some(quantity) = new.initial_stock {
+            sqlx::query(
+                "INSERT INTO stock (product_id, on_hand, reserved, updated_at) \
+                 VALUES ($1, $2, 0, $3)",
+            )
+            .bind(id.to_string())
+            .bind(quantity)
+            .bind(encode_time(now))
+            .execute(&mut *tx)
+            .await
+            .context("failed to insert initial stock")?;
+        }
+        tx.commit().await.context("failed to commit a product")?;
+        Ok(Product {
+            id,
+            sku: new.sku.as_str().to_owned(),
+            name: new.name.clone(),
+            description: new.description.clone(),
+            price_amount: new.price.amount,
+            price_currency: new.price.currency.as_str().to_owned(),
+            category_id: new.category_id,
+            image_url: new.image_url.as_ref().map(|u| u.as_str().to_owned()),
+            attributes: new.attributes.clone(),
+            active: new.active,
+            available: new.initial_stock.unwrap_or(0),
+            created_at: now,
+            updated_at: now,
+            version: 1,
+        })
+    }
+
+    /// A product by id; inactive ones only when `include_inactive`.
+    pub async fn get_product(
+        &self,
+        id: Uuid,
+        include_inactive: bool,
+    ) -> Result<Option<Product>, CatalogError> {
+        let active = if include_inactive {
+            ""
+        } else {
+            " AND p.active = TRUE"
+        };
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM products p WHERE p.id = $1{active}"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(self.db().pool())
+        .await
+        .context("failed to read a product")?;
+        Ok(row.as_ref().map(decode).transpose()?)
+    }
+
+    /// Replaces a product's editable fields if it is still at `expected_version` (`None`:
+    /// whatever version it is at). The check and the write are one `UPDATE`, so two admins
+    /// replacing the same version cannot both win.
+    pub async fn replace_product(
+        &self,
+        id: Uuid,
+        expected_version: Option<i64>,
+        new: &NewProduct,
+    ) -> Result<Product, CatalogError> {
+        let mut sql = Sql::default();
+        sql.push("UPDATE products SET sku = ")
+            .arg(Arg::Text(new.sku.as_str().to_owned()))
+            .push(", name = ")
+            .arg(Arg::Text(new.name.clone()))
+            .push(", description = ")
+            .arg(Arg::Text(new.description.clone()))
+            .push(", price_amount = ")
+            .arg(Arg::Int(new.price.amount))
+            .push(", price_currency = ")
+            .arg(Arg::Text(new.price.currency.as_str().to_owned()))
+            .push(", category_id = ")
+            .arg(Arg::Text(new.category_id.to_string()))
+            .push(", image_url = ")
+            .arg(Arg::OptText(
+                new.image_url.as_ref().map(|u| u.as_str().to_owned()),
+            ))
+            .push(", attributes = ")
+            .arg(Arg::Text(attributes_json(new)))
+            .push(", active = ")
+            .arg(Arg::Bool(new.active))
+            .push(", updated_at = ")
+            .arg(Arg::Text(encode_time(platform::now())))
+            .push(", version = version + 1 WHERE id = ")
+            .arg(Arg::Text(id.to_string()));
+        if let Some(version) = expected_version {
+            sql.push(" AND version = ").arg(Arg::Int(version));
+        }
+        let result = sql.query().execute(self.db().pool()).await.map_err(|e| {
+            on_constraint(
+                e,
+                "failed to update a product",
+                || CatalogError::SkuTaken,
+                unknown_category,
+            )
+        })?;
+        if result.rows_affected() == 0 {
+            return Err(match self.get_product(id, true).await? {
+                Some(_) => CatalogError::PreconditionFailed,
+                None => CatalogError::NotFound("product"),
+            });
+        }
+        self.get_product(id, true)
+            .await?
+            .ok_or(CatalogError::NotFound("product"))
+    }
+
+    /// Hides a product from the public (orders keep referring to it). Idempotent.
+    pub async fn deactivate_product(&self, id: Uuid) -> Result<(), CatalogError> {
+        let result = sqlx::query(
+            "UPDATE products SET active = FALSE, updated_at = $1, version = version + 1 \
+             WHERE id = $2 AND active = TRUE",
+        )
+        .bind(encode_time(platform::now()))
+        .bind(id.to_string())
+        .execute(self.db().pool())
+        .await
+        .context("failed to deactivate a product")?;
+        if result.rows_affected() == 0 && self.get_product(id, true).await?.is_none() {
+            return Err(CatalogError::NotFound("product"));
+        }
+        Ok(())
+    }
+
+    /// How many products exist, active or not.
+    pub async fn count_products(&self) -> Result<i64, CatalogError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM products")
+            .fetch_one(self.db().pool())
+            .await
+            .context("failed to count products")?;
+        Ok(column(&row, "n")?)
+    }
+
+    /// One page of products matching `query`, in its sort order, after its cursor.
+    pub async fn list_products(&self, query: &ProductQuery) -> Result<Page, CatalogError> {
+        let mut sql = Sql::default();
+        if let Some(category) = &query.category {
+            let category = self
+                .find_category(category)
+                .await?
+                .ok_or_else(|| CatalogError::invalid("category", "no such category"))?;
+            // The category and all its descendants.
+            sql.push(
+                "WITH RECURSIVE tree(id) AS (SELECT CAST(",
+            )
+            .arg(Arg::Text(category.id.to_string()))
+            .push(
+                " AS TEXT) UNION SELECT c.id FROM categories c JOIN tree t ON c.parent_id = t.id) ",
+            );
+        }
+        sql.push(&format!("SELECT {COLUMNS} FROM products p WHERE 1 = 1"));
+        if !query.include_inactive {
+            sql.push(" AND p.active = TRUE");
+        }
+        if query.category.is_some() {
+            sql.push(" AND p.category_id IN (SELECT id FROM tree)");
+        }
+        if let Some(min) = query.min_price {
+            sql.push(" AND p.price_amount >= ").arg(Arg::Int(min));
+        }
+        if let Some(max) = query.max_price {
+            sql.push(" AND p.price_amount <= ").arg(Arg::Int(max));
+        }
+        match query.in_stock {
+            Some(true) => sql.push(
+                " AND EXISTS (SELECT 1 FROM stock s WHERE s.product_id = p.id \
+                 AND s.on_hand - s.reserved > 0)",
+            ),
+            Some(false) => sql.push(
+                " AND NOT EXISTS (SELECT 1 FROM stock s WHERE s.product_id = p.id \
+                 AND s.on_hand - s.reserved > 0)",
+            ),
+            None => &mut sql,
+        };
+        if let Some(terms) = &query.terms {
+            match self.db().engine() {
+                Engine::Sqlite => match fts5_query(terms) {
+                    Some(fts) => sql
+                        .push(
+                            " AND p.seq IN (SELECT rowid FROM products_fts \
+                             WHERE products_fts MATCH ",
+                        )
+                        .arg(Arg::Text(fts))
+                        .push(")"),
+                    None => sql.push(" AND 1 = 0"),
+                },
+                Engine::Postgres => match websearch_query(terms) {
+                    Some(text) => sql
+                        .push(" AND p.search @@ websearch_to_tsquery('simple', ")
+                        .arg(Arg::Text(text))
+                        .push(")"),
+                    None => sql.push(" AND 1 = 0"),
+                },
+            };
+        }
+        if let Some(after) = &query.after {
+            let id = Arg::Text(after.id.to_string());
+            match (&after.key, query.sort) {
+                (None, Sort::Newest) => sql.push(" AND p.id < ").arg(id),
+                (Some(SortKey::Price(price)), Sort::PriceAsc) => sql
+                    .push(" AND (p.price_amount, p.id) > (")
+                    .arg(Arg::Int(*price))
+                    .push(", ")
+                    .arg(id)
+                    .push(")"),
+                (Some(SortKey::Price(price)), Sort::PriceDesc) => sql
+                    .push(" AND (p.price_amount, p.id) < (")
+                    .arg(Arg::Int(*price))
+                    .push(", ")
+                    .arg(id)
+                    .push(")"),
+                (Some(SortKey::Name(name)), Sort::Name) => sql
+                    .push(" AND (p.name, p.id) > (")
+                    .arg(Arg::Text(name.clone()))
+                    .push(", ")
+                    .arg(id)
+                    .push(")"),
+                // Cursor::decode only yields keys that fit their sort.
+                _ => {
+                    return Err(CatalogError::InvalidCursor(
+                        crate::domain::listing::InvalidCursor("the cursor does not fit the sort"),
+                    ))
+                }
+            };
+        }
+        sql.push(match query.sort {
+            Sort::Newest => " ORDER BY p.id DESC",
+            Sort::PriceAsc => " ORDER BY p.price_amount ASC, p.id ASC",
+            Sort::PriceDesc => " ORDER BY p.price_amount DESC, p.id DESC",
+            Sort::Name => " ORDER BY p.name ASC, p.id ASC",
+        });
+        // One row more than asked tells whether another page exists.
+        sql.push(" LIMIT ")
+            .arg(Arg::Int(i64::from(query.limit) + 1));
+        let rows = sql
+            .query()
+            .fetch_all(self.db().pool())
+            .await
+            .context("failed to list products")?;
+        let mut items = rows
+            .iter()
+            .map(decode)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let more = items.len() > query.limit as usize;
+        items.truncate(query.limit as usize);
+        let next = match items.last() {
+            Some(last) if more => Some(Cursor {
+                sort: query.sort,
+                key: match query.sort {
+                    Sort::Newest => None,
+                    Sort::PriceAsc | Sort::PriceDesc => Some(SortKey::Price(last.price_amount)),
+                    Sort::Name => Some(SortKey::Name(last.name.clone())),
+                },
+                id: last.id,
+            }),
+            _ => None,
+        };
+        Ok(Page { items, next })
+    }
+
+    /// Loads many products fast: multi-row INSERTs in one transaction (for demo data and
+    /// benchmarks; rows breaking a rule fail the whole load). Returns how many were inserted.
+    pub async fn bulk_insert_products(&self, products: &[NewProduct]) -> anyhow::Result<usize> {
+        let mut tx = self
+            .db()
+            .begin_write()
+            .await
+            .context("failed to begin a bulk load")?;
+        let now = encode_time(platform::now());
+        for batch in products.chunks(BULK_BATCH) {
+            let mut sql = Sql::default();
+            sql.push(
+                "INSERT INTO products (id, sku, name, description, price_amount, \
+                 price_currency, category_id, image_url, attributes, active, created_at, \
+                 updated_at, version) VALUES ",
+            );
+            let mut stock = Sql::default();
+            stock.push("INSERT INTO stock (product_id, on_hand, reserved, updated_at) VALUES ");
+            let mut stock_rows = 0;
+            for (i, new) in batch.iter().enumerate() {
+                let id = platform::new_id().to_string();
+                sql.push(if i == 0 { "(" } else { ", (" })
+                    .arg(Arg::Text(id.clone()))
+                    .push(", ")
+                    .arg(Arg::Text(new.sku.as_str().to_owned()))
+                    .push(", ")
+                    .arg(Arg::Text(new.name.clone()))
+                    .push(", ")
+                    .arg(Arg::Text(new.description.clone()))
+                    .push(", ")
+                    .arg(Arg::Int(new.price.amount))
+                    .push(", ")
+                    .arg(Arg::Text(new.price.currency.as_str().to_owned()))
+                    .push(", ")
+                    .arg(Arg::Text(new.category_id.to_string()))
+                    .push(", ")
+                    .arg(Arg::OptText(
+                        new.image_url.as_ref().map(|u| u.as_str().to_owned()),
+                    ))
+                    .push(", ")
+                    .arg(Arg::Text(attributes_json(new)))
+                    .push(", ")
+                    .arg(Arg::Bool(new.active))
+                    .push(", ")
+                    .arg(Arg::Text(now.clone()))
+                    .push(", ")
+                    .arg(Arg::Text(now.clone()))
+                    .push(", 1)");
+                if let Some(quantity) = new.initial_stock {
+                    stock
+                        .push(if stock_rows == 0 { "(" } else { ", (" })
+                        .arg(Arg::Text(id))
+                        .push(", ")
+                        .arg(Arg::Int(quantity))
+                        .push(", 0, ")
+                        .arg(Arg::Text(now.clone()))
+                        .push(")");
+                    stock_rows += 1;
+                }
+            }
+            sql.query()
+                .execute(&mut *tx)
+                .await
+                .context("failed to bulk insert products")?;
+            if stock_rows > 0 {
+                stock
+                    .query()
+                    .execute(&mut *tx)
+                    .await
+                    .context("failed to bulk insert stock")?;
+            }
+        }
+        tx.commit().await.context("failed to commit a bulk load")?;
+        Ok(products.len())
+    }
+}

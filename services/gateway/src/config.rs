@@ -1,0 +1,419 @@
+//! The `[gateway]` configuration section and its validation.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use platform::config::{ConfigError, Validate};
+use serde::Deserialize;
+
+/// Everything the gateway needs, loaded from `[gateway]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Public listener (port 0 picks one).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Admin listener: `/metrics`, `/healthz`, `/readyz`.
+    #[serde(default = "default_admin_listen")]
+    pub admin_listen: SocketAddr,
+    /// Worker threads, each with its own runtime, listener and upstream pools; 0 = one per core.
+    #[serde(default)]
+    pub workers: usize,
+    /// Largest request body forwarded upstream.
+    #[serde(default = "default_body_limit")]
+    pub body_limit_bytes: u64,
+    /// How long in-flight requests may run after shutdown starts.
+    #[serde(default = "default_drain_timeout")]
+    pub drain_timeout_ms: u64,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub rate_limit: RateLimitConfig,
+    #[serde(default)]
+    pub cors: CorsConfig,
+    /// Upstream services by name.
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+    /// The route table; the longest matching prefix wins.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+/// `[gateway.auth]`: where verification keys come from and what tokens must say.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    #[serde(default = "default_jwks_url")]
+    pub jwks_url: String,
+    #[serde(default = "default_micromart")]
+    pub issuer: String,
+    #[serde(default = "default_micromart")]
+    pub audience: String,
+    /// Verified tokens cached per worker until they expire.
+    #[serde(default = "default_token_cache_size")]
+    pub token_cache_size: usize,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            jwks_url: default_jwks_url(),
+            issuer: default_micromart(),
+            audience: default_micromart(),
+            token_cache_size: default_token_cache_size(),
+        }
+    }
+}
+
+/// A token bucket per client: `per_second` refill, `burst` capacity; `per_second = 0` disables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    #[serde(default = "default_per_second")]
+    pub per_second: u32,
+    #[serde(default = "default_burst")]
+    pub burst: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            per_second: default_per_second(),
+            burst: default_burst(),
+        }
+    }
+}
+
+/// `[gateway.cors]`: browsers from these origins may call the API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsConfig {
+    /// Exact origins (`https://shop.example`) or `"*"` for any.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    #[serde(default = "default_cors_methods")]
+    pub allowed_methods: Vec<String>,
+    #[serde(default = "default_cors_headers")]
+    pub allowed_headers: Vec<String>,
+    #[serde(default = "default_cors_max_age")]
+    pub max_age_secs: u64,
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        Self {
+            allowed_origins: Vec::new(),
+            allowed_methods: default_cors_methods(),
+            allowed_headers: default_cors_headers(),
+            max_age_secs: default_cors_max_age(),
+        }
+    }
+}
+
+/// `[gateway.upstreams.<name>]`: instances of one service and how to treat them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// `http://host:port` of each instance.
+    pub instances: Vec<String>,
+    /// Time allowed for the response headers to arrive.
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_ms: u64,
+    /// How long a failing instance is skipped.
+    #[serde(default = "default_eject")]
+    pub eject_ms: u64,
+}
+
+/// Who may use a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Tokens are ignored; identity headers are still stripped.
+    None,
+    /// A token, if sent, must be valid.
+    Optional,
+    /// A valid token is needed.
+    Required,
+}
+
+/// `[[gateway.routes]]`: one prefix of the public path space.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub prefix: String,
+    pub upstream: String,
+    #[serde(default = "default_auth_mode")]
+    pub auth: AuthMode,
+    /// Overrides `[gateway.rate_limit]` for this route.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitConfig>,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9080))
+}
+fn default_body_limit() -> u64 {
+    1 << 20
+}
+fn default_drain_timeout() -> u64 {
+    10_000
+}
+fn default_jwks_url() -> String {
+    "http://127.0.0.1:8081/.well-known/jwks.json".to_owned()
+}
+fn default_micromart() -> String {
+    "micromart".to_owned()
+}
+fn default_token_cache_size() -> usize {
+    10_000
+}
+fn default_per_second() -> u32 {
+    100
+}
+fn default_burst() -> u32 {
+    200
+}
+fn default_cors_methods() -> Vec<String> {
+    ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+        .map(str::to_owned)
+        .to_vec()
+}
+fn default_cors_headers() -> Vec<String> {
+    [
+        "authorization",
+        "content-type",
+        "idempotency-key",
+        "x-request-id",
+        "traceparent",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+fn default_cors_max_age() -> u64 {
+    600
+}
+fn default_timeout() -> u64 {
+    10_000
+}
+fn default_connect_timeout() -> u64 {
+    1_000
+}
+fn default_eject() -> u64 {
+    10_000
+}
+fn default_auth_mode() -> AuthMode {
+    AuthMode::Optional
+}
+
+/// `http://host:port` split into what a connect needs; anything else is refused.
+pub(crate) fn parse_instance(url: &str) -> Result<(String, u16), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("`{url}` must start with http://"))?;
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let (host, port) = rest
+        .rsplit_once(':')
+        .ok_or_else(|| format!("`{url}` must be http://host:port"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || host.contains('/') || rest.contains('/') {
+        return Err(format!("`{url}` must be http://host:port (no path)"));
+    }
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| format!("`{url}` has an invalid port"))?;
+    Ok((host.to_owned(), port))
+}
+
+impl Validate for Config {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.body_limit_bytes == 0 {
+            return Err(ConfigError::new("body_limit_bytes", "must be at least 1"));
+        }
+        if self.auth.token_cache_size == 0 {
+            return Err(ConfigError::new(
+                "auth.token_cache_size",
+                "must be at least 1",
+            ));
+        }
+        if !self.auth.jwks_url.starts_with("http://") {
+            return Err(ConfigError::new("auth.jwks_url", "must be an http:// URL"));
+        }
+        check_rate_limit("rate_limit", &self.rate_limit)?;
+        for (index, origin) in self.cors.allowed_origins.iter().enumerate() {
+            if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://")) {
+                return Err(ConfigError::new(
+                    format!("cors.allowed_origins[{index}]"),
+                    "must be \"*\" or an http(s) origin",
+                ));
+            }
+        }
+        for (key, list) in [
+            ("cors.allowed_methods", &self.cors.allowed_methods),
+            ("cors.allowed_headers", &self.cors.allowed_headers),
+        ] {
+            if list
+                .iter()
+                .any(|v| http::HeaderValue::from_str(v).is_err() || v.contains(','))
+            {
+                return Err(ConfigError::new(key, "entries must be plain header tokens"));
+            }
+        }
+        for (name, upstream) in &self.upstreams {
+            let key = format!("upstreams.{name}");
+            if upstream.instances.is_empty() {
+                return Err(ConfigError::new(
+                    format!("{key}.instances"),
+                    "needs at least one instance",
+                ));
+            }
+            for instance in &upstream.instances {
+                parse_instance(instance)
+                    .map_err(|e| ConfigError::new(format!("{key}.instances"), e))?;
+            }
+            for (field, value) in [
+                ("timeout_ms", upstream.timeout_ms),
+                ("connect_timeout_ms", upstream.connect_timeout_ms),
+            ] {
+                if value == 0 {
+                    return Err(ConfigError::new(
+                        format!("{key}.{field}"),
+                        "must be at least 1",
+                    ));
+                }
+            }
+        }
+        for (index, route) in self.routes.iter().enumerate() {
+            let key = format!("routes[{index}]");
+            if !route.prefix.starts_with('/') {
+                return Err(ConfigError::new(
+                    format!("{key}.prefix"),
+                    "must start with /",
+                ));
+            }
+            if !self.upstreams.contains_key(&route.upstream) {
+                return Err(ConfigError::new(
+                    format!("{key}.upstream"),
+                    format!("unknown upstream `{}`", route.upstream),
+                ));
+            }
+            if self.routes[..index]
+                .iter()
+                .any(|r| r.prefix == route.prefix)
+            {
+                return Err(ConfigError::new(
+                    format!("{key}.prefix"),
+                    "duplicate prefix",
+                ));
+            }
+            if let Some(limit) = &route.rate_limit {
+                check_rate_limit(&format!("{key}.rate_limit"), limit)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_rate_limit(key: &str, limit: &RateLimitConfig) -> Result<(), ConfigError> {
+    if limit.per_second > 0 && limit.burst == 0 {
+        return Err(ConfigError::new(
+            format!("{key}.burst"),
+            "must be at least 1 when per_second > 0",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(toml_text: &str) -> Config {
+        let sources = platform::config::ConfigSources {
+            defaults: vec![toml_text.to_owned().into()],
+            file: None,
+            env: Vec::new(),
+        };
+        platform::config::load_section::<Config>(&sources, "gateway").unwrap()
+    }
+
+    fn error(toml_text: &str) -> String {
+        let sources = platform::config::ConfigSources {
+            defaults: vec![toml_text.to_owned().into()],
+            file: None,
+            env: Vec::new(),
+        };
+        platform::config::load_section::<Config>(&sources, "gateway")
+            .unwrap_err()
+            .key
+    }
+
+    const BASE: &str = r#"
+        [gateway.upstreams.catalog]
+        instances = ["http://127.0.0.1:8082"]
+        [[gateway.routes]]
+        prefix = "/api/v1/products"
+        upstream = "catalog"
+    "#;
+
+    #[test]
+    fn defaults_fill_everything_but_upstreams_and_routes() {
+        let config = parse(BASE);
+        assert_eq!(config.listen, default_listen());
+        assert_eq!(config.workers, 0);
+        assert_eq!(
+            config.rate_limit,
+            RateLimitConfig {
+                per_second: 100,
+                burst: 200
+            }
+        );
+        assert_eq!(config.routes[0].auth, AuthMode::Optional);
+        assert_eq!(config.upstreams["catalog"].eject_ms, 10_000);
+    }
+
+    #[test]
+    fn a_route_to_an_unknown_upstream_is_refused() {
+        let text = BASE.replace("upstream = \"catalog\"", "upstream = \"nope\"");
+        assert_eq!(error(&text), "gateway.routes[0].upstream");
+    }
+
+    #[test]
+    fn instance_urls_must_be_http_host_port() {
+        for bad in [
+            "https://a:1",
+            "http://a",
+            "http://a:0",
+            "http://a:1/path",
+            "http://:80",
+        ] {
+            assert!(parse_instance(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse_instance("http://svc.local:8082").unwrap(),
+            ("svc.local".into(), 8082)
+        );
+        assert_eq!(
+            parse_instance("http://[::1]:80/").unwrap(),
+            ("::1".into(), 80)
+        );
+        let text = BASE.replace("http://127.0.0.1:8082", "ftp://x:1");
+        assert_eq!(error(&text), "gateway.upstreams.catalog.instances");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_auth_modes_are_refused() {
+        let sources = platform::config::ConfigSources {
+            defaults: vec![format!("{BASE}\nauth = \"maybe\"").into()],
+            file: None,
+            env: Vec::new(),
+        };
+        assert!(platform::config::load_section::<Config>(&sources, "gateway").is_err());
+    }
+}

@@ -1,0 +1,729 @@
+//! The hot path: one request from the client to an upstream and back.
+//!
+//! [`Shared`] is built once and read by every worker; [`Worker`] is one thread's state (token
+//! cache, connection pools, metric handles) and is never touched by another thread.
+
+use std::convert::Infallible;
+use std::net::IpAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{
+    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_REQUEST_METHOD, AUTHORIZATION, CONNECTION,
+    CONTENT_LENGTH, CONTENT_TYPE, ETAG, HOST, IF_NONE_MATCH, ORIGIN,
+};
+use http::{
+    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
+};
+use http_body_util::{Either, Limited};
+use hyper::body::Incoming;
+use platform::auth::{JwtVerifier, TokenError};
+use platform::http::Problem;
+use platform::trace_context::TraceContext;
+
+use crate::auth::{bearer_token, unix_now, Identity, TokenCache};
+use crate::config::{AuthMode, Config};
+use crate::cors::Cors;
+use crate::limit::{ClientKey, Limiter};
+use crate::metrics::{ErrorKind, RouteMetrics, StatusCounters};
+use crate::respond::{self, Body};
+use crate::static_content::{etag_matches, StaticContent};
+use crate::upstream::{self, Pool, SendError, Upstreams};
+
+pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const USER_ID: HeaderName = HeaderName::from_static(platform::auth::USER_ID_HEADER);
+const USER_ROLES: HeaderName = HeaderName::from_static(platform::auth::USER_ROLES_HEADER);
+const TRACEPARENT: HeaderName = HeaderName::from_static(platform::trace_context::TRACEPARENT);
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const HTTP: HeaderValue = HeaderValue::from_static("http");
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) never forwarded in either direction.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    http::header::PROXY_AUTHENTICATE,
+    http::header::PROXY_AUTHORIZATION,
+    http::header::TE,
+    http::header::TRAILER,
+    http::header::TRANSFER_ENCODING,
+];
+
+/// One entry of the route table.
+struct Route {
+    prefix: String,
+    upstream: usize,
+    auth: AuthMode,
+    limiter: Option<Arc<Limiter>>,
+}
+
+/// Metric slots after the routes: requests the gateway answered itself.
+const METRIC_UNMATCHED: usize = 0;
+const METRIC_BUILTIN: usize = 1;
+const METRIC_ROUTES: usize = 2;
+
+/// Read-only state of the whole gateway.
+pub(crate) struct Shared {
+    /// Longest prefix first, so the first match is the longest.
+    routes: Vec<Route>,
+    pub(crate) upstreams: Upstreams,
+    verifier: JwtVerifier,
+    pub(crate) limiters: Vec<Arc<Limiter>>,
+    cors: Cors,
+    static_content: StaticContent,
+    body_limit: u64,
+    token_cache_size: usize,
+    metrics: Vec<RouteMetrics>,
+}
+
+impl Shared {
+    pub(crate) fn new(config: &Config, static_content: StaticContent) -> anyhow::Result<Self> {
+        let upstreams = Upstreams::new(&config.upstreams)?;
+        let default_limiter = Limiter::new(&config.rate_limit).map(Arc::new);
+        let mut limiters: Vec<Arc<Limiter>> = default_limiter.iter().cloned().collect();
+        let mut routes = Vec::new();
+        for route in &config.routes {
+            let upstream = upstreams
+                .list
+                .iter()
+                .position(|u| u.name == route.upstream)
+                .ok_or_else(|| {
+                    anyhow::anyhow!("route {} names an unknown upstream", route.prefix)
+                })?;
+            let limiter = match &route.rate_limit {
+                Some(own) => Limiter::new(own).map(Arc::new),
+                None => default_limiter.clone(),
+            };
+            if let Some(limiter) = &limiter {
+                if !limiters.iter().any(|l| Arc::ptr_eq(l, limiter)) {
+                    limiters.push(Arc::clone(limiter));
+                }
+            }
+            routes.push(Route {
+                prefix: route.prefix.clone(),
+                upstream,
+                auth: route.auth,
+                limiter,
+            });
+        }
+        let mut metrics = vec![RouteMetrics::new("unmatched"), RouteMetrics::new("gateway")];
+        metrics.extend(routes.iter().map(|r| RouteMetrics::new(&r.prefix)));
+        // Sort after labelling: the metric slot of a route is its position here + METRIC_ROUTES.
+        let mut indexed: Vec<(Route, RouteMetrics)> = routes
+            .into_iter()
+            .zip(metrics.drain(METRIC_ROUTES..))
+            .collect();
+        indexed.sort_by_key(|(route, _)| std::cmp::Reverse(route.prefix.len()));
+        let (routes, route_metrics): (Vec<_>, Vec<_>) = indexed.into_iter().unzip();
+        metrics.extend(route_metrics);
+        Ok(Self {
+            routes,
+            upstreams,
+            verifier: JwtVerifier::from_url(
+                &config.auth.jwks_url,
+                &config.auth.issuer,
+                &config.auth.audience,
+            ),
+            limiters,
+            cors: Cors::new(&config.cors)?,
+            static_content,
+            body_limit: config.body_limit_bytes,
+            token_cache_size: config.auth.token_cache_size,
+            metrics,
+        })
+    }
+
+    /// The longest prefix matching `path` on a segment boundary (`/a` matches `/a`, `/a/b`,
+    /// `/a?x`, not `/ab`).
+    fn route(&self, path: &str) -> Option<(usize, &Route)> {
+        self.routes.iter().enumerate().find(|(_, route)| {
+            let prefix = route.prefix.as_str();
+            path.starts_with(prefix)
+                && (path.len() == prefix.len()
+                    || prefix.ends_with('/')
+                    || path.as_bytes()[prefix.len()] == b'/')
+        })
+    }
+}
+
+/// The client end of one connection.
+pub(crate) struct Peer {
+    ip: IpAddr,
+    /// This client's address as an `X-Forwarded-For` entry, built once per connection.
+    forwarded_for: HeaderValue,
+}
+
+impl Peer {
+    pub(crate) fn new(ip: IpAddr) -> Self {
+        let forwarded_for =
+            HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("unknown"));
+        Self { ip, forwarded_for }
+    }
+}
+
+/// One worker thread's state.
+pub(crate) struct Worker {
+    shared: Arc<Shared>,
+    tokens: std::cell::RefCell<TokenCache>,
+    /// `pools[upstream][instance]`
+    pools: Vec<Vec<Rc<Pool>>>,
+    counters: StatusCounters,
+}
+
+/// How a request ended when the upstream did not answer it.
+enum ForwardError {
+    BadGateway,
+    Timeout,
+    TooLarge,
+}
+
+impl Worker {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        let pools = shared
+            .upstreams
+            .list
+            .iter()
+            .map(|u| {
+                u.instances
+                    .iter()
+                    .map(|_| Rc::new(Pool::default()))
+                    .collect()
+            })
+            .collect();
+        Self {
+            tokens: std::cell::RefCell::new(TokenCache::new(shared.token_cache_size)),
+            shared,
+            pools,
+            counters: StatusCounters::default(),
+        }
+    }
+
+    /// Serves one request; never fails (every failure is a problem response).
+    pub(crate) async fn handle(
+        self: Rc<Self>,
+        peer: Rc<Peer>,
+        request: Request<Incoming>,
+    ) -> Result<Response<Body>, Infallible> {
+        let started = Instant::now();
+        let request_id = request_id(request.headers());
+        let origin = if self.shared.cors.enabled() {
+            request
+                .headers()
+                .get(ORIGIN)
+                .filter(|o| self.shared.cors.allows(o))
+                .cloned()
+        } else {
+            None
+        };
+        let (metric, mut response) = self.dispatch(&peer, request, &request_id).await;
+        let headers = response.headers_mut();
+        if let Some(origin) = &origin {
+            if !headers.contains_key(ACCESS_CONTROL_ALLOW_ORIGIN) {
+                self.shared.cors.decorate(origin, headers);
+            }
+        }
+        headers.insert(X_REQUEST_ID, request_id);
+        let elapsed = started.elapsed();
+        self.counters.record(
+            metric,
+            &self.shared.metrics[metric],
+            response.status().as_u16(),
+            elapsed.as_secs_f64(),
+        );
+        tracing::debug!(
+            target: "gateway::access",
+            status = response.status().as_u16(),
+            route = metric,
+            micros = elapsed.as_micros() as u64,
+            "request"
+        );
+        Ok(response)
+    }
+
+    /// Picks what answers the request; returns the metric slot and the response.
+    async fn dispatch(
+        &self,
+        peer: &Peer,
+        request: Request<Incoming>,
+        request_id: &HeaderValue,
+    ) -> (usize, Response<Body>) {
+        let shared = &*self.shared;
+        if request.method() == Method::OPTIONS
+            && request
+                .headers()
+                .contains_key(ACCESS_CONTROL_REQUEST_METHOD)
+        {
+            if let Some(origin) = request.headers().get(ORIGIN) {
+                return (METRIC_BUILTIN, preflight(&shared.cors, origin));
+            }
+        }
+        let path = request.uri().path();
+        if let Some(response) = self.builtin(&request, path) {
+            return (METRIC_BUILTIN, response);
+        }
+        let Some((index, route)) = shared.route(path) else {
+            return (METRIC_UNMATCHED, respond::not_found());
+        };
+        let metric = METRIC_ROUTES + index;
+        match self.proxy(peer, route, metric, request, request_id).await {
+            Ok(response) => (metric, response),
+            Err(response) => (metric, response),
+        }
+    }
+
+    /// `/healthz`, `/readyz` and the static content, for GET and HEAD.
+    fn builtin(&self, request: &Request<Incoming>, path: &str) -> Option<Response<Body>> {
+        let method = request.method();
+        if method != Method::GET && method != Method::HEAD {
+            return None;
+        }
+        match path {
+            "/healthz" => return Some(health(true)),
+            "/readyz" => return Some(health(self.shared.upstreams.all_ready())),
+            _ => {}
+        }
+        let file = self.shared.static_content.get(path)?;
+        let not_modified = request
+            .headers()
+            .get(IF_NONE_MATCH)
+            .is_some_and(|v| etag_matches(v.as_bytes(), file.etag.as_bytes()));
+        let mut response = if not_modified {
+            respond::empty(StatusCode::NOT_MODIFIED)
+        } else {
+            let body = if method == Method::HEAD {
+                Bytes::new()
+            } else {
+                file.body.clone()
+            };
+            let mut response = respond::full(StatusCode::OK, body);
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, file.content_type.clone());
+            response
+                .headers_mut()
+                .insert(CONTENT_LENGTH, HeaderValue::from(file.body.len()));
+            response
+        };
+        if not_modified {
+            response.headers_mut().remove(CONTENT_LENGTH);
+        }
+        response.headers_mut().insert(ETAG, file.etag.clone());
+        Some(response)
+    }
+
+    async fn proxy(
+        &self,
+        peer: &Peer,
+        route: &Route,
+        metric: usize,
+        request: Request<Incoming>,
+        request_id: &HeaderValue,
+    ) -> Result<Response<Body>, Response<Body>> {
+        let shared = &*self.shared;
+        let declared_length = request
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared_length.is_some_and(|length| length > shared.body_limit) {
+            return Err(respond::payload_too_large(shared.body_limit));
+        }
+
+        let identity = match route.auth {
+            AuthMode::None => None,
+            mode => match request.headers().get(AUTHORIZATION) {
+                None if mode == AuthMode::Required => {
+                    return Err(respond::problem(&Problem::unauthorized(
+                        "a bearer token is required",
+                    )))
+                }
+                None => None,
+                Some(header) => {
+                    let token = bearer_token(header).map_err(|()| {
+                        respond::problem(&Problem::unauthorized(
+                            "the Authorization header must be `Bearer <token>`",
+                        ))
+                    })?;
+                    Some(self.authenticate(token, metric).await?)
+                }
+            },
+        };
+
+        if let Some(limiter) = &route.limiter {
+            let key = match &identity {
+                Some(identity) => ClientKey::User(identity.user_id),
+                None => ClientKey::Ip(peer.ip),
+            };
+            if let Err(retry_after) = limiter.check(&key) {
+                return Err(respond::rate_limited(retry_after));
+            }
+        }
+
+        let (mut parts, body) = request.into_parts();
+        prepare_headers(&mut parts.headers, peer, identity.as_ref(), request_id);
+        if parts.uri.scheme().is_some() {
+            // Absolute-form from the client: upstreams get origin-form.
+            let origin_form = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+            parts.uri = origin_form
+                .parse::<Uri>()
+                .unwrap_or_else(|_| Uri::from_static("/"));
+        }
+        parts.version = Version::HTTP_11;
+        let limit = usize::try_from(shared.body_limit).unwrap_or(usize::MAX);
+        let upstream_request = Request::from_parts(parts, Limited::new(body, limit));
+
+        match self
+            .forward(route.upstream, metric, upstream_request, request_id)
+            .await
+        {
+            Ok(response) => {
+                let (mut parts, body) = response.into_parts();
+                strip_hop_by_hop(&mut parts.headers);
+                Ok(Response::from_parts(parts, Either::Left(body)))
+            }
+            Err(ForwardError::BadGateway) => Err(respond::bad_gateway()),
+            Err(ForwardError::Timeout) => Err(respond::gateway_timeout()),
+            Err(ForwardError::TooLarge) => Err(respond::payload_too_large(shared.body_limit)),
+        }
+    }
+
+    /// The identity of a bearer token, from this worker's cache or by verifying it.
+    async fn authenticate(&self, token: &[u8], metric: usize) -> Result<Identity, Response<Body>> {
+        let now = unix_now();
+        if let Some(identity) = self.tokens.borrow_mut().get(token, now) {
+            return Ok(identity.clone());
+        }
+        let unauthorized =
+            |detail: &str| respond::problem(&Problem::unauthorized(detail.to_owned()));
+        let text =
+            std::str::from_utf8(token).map_err(|_| unauthorized("the token is malformed"))?;
+        match self.shared.verifier.verify(text).await {
+            Ok(claims) => {
+                let identity = Identity::from_claims(&claims)
+                    .ok_or_else(|| unauthorized("the token is malformed"))?;
+                // Tokens cached only until they expire (the verifier allows a small leeway,
+                // the cache none).
+                if identity.exp > now {
+                    self.tokens
+                        .borrow_mut()
+                        .insert(token, identity.clone(), now);
+                }
+                Ok(identity)
+            }
+            Err(TokenError::KeysUnavailable) => {
+                self.shared.metrics[metric].error(ErrorKind::AuthUnavailable);
+                Err(respond::problem(&Problem::from(
+                    TokenError::KeysUnavailable,
+                )))
+            }
+            Err(error) => Err(unauthorized(&error.to_string())),
+        }
+    }
+
+    /// Sends to an instance of `upstream_index`: round-robin, one retry on another instance
+    /// when the request could not be sent, ejection of instances that fail.
+    async fn forward(
+        &self,
+        upstream_index: usize,
+        metric: usize,
+        mut request: Request<upstream::UpstreamBody>,
+        request_id: &HeaderValue,
+    ) -> Result<Response<Incoming>, ForwardError> {
+        let upstream = &self.shared.upstreams.list[upstream_index];
+        let route_metrics = &self.shared.metrics[metric];
+        let mut instance_index = upstream.pick(self.shared.upstreams.now_ms());
+        let mut retried_instance = false;
+        // A pooled connection can die while idle; the request comes back unsent and gets one
+        // fresh connection per attempt (bounded so a flapping upstream cannot loop us).
+        let mut stale_retries = 0;
+        loop {
+            let instance = &upstream.instances[instance_index];
+            let pool = &self.pools[upstream_index][instance_index];
+            let mut sender = match pool.checkout(instance, upstream.connect_timeout).await {
+                Ok(sender) => sender,
+                Err(error) => {
+                    let now = self.shared.upstreams.now_ms();
+                    upstream.eject(instance_index, now);
+                    route_metrics.error(ErrorKind::Connect);
+                    tracing::warn!(
+                        request_id = ?request_id,
+                        upstream = %upstream.name,
+                        instance = %instance.url,
+                        error = %error,
+                        "upstream instance unreachable; ejected"
+                    );
+                    if !retried_instance {
+                        if let Some(next) = upstream.retry_after(instance_index, now) {
+                            retried_instance = true;
+                            instance_index = next;
+                            continue;
+                        }
+                    }
+                    return Err(ForwardError::BadGateway);
+                }
+            };
+            let sent =
+                tokio::time::timeout(upstream.timeout, upstream::send(&mut sender, request)).await;
+            match sent {
+                Ok(Ok(response)) => {
+                    upstream.mark_healthy(instance_index);
+                    pool.checkin(sender);
+                    return Ok(response);
+                }
+                Ok(Err(SendError::NotSent(returned))) if stale_retries < 3 => {
+                    stale_retries += 1;
+                    request = *returned;
+                }
+                Ok(Err(SendError::NotSent(_))) => {
+                    route_metrics.error(ErrorKind::Upstream);
+                    return Err(ForwardError::BadGateway);
+                }
+                Ok(Err(SendError::Failed(error))) => {
+                    if body_too_large(&error) {
+                        return Err(ForwardError::TooLarge);
+                    }
+                    route_metrics.error(ErrorKind::Upstream);
+                    tracing::warn!(
+                        request_id = ?request_id,
+                        upstream = %upstream.name,
+                        instance = %instance.url,
+                        error = %error,
+                        "upstream exchange failed"
+                    );
+                    return Err(ForwardError::BadGateway);
+                }
+                Err(_elapsed) => {
+                    upstream.eject(instance_index, self.shared.upstreams.now_ms());
+                    route_metrics.error(ErrorKind::Timeout);
+                    tracing::warn!(
+                        request_id = ?request_id,
+                        upstream = %upstream.name,
+                        instance = %instance.url,
+                        timeout_ms = upstream.timeout.as_millis() as u64,
+                        "upstream timed out; ejected"
+                    );
+                    return Err(ForwardError::Timeout);
+                }
+            }
+        }
+    }
+}
+
+/// Whether a failed exchange was our body limit cutting a (chunked) request body.
+fn body_too_large(error: &hyper::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if cause.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// Rewrites the client's headers into the upstream's: no hop-by-hop headers, no identity the
+/// client claimed, the verified identity, forwarding and tracing headers.
+fn prepare_headers(
+    headers: &mut HeaderMap,
+    peer: &Peer,
+    identity: Option<&Identity>,
+    request_id: &HeaderValue,
+) {
+    strip_hop_by_hop(headers);
+    headers.remove(http::header::UPGRADE);
+    // Always: a client must never be able to name its own identity.
+    headers.remove(USER_ID);
+    headers.remove(USER_ROLES);
+    if let Some(identity) = identity {
+        headers.insert(USER_ID, identity.user_id_header.clone());
+        headers.insert(USER_ROLES, identity.roles_header.clone());
+    }
+    let forwarded_for = match headers.get(X_FORWARDED_FOR) {
+        Some(existing) => {
+            let mut joined = Vec::with_capacity(existing.len() + 2 + peer.forwarded_for.len());
+            joined.extend_from_slice(existing.as_bytes());
+            joined.extend_from_slice(b", ");
+            joined.extend_from_slice(peer.forwarded_for.as_bytes());
+            HeaderValue::from_bytes(&joined).unwrap_or_else(|_| peer.forwarded_for.clone())
+        }
+        None => peer.forwarded_for.clone(),
+    };
+    headers.insert(X_FORWARDED_FOR, forwarded_for);
+    headers.insert(X_FORWARDED_PROTO, HTTP);
+    if let Some(host) = headers.get(HOST).cloned() {
+        headers.insert(X_FORWARDED_HOST, host);
+    }
+    headers.insert(X_REQUEST_ID, request_id.clone());
+    let trace =
+        TraceContext::continue_or_start(headers.get(TRACEPARENT).map(HeaderValue::as_bytes));
+    if let Ok(value) = HeaderValue::try_from(trace.to_header()) {
+        headers.insert(TRACEPARENT, value);
+    }
+}
+
+/// Removes hop-by-hop headers, including any the `Connection` header names.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if let Some(connection) = headers.get(CONNECTION) {
+        if let Ok(listed) = connection.to_str() {
+            let listed: Vec<HeaderName> = listed
+                .split(',')
+                .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+                .collect();
+            for name in listed {
+                headers.remove(name);
+            }
+        }
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// The client's `x-request-id` when it is printable ASCII of at most 128 bytes, else a new one.
+fn request_id(headers: &HeaderMap) -> HeaderValue {
+    if let Some(id) = headers.get(X_REQUEST_ID) {
+        let bytes = id.as_bytes();
+        if !bytes.is_empty()
+            && bytes.len() <= 128
+            && bytes.iter().all(|b| (0x21..=0x7e).contains(b))
+        {
+            return id.clone();
+        }
+    }
+    let uuid = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+    let mut buffer = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    HeaderValue::from_str(uuid.hyphenated().encode_lower(&mut buffer))
+        .unwrap_or(HeaderValue::from_static("unknown"))
+}
+
+fn health(ok: bool) -> Response<Body> {
+    if ok {
+        let mut response =
+            respond::full(StatusCode::OK, Bytes::from_static(b"{\"status\":\"ok\"}"));
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response
+    } else {
+        respond::problem(&Problem::unavailable("an upstream has no healthy instance"))
+    }
+}
+
+fn preflight(cors: &Cors, origin: &HeaderValue) -> Response<Body> {
+    if !cors.allows(origin) {
+        return respond::problem(
+            &Problem::new(
+                StatusCode::FORBIDDEN,
+                "cors-origin-forbidden",
+                "Origin not allowed",
+            )
+            .with_detail("this origin may not call the API from a browser"),
+        );
+    }
+    let mut response = respond::empty(StatusCode::NO_CONTENT);
+    cors.preflight(origin, response.headers_mut());
+    response
+}
+
+/// Readiness as the admin listener reports it.
+pub(crate) fn readiness(shared: &Shared) -> Response<Body> {
+    health(shared.upstreams.all_ready())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{RouteConfig, UpstreamConfig};
+
+    fn shared(prefixes: &[&str]) -> Shared {
+        let sources = platform::config::ConfigSources {
+            defaults: vec!["[gateway]\n".into()],
+            file: None,
+            env: Vec::new(),
+        };
+        let mut config: Config = platform::config::load_section(&sources, "gateway").unwrap();
+        config.upstreams.insert(
+            "svc".into(),
+            UpstreamConfig {
+                instances: vec!["http://127.0.0.1:1".into()],
+                timeout_ms: 10,
+                connect_timeout_ms: 10,
+                eject_ms: 10,
+            },
+        );
+        config.routes = prefixes
+            .iter()
+            .map(|p| RouteConfig {
+                prefix: p.to_string(),
+                upstream: "svc".into(),
+                auth: AuthMode::None,
+                rate_limit: None,
+            })
+            .collect();
+        Shared::new(&config, StaticContent::default()).unwrap()
+    }
+
+    #[test]
+    fn the_longest_prefix_wins_on_segment_boundaries() {
+        let shared = shared(&["/api", "/api/v1/users", "/api/v1/users/me", "/static/"]);
+        let prefix = |path: &str| shared.route(path).map(|(_, r)| r.prefix.clone());
+        assert_eq!(
+            prefix("/api/v1/users/me").as_deref(),
+            Some("/api/v1/users/me")
+        );
+        assert_eq!(prefix("/api/v1/users/7").as_deref(), Some("/api/v1/users"));
+        assert_eq!(prefix("/api/v1/users").as_deref(), Some("/api/v1/users"));
+        assert_eq!(prefix("/api/v1/usersX").as_deref(), Some("/api"));
+        assert_eq!(prefix("/static/app.js").as_deref(), Some("/static/"));
+        assert_eq!(prefix("/apix"), None);
+        assert_eq!(prefix("/"), None);
+        // Metric slots follow the sorted table.
+        let (index, route) = shared.route("/api/v1/users/me").unwrap();
+        assert_eq!(
+            shared.metrics[METRIC_ROUTES + index].label_for_test(),
+            route.prefix
+        );
+    }
+
+    #[test]
+    fn identity_and_hop_by_hop_headers_are_rewritten() {
+        let mut headers = HeaderMap::new();
+        headers.insert(USER_ID, HeaderValue::from_static("forged"));
+        headers.insert(USER_ROLES, HeaderValue::from_static("admin"));
+        headers.insert(CONNECTION, HeaderValue::from_static("close, x-secret"));
+        headers.insert("x-secret", HeaderValue::from_static("1"));
+        headers.insert("keep-alive", HeaderValue::from_static("5"));
+        headers.insert(X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.1"));
+        headers.insert(HOST, HeaderValue::from_static("shop.example"));
+        let peer = Peer::new([192, 168, 1, 2].into());
+        prepare_headers(&mut headers, &peer, None, &HeaderValue::from_static("rid"));
+        assert!(headers.get(USER_ID).is_none());
+        assert!(headers.get(USER_ROLES).is_none());
+        assert!(headers.get("x-secret").is_none());
+        assert!(headers.get("keep-alive").is_none());
+        assert!(headers.get(CONNECTION).is_none());
+        assert_eq!(headers[X_FORWARDED_FOR], "10.0.0.1, 192.168.1.2");
+        assert_eq!(headers[X_FORWARDED_HOST], "shop.example");
+        assert_eq!(headers[X_FORWARDED_PROTO], "http");
+        assert_eq!(headers[X_REQUEST_ID], "rid");
+        assert!(TraceContext::parse(headers[TRACEPARENT].as_bytes()).is_some());
+    }
+
+    #[test]
+    fn request_ids_are_kept_when_sane_and_minted_otherwise() {
+        let mut headers = HeaderMap::new();
+        headers.insert(X_REQUEST_ID, HeaderValue::from_static("abc-123"));
+        assert_eq!(request_id(&headers), "abc-123");
+        headers.insert(
+            X_REQUEST_ID,
+            HeaderValue::from_str(&"x".repeat(129)).unwrap(),
+        );
+        let minted = request_id(&headers);
+        assert_eq!(minted.len(), 36);
+        assert_ne!(request_id(&HeaderMap::new()), minted);
+    }
+}

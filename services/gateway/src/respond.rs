@@ -1,0 +1,102 @@
+//! Response bodies and the gateway's own answers (problem+json, empty, static).
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderValue, Response, StatusCode};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use platform::http::Problem;
+
+/// What every response carries: the upstream's streamed body, or one the gateway made.
+pub(crate) type Body = Either<Incoming, Full<Bytes>>;
+
+pub(crate) const PROBLEM_JSON: HeaderValue = HeaderValue::from_static("application/problem+json");
+
+/// A full response the gateway produced itself.
+pub(crate) fn full(status: StatusCode, body: Bytes) -> Response<Body> {
+    let mut response = Response::new(Either::Right(Full::new(body)));
+    *response.status_mut() = status;
+    response
+}
+
+/// An empty response (204, 304, preflight).
+pub(crate) fn empty(status: StatusCode) -> Response<Body> {
+    let mut response = full(status, Bytes::new());
+    response
+        .headers_mut()
+        .insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+    response
+}
+
+/// Renders a problem; the error paths are not hot, so plain serde is fine here.
+pub(crate) fn problem(problem: &Problem) -> Response<Body> {
+    let body = serde_json::to_vec(&problem.body()).unwrap_or_default();
+    let mut response = full(problem.status(), Bytes::from(body));
+    response.headers_mut().insert(CONTENT_TYPE, PROBLEM_JSON);
+    if problem.status() == StatusCode::UNAUTHORIZED {
+        response
+            .headers_mut()
+            .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
+}
+
+pub(crate) fn not_found() -> Response<Body> {
+    problem(&Problem::not_found("no route matches this path"))
+}
+
+pub(crate) fn payload_too_large(limit: u64) -> Response<Body> {
+    problem(
+        &Problem::from_status(StatusCode::PAYLOAD_TOO_LARGE)
+            .with_detail(format!("the request body exceeds {limit} bytes")),
+    )
+}
+
+pub(crate) fn rate_limited(retry_after_secs: u64) -> Response<Body> {
+    let mut response = problem(
+        &Problem::from_status(StatusCode::TOO_MANY_REQUESTS)
+            .with_detail("too many requests from this client; retry later"),
+    );
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(retry_after_secs.max(1)));
+    response
+}
+
+pub(crate) fn bad_gateway() -> Response<Body> {
+    problem(
+        &Problem::new(StatusCode::BAD_GATEWAY, "bad-gateway", "Bad gateway")
+            .with_detail("the upstream service could not be reached"),
+    )
+}
+
+pub(crate) fn gateway_timeout() -> Response<Body> {
+    problem(
+        &Problem::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "gateway-timeout",
+            "Gateway timeout",
+        )
+        .with_detail("the upstream service did not answer in time"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt as _;
+
+    #[tokio::test]
+    async fn problems_are_json_with_stable_codes() {
+        let response = rate_limited(0);
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[RETRY_AFTER], "1");
+        assert_eq!(response.headers()[CONTENT_TYPE], "application/problem+json");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["code"], "rate-limited");
+        assert_eq!(json["status"], 429);
+        let unauthorized = problem(&Problem::unauthorized("no"));
+        assert_eq!(unauthorized.headers()[WWW_AUTHENTICATE], "Bearer");
+    }
+}

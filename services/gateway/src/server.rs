@@ -1,0 +1,291 @@
+//! Threads, listeners and connections: one current-thread runtime per worker, each with its own
+//! `SO_REUSEPORT` listener, plus an admin thread; graceful shutdown bounded by a drain deadline.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::{HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::proxy::{Peer, Shared, Worker};
+use crate::respond::{self, Body};
+use crate::{Config, StaticContent};
+
+/// A running gateway. Dropping it starts a graceful shutdown (without waiting for it).
+pub struct Gateway {
+    local_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Gateway {
+    /// The public listener's address (the real port when configured with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The admin listener's address (`/metrics`, `/healthz`, `/readyz`).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// Begins a graceful stop: listeners close, in-flight requests finish until the drain
+    /// deadline. Returns at once; `wait` or `join` for the end.
+    pub fn shutdown(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// Waits, without blocking the async runtime, until every thread has stopped.
+    pub async fn wait(mut self) {
+        let threads = std::mem::take(&mut self.threads);
+        let _ = tokio::task::spawn_blocking(move || join_all(threads)).await;
+    }
+
+    /// Blocks until every thread has stopped (for callers outside an async runtime).
+    pub fn join(mut self) {
+        join_all(std::mem::take(&mut self.threads));
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.stop.send_replace(true);
+    }
+}
+
+fn join_all(threads: Vec<JoinHandle<()>>) {
+    for thread in threads {
+        if thread.join().is_err() {
+            tracing::error!("a gateway thread panicked");
+        }
+    }
+}
+
+/// Binds every listener, spawns the worker and admin threads, and returns once they are
+/// accepting (connections queue in the kernel until each runtime polls its listener).
+pub fn start(config: Config, static_content: StaticContent) -> anyhow::Result<Gateway> {
+    // The recorder must exist before the metric handles are registered.
+    let _ = platform::telemetry::metrics();
+    let shared = Arc::new(Shared::new(&config, static_content)?);
+    let workers = match config.workers {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    };
+    let listeners = bind_reuseport(config.listen, workers)
+        .with_context(|| format!("gateway: failed to listen on {}", config.listen))?;
+    let local_addr = listeners[0].local_addr()?;
+    let admin_listener = std::net::TcpListener::bind(config.admin_listen)
+        .with_context(|| format!("gateway: failed to listen on {}", config.admin_listen))?;
+    admin_listener.set_nonblocking(true)?;
+    let admin_addr = admin_listener.local_addr()?;
+    let drain = Duration::from_millis(config.drain_timeout_ms);
+    let (stop, stopped) = watch::channel(false);
+
+    let mut threads = Vec::with_capacity(workers + 1);
+    for (index, listener) in listeners.into_iter().enumerate() {
+        let shared = Arc::clone(&shared);
+        let stopped = stopped.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("gateway-{index}"))
+            .spawn(move || {
+                run_thread(async move {
+                    let worker = Rc::new(Worker::new(shared));
+                    let listener = TcpListener::from_std(listener)?;
+                    accept_loop(listener, stopped, drain, move |stream, peer| {
+                        let worker = Rc::clone(&worker);
+                        let peer = Rc::new(Peer::new(peer.ip()));
+                        (stream, move |request| {
+                            Rc::clone(&worker).handle(Rc::clone(&peer), request)
+                        })
+                    })
+                    .await;
+                    Ok(())
+                })
+            })
+            .context("failed to spawn a gateway worker")?;
+        threads.push(thread);
+    }
+    let thread = std::thread::Builder::new()
+        .name("gateway-admin".into())
+        .spawn(move || {
+            run_thread(async move {
+                let listener = TcpListener::from_std(admin_listener)?;
+                let prune_shared = Arc::clone(&shared);
+                tokio::task::spawn_local(async move {
+                    // Keyed limiters remember every client; forget the idle ones now and then.
+                    let mut tick = tokio::time::interval(Duration::from_secs(30));
+                    loop {
+                        tick.tick().await;
+                        for limiter in &prune_shared.limiters {
+                            limiter.prune();
+                        }
+                    }
+                });
+                accept_loop(listener, stopped, drain, move |stream, _| {
+                    let shared = Arc::clone(&shared);
+                    (stream, move |request| admin(Arc::clone(&shared), request))
+                })
+                .await;
+                Ok(())
+            })
+        })
+        .context("failed to spawn the gateway admin thread")?;
+    threads.push(thread);
+    tracing::info!(%local_addr, %admin_addr, workers, "gateway listening");
+    Ok(Gateway {
+        local_addr,
+        admin_addr,
+        stop,
+        threads,
+    })
+}
+
+/// Runs a thread's whole life on its own current-thread runtime.
+fn run_thread(body: impl Future<Output = anyhow::Result<()>>) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "gateway thread could not start a runtime");
+            return;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    if let Err(error) = local.block_on(&runtime, body) {
+        tracing::error!(error = %format!("{error:#}"), "gateway thread failed");
+    }
+}
+
+/// `count` listeners on one address via `SO_REUSEPORT`: the kernel spreads connections over
+/// them, so workers never contend on one accept queue. The first fixes the port (0 allowed).
+fn bind_reuseport(addr: SocketAddr, count: usize) -> anyhow::Result<Vec<std::net::TcpListener>> {
+    let first = reuseport_listener(addr)?;
+    let actual = first.local_addr()?;
+    let mut listeners = vec![first];
+    for _ in 1..count.max(1) {
+        listeners.push(reuseport_listener(actual)?);
+    }
+    Ok(listeners)
+}
+
+fn reuseport_listener(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// Accepts until told to stop, then lets open connections finish for at most `drain`.
+async fn accept_loop<F, S, Fut>(
+    listener: TcpListener,
+    mut stopped: watch::Receiver<bool>,
+    drain: Duration,
+    connection: F,
+) where
+    F: Fn(TcpStream, SocketAddr) -> (TcpStream, S),
+    S: Fn(Request<Incoming>) -> Fut + 'static,
+    Fut: Future<Output = Result<Response<Body>, Infallible>> + 'static,
+{
+    let mut builder = http1::Builder::new();
+    builder
+        .keep_alive(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30));
+    let builder = Rc::new(builder);
+    let mut connections = JoinSet::new();
+    let for_connections = stopped.clone();
+    loop {
+        tokio::select! {
+            biased;
+            _ = stopped.wait_for(|stop| *stop) => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let (stream, service) = connection(stream, peer);
+                    let builder = Rc::clone(&builder);
+                    connections.spawn_local(serve(builder, stream, service, for_connections.clone()));
+                }
+                Err(error) => {
+                    // Out of descriptors and the like: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(listener);
+    let drained = tokio::time::timeout(drain, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            open = connections.len(),
+            "drain deadline reached; closing connections"
+        );
+    }
+}
+
+async fn serve<S, Fut>(
+    builder: Rc<http1::Builder>,
+    stream: TcpStream,
+    service: S,
+    mut stopped: watch::Receiver<bool>,
+) where
+    S: Fn(Request<Incoming>) -> Fut,
+    Fut: Future<Output = Result<Response<Body>, Infallible>>,
+{
+    let connection = builder.serve_connection(TokioIo::new(stream), service_fn(service));
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => return,
+        _ = stopped.wait_for(|stop| *stop) => {}
+    }
+    // Finish the request in flight, then close instead of keeping the connection alive.
+    connection.as_mut().graceful_shutdown();
+    let _ = connection.await;
+}
+
+/// The admin listener: metrics and probes.
+async fn admin(
+    shared: Arc<Shared>,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    Ok(match request.uri().path() {
+        "/metrics" => {
+            let text = platform::telemetry::metrics().render();
+            let mut response = respond::full(StatusCode::OK, Bytes::from(text));
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            response
+        }
+        "/healthz" => respond::full(StatusCode::OK, Bytes::from_static(b"{\"status\":\"ok\"}")),
+        "/readyz" => crate::proxy::readiness(&shared),
+        _ => respond::not_found(),
+    })
+}

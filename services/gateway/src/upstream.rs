@@ -1,0 +1,291 @@
+//! Upstream services: instances, round-robin with passive health, and per-worker connection
+//! pools on hyper's client connection API.
+//!
+//! Health is shared by every worker (one atomic per instance); connections are not: each worker
+//! owns its pools, so checking one out is a `RefCell` pop on the worker's own thread. Taking a
+//! connection before sending tells a connect failure (the request was not sent, retry it on
+//! another instance) from a failure after sending (never retried).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use http::{Request, Response};
+use http_body_util::Limited;
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+
+use crate::config::{parse_instance, UpstreamConfig};
+
+/// What the gateway sends upstream: the client's body, streamed, cut at the body limit.
+pub(crate) type UpstreamBody = Limited<Incoming>;
+
+type Sender = http1::SendRequest<UpstreamBody>;
+
+/// Idle connections kept per instance and worker; more are closed once their response ends.
+const MAX_IDLE: usize = 512;
+
+/// One instance of an upstream and its shared health.
+pub(crate) struct Instance {
+    pub(crate) url: String,
+    host: String,
+    port: u16,
+    /// Milliseconds since [`Upstreams::epoch`] until which the instance is skipped; 0 = healthy.
+    ejected_until: AtomicU64,
+}
+
+/// One upstream service (shared by all workers).
+pub(crate) struct Upstream {
+    pub(crate) name: String,
+    pub(crate) instances: Vec<Instance>,
+    next: AtomicUsize,
+    pub(crate) timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    eject_ms: u64,
+}
+
+/// All upstreams plus the clock their ejections are measured on.
+pub(crate) struct Upstreams {
+    pub(crate) list: Vec<Upstream>,
+    epoch: Instant,
+}
+
+impl Upstreams {
+    pub(crate) fn new<'a>(
+        configs: impl IntoIterator<Item = (&'a String, &'a UpstreamConfig)>,
+    ) -> anyhow::Result<Self> {
+        let mut list = Vec::new();
+        for (name, config) in configs {
+            let instances = config
+                .instances
+                .iter()
+                .map(|url| {
+                    let (host, port) = parse_instance(url).map_err(anyhow::Error::msg)?;
+                    Ok(Instance {
+                        url: url.clone(),
+                        host,
+                        port,
+                        ejected_until: AtomicU64::new(0),
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            anyhow::ensure!(!instances.is_empty(), "upstream {name} has no instances");
+            list.push(Upstream {
+                name: name.clone(),
+                instances,
+                next: AtomicUsize::new(0),
+                timeout: Duration::from_millis(config.timeout_ms),
+                connect_timeout: Duration::from_millis(config.connect_timeout_ms),
+                eject_ms: config.eject_ms,
+            });
+        }
+        Ok(Self {
+            list,
+            epoch: Instant::now(),
+        })
+    }
+
+    /// Now on the ejection clock (never 0, so 0 can mean "not ejected").
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64 + 1
+    }
+
+    /// Ready when every upstream has at least one instance that is not ejected.
+    pub(crate) fn all_ready(&self) -> bool {
+        let now = self.now_ms();
+        self.list
+            .iter()
+            .all(|u| (0..u.instances.len()).any(|i| !u.is_ejected(i, now)))
+    }
+}
+
+impl Upstream {
+    fn is_ejected(&self, index: usize, now_ms: u64) -> bool {
+        self.instances[index].ejected_until.load(Ordering::Relaxed) > now_ms
+    }
+
+    /// The next instance in round-robin order that is not ejected; if all are, the next one
+    /// anyway (fail open: a recovered instance is found without waiting for the ejection).
+    pub(crate) fn pick(&self, now_ms: u64) -> usize {
+        let count = self.instances.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..count)
+            .map(|offset| (start + offset) % count)
+            .find(|&index| !self.is_ejected(index, now_ms))
+            .unwrap_or(start % count)
+    }
+
+    /// Another instance to retry on after `failed`, preferring healthy ones.
+    pub(crate) fn retry_after(&self, failed: usize, now_ms: u64) -> Option<usize> {
+        let count = self.instances.len();
+        if count < 2 {
+            return None;
+        }
+        (1..count)
+            .map(|offset| (failed + offset) % count)
+            .find(|&index| !self.is_ejected(index, now_ms))
+            .or(Some((failed + 1) % count))
+    }
+
+    /// Skips `index` for `eject_ms`.
+    pub(crate) fn eject(&self, index: usize, now_ms: u64) {
+        self.instances[index]
+            .ejected_until
+            .store(now_ms + self.eject_ms, Ordering::Relaxed);
+    }
+
+    /// A successful exchange clears an ejection early (the fail-open path found it alive).
+    pub(crate) fn mark_healthy(&self, index: usize) {
+        let slot = &self.instances[index].ejected_until;
+        if slot.load(Ordering::Relaxed) != 0 {
+            slot.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// One worker's idle connections to one instance.
+#[derive(Default)]
+pub(crate) struct Pool {
+    idle: RefCell<Vec<Sender>>,
+}
+
+/// Why no connection could be had.
+#[derive(Debug)]
+pub(crate) enum ConnectError {
+    Timeout,
+    Failed(std::io::Error),
+    Handshake(hyper::Error),
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Timeout => f.write_str("connect timed out"),
+            Self::Failed(error) => write!(f, "connect failed: {error}"),
+            Self::Handshake(error) => write!(f, "handshake failed: {error}"),
+        }
+    }
+}
+
+impl Pool {
+    /// An idle connection, or a new one.
+    pub(crate) async fn checkout(
+        &self,
+        instance: &Instance,
+        connect_timeout: Duration,
+    ) -> Result<Sender, ConnectError> {
+        loop {
+            let candidate = self.idle.borrow_mut().pop();
+            match candidate {
+                Some(sender) if sender.is_ready() => return Ok(sender),
+                // Closed by the upstream while idle: drop it and look further.
+                Some(_) => continue,
+                None => break,
+            }
+        }
+        let connect = tokio::net::TcpStream::connect((instance.host.as_str(), instance.port));
+        let stream = tokio::time::timeout(connect_timeout, connect)
+            .await
+            .map_err(|_| ConnectError::Timeout)?
+            .map_err(ConnectError::Failed)?;
+        stream.set_nodelay(true).map_err(ConnectError::Failed)?;
+        let (sender, connection) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(ConnectError::Handshake)?;
+        tokio::task::spawn_local(async move {
+            // Ends when either side closes; errors are the upstream's business (and show up
+            // on the request that saw them).
+            let _ = connection.await;
+        });
+        Ok(sender)
+    }
+
+    /// Puts a connection back once its current response has been read to the end.
+    pub(crate) fn checkin(self: &Rc<Self>, mut sender: Sender) {
+        let pool = Rc::clone(self);
+        tokio::task::spawn_local(async move {
+            if sender.ready().await.is_ok() {
+                let mut idle = pool.idle.borrow_mut();
+                if idle.len() < MAX_IDLE {
+                    idle.push(sender);
+                }
+            }
+        });
+    }
+}
+
+/// How sending on a connection went.
+pub(crate) enum SendError {
+    /// The connection was dead before the request went out; here it is back.
+    NotSent(Box<Request<UpstreamBody>>),
+    /// Failed after (part of) the request was sent.
+    Failed(hyper::Error),
+}
+
+/// Sends `request` on `sender` (timeouts are the caller's).
+pub(crate) async fn send(
+    sender: &mut Sender,
+    request: Request<UpstreamBody>,
+) -> Result<Response<Incoming>, SendError> {
+    sender
+        .try_send_request(request)
+        .await
+        .map_err(|mut error| match error.take_message() {
+            Some(request) => SendError::NotSent(Box::new(request)),
+            None => SendError::Failed(error.into_error()),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn upstreams(instances: &[&str]) -> Upstreams {
+        let mut map = BTreeMap::new();
+        map.insert(
+            "svc".to_owned(),
+            UpstreamConfig {
+                instances: instances.iter().map(|s| s.to_string()).collect(),
+                timeout_ms: 1000,
+                connect_timeout_ms: 100,
+                eject_ms: 1000,
+            },
+        );
+        Upstreams::new(&map).unwrap()
+    }
+
+    #[test]
+    fn round_robin_skips_ejected_instances_and_fails_open() {
+        let all = upstreams(&["http://a:1", "http://b:2", "http://c:3"]);
+        let up = &all.list[0];
+        let now = all.now_ms();
+        assert_eq!(
+            [up.pick(now), up.pick(now), up.pick(now), up.pick(now)],
+            [0, 1, 2, 0]
+        );
+        up.eject(1, now);
+        assert!(all.all_ready());
+        let picks: Vec<_> = (0..4).map(|_| up.pick(now)).collect();
+        assert!(!picks.contains(&1), "{picks:?}");
+        assert_eq!(up.retry_after(0, now), Some(2));
+        up.eject(0, now);
+        up.eject(2, now);
+        assert!(!all.all_ready());
+        // Every instance ejected: still pick one rather than refuse.
+        assert!(up.pick(now) < 3);
+        // Ejections end.
+        assert!(!up.is_ejected(1, now + 1001));
+        up.mark_healthy(0);
+        assert!(all.all_ready());
+    }
+
+    #[test]
+    fn a_single_instance_has_no_retry_target() {
+        let all = upstreams(&["http://a:1"]);
+        assert_eq!(all.list[0].retry_after(0, all.now_ms()), None);
+    }
+}

@@ -1,0 +1,11 @@
+//! The gateway over real HTTP: fake upstreams on port 0, the gateway in front of them.
+
+// A test binary: helpers outside `#[test]` fns unwrap too, and a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+mod auth;
+mod balancing;
+mod edge;
+mod helpers;
+mod routing;
+mod shutdown;

@@ -1,0 +1,322 @@
+//! The `[identity]` configuration section.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use platform::config::{ConfigError, Validate};
+use platform::db::PoolConfig;
+use platform::http::HttpConfig;
+use serde::Deserialize;
+
+use crate::domain::{Email, Password};
+
+/// Settings of the identity service (`[identity]`, env `MICROMART_IDENTITY__*`).
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the HTTP API listens.
+    pub listen: SocketAddr,
+    /// `sqlite://...` or `postgres://...`; may hold a password, so it is never logged.
+    pub database_url: String,
+    #[serde(default)]
+    pub pool: PoolConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// The `iss` claim of access tokens.
+    #[serde(default = "default_issuer")]
+    pub issuer: String,
+    /// The `aud` claim of access tokens.
+    #[serde(default = "default_audience")]
+    pub audience: String,
+    /// Lifetime of an access token.
+    #[serde(default = "default_access_ttl_secs")]
+    pub access_ttl_secs: u64,
+    /// Lifetime of a refresh token (each rotation issues a fresh one).
+    #[serde(default = "default_refresh_ttl_secs")]
+    pub refresh_ttl_secs: u64,
+    /// The Ed25519 signing key, base64 of a PKCS#8 document. Wins over `signing_key_file`.
+    #[serde(default)]
+    pub signing_key: Option<Secret>,
+    /// A file holding the base64 PKCS#8 signing key.
+    #[serde(default)]
+    pub signing_key_file: Option<PathBuf>,
+    /// Generate a key into `signing_key_file` (mode 0600) when that file does not exist.
+    #[serde(default)]
+    pub generate_signing_key: bool,
+    /// An administrator ensured at start-up: created if missing, given the admin role if not.
+    #[serde(default)]
+    pub admin_email: Option<String>,
+    /// The bootstrap administrator's password (used only when the account is created).
+    #[serde(default)]
+    pub admin_password: Option<Secret>,
+    /// Argon2id cost parameters.
+    #[serde(default)]
+    pub password_hash: PasswordHashConfig,
+}
+
+/// Argon2id cost; the defaults are OWASP's minimum recommendation (19 MiB, 2 passes, 1 lane).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordHashConfig {
+    #[serde(default = "default_memory_kib")]
+    pub memory_kib: u32,
+    #[serde(default = "default_iterations")]
+    pub iterations: u32,
+    #[serde(default = "default_parallelism")]
+    pub parallelism: u32,
+}
+
+impl Default for PasswordHashConfig {
+    fn default() -> Self {
+        Self {
+            memory_kib: default_memory_kib(),
+            iterations: default_iterations(),
+            parallelism: default_parallelism(),
+        }
+    }
+}
+
+impl PasswordHashConfig {
+    /// The argon2 parameters, or why they are unusable.
+    pub fn params(&self) -> Result<argon2::Params, argon2::Error> {
+        argon2::Params::new(self.memory_kib, self.iterations, self.parallelism, None)
+    }
+}
+
+/// A configuration value that must never be printed (keys, passwords).
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself; call only where it is used.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+fn default_issuer() -> String {
+    "micromart".to_owned()
+}
+
+fn default_audience() -> String {
+    "micromart".to_owned()
+}
+
+fn default_access_ttl_secs() -> u64 {
+    900
+}
+
+fn default_refresh_ttl_secs() -> u64 {
+    30 * 24 * 3600
+}
+
+fn default_memory_kib() -> u32 {
+    19_456
+}
+
+fn default_iterations() -> u32 {
+    2
+}
+
+fn default_parallelism() -> u32 {
+    1
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("database_url", &"[redacted]")
+            .field("pool", &self.pool)
+            .field("http", &self.http)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("access_ttl_secs", &self.access_ttl_secs)
+            .field("refresh_ttl_secs", &self.refresh_ttl_secs)
+            .field("signing_key", &self.signing_key)
+            .field("signing_key_file", &self.signing_key_file)
+            .field("generate_signing_key", &self.generate_signing_key)
+            .field("admin_email", &self.admin_email)
+            .field("admin_password", &self.admin_password)
+            .field("password_hash", &self.password_hash)
+            .finish()
+    }
+}
+
+/// Access tokens must be short-lived and refresh tokens outlive them; a year caps both.
+const MAX_TTL_SECS: u64 = 365 * 24 * 3600;
+
+impl Validate for Config {
+    fn validate(&self) -> Result<(), ConfigError> {
+        platform::db::Engine::from_url(&self.database_url)
+            .map_err(|e| ConfigError::new("database_url", e.to_string()))?;
+        if self.issuer.trim().is_empty() {
+            return Err(ConfigError::new("issuer", "must not be empty"));
+        }
+        if self.audience.trim().is_empty() {
+            return Err(ConfigError::new("audience", "must not be empty"));
+        }
+        if !(1..=MAX_TTL_SECS).contains(&self.access_ttl_secs) {
+            return Err(ConfigError::new(
+                "access_ttl_secs",
+                format!("must be from 1 to {MAX_TTL_SECS}"),
+            ));
+        }
+        if !(1..=MAX_TTL_SECS).contains(&self.refresh_ttl_secs) {
+            return Err(ConfigError::new(
+                "refresh_ttl_secs",
+                format!("must be from 1 to {MAX_TTL_SECS}"),
+            ));
+        }
+        if self.signing_key.is_none() && self.signing_key_file.is_none() {
+            return Err(ConfigError::new(
+                "signing_key",
+                "no signing key: set `signing_key` (base64 PKCS#8 Ed25519) or `signing_key_file` \
+                 (with `generate_signing_key = true` to create it)",
+            ));
+        }
+        if self.generate_signing_key && self.signing_key_file.is_none() {
+            return Err(ConfigError::new(
+                "signing_key_file",
+                "`generate_signing_key` needs a file to write the key to",
+            ));
+        }
+        self.password_hash
+            .params()
+            .map_err(|e| ConfigError::new("password_hash", format!("invalid argon2 cost: {e}")))?;
+        match (&self.admin_email, &self.admin_password) {
+            (None, None) => {}
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    "admin_password",
+                    "is required when `admin_email` is set",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    "admin_email",
+                    "is required when `admin_password` is set",
+                ))
+            }
+            (Some(email), Some(password)) => {
+                let email = Email::parse(email)
+                    .map_err(|e| ConfigError::new("admin_email", e.to_string()))?;
+                Password::parse(password.expose(), Some(&email))
+                    .map_err(|e| ConfigError::new("admin_password", e.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use platform::config::{load_section, ConfigSources};
+
+    fn sources(toml: &str, env: &[(&str, &str)]) -> ConfigSources {
+        ConfigSources {
+            defaults: vec![toml.to_owned().into()],
+            file: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    const MINIMAL: &str = "[identity]\nlisten = \"127.0.0.1:8081\"\ndatabase_url = \"sqlite://x.db\"\nsigning_key_file = \"/tmp/key\"\n";
+
+    #[test]
+    fn defaults_fill_the_optional_keys() {
+        let config: Config = load_section(&sources(MINIMAL, &[]), "identity").unwrap();
+        assert_eq!(config.issuer, "micromart");
+        assert_eq!(config.audience, "micromart");
+        assert_eq!(config.access_ttl_secs, 900);
+        assert_eq!(config.refresh_ttl_secs, 2_592_000);
+        assert!(!config.generate_signing_key);
+        assert_eq!(config.password_hash.memory_kib, 19_456);
+        assert_eq!(config.password_hash.iterations, 2);
+        assert_eq!(config.password_hash.parallelism, 1);
+    }
+
+    #[test]
+    fn a_missing_signing_key_names_identity_signing_key() {
+        let toml = "[identity]\nlisten = \"127.0.0.1:8081\"\ndatabase_url = \"sqlite://x.db\"\n";
+        let error = load_section::<Config>(&sources(toml, &[]), "identity").unwrap_err();
+        assert_eq!(error.key, "identity.signing_key");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let config: Config = load_section(
+            &sources(
+                MINIMAL,
+                &[
+                    (
+                        "MICROMART_IDENTITY__SIGNING_KEY",
+                        "c2VjcmV0LWtleS1tYXRlcmlhbA",
+                    ),
+                    ("MICROMART_IDENTITY__ADMIN_EMAIL", "root@example.com"),
+                    ("MICROMART_IDENTITY__ADMIN_PASSWORD", "hunter2hunter2"),
+                ],
+            ),
+            "identity",
+        )
+        .unwrap();
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("c2VjcmV0"), "{printed}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(!printed.contains("x.db"), "{printed}");
+        assert!(printed.contains("[redacted]"));
+    }
+
+    #[test]
+    fn admin_settings_are_checked_together() {
+        let error = load_section::<Config>(
+            &sources(
+                MINIMAL,
+                &[("MICROMART_IDENTITY__ADMIN_EMAIL", "root@example.com")],
+            ),
+            "identity",
+        )
+        .unwrap_err();
+        assert_eq!(error.key, "identity.admin_password");
+        let error = load_section::<Config>(
+            &sources(
+                MINIMAL,
+                &[
+                    ("MICROMART_IDENTITY__ADMIN_EMAIL", "root@example.com"),
+                    ("MICROMART_IDENTITY__ADMIN_PASSWORD", "short"),
+                ],
+            ),
+            "identity",
+        )
+        .unwrap_err();
+        assert_eq!(error.key, "identity.admin_password");
+    }
+
+    #[test]
+    fn argon2_cost_is_validated() {
+        let error = load_section::<Config>(
+            &sources(
+                MINIMAL,
+                &[("MICROMART_IDENTITY__PASSWORD_HASH__MEMORY_KIB", "1")],
+            ),
+            "identity",
+        )
+        .unwrap_err();
+        assert_eq!(error.key, "identity.password_hash");
+    }
+}

@@ -1,0 +1,105 @@
+//! The identity service's one error type and its problem+json rendering.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use platform::http::{FieldViolation, Problem};
+
+/// Everything an identity operation can fail with. 4xx variants carry what the client needs;
+/// `Internal` is logged and answered with an opaque 500.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("validation failed")]
+    Validation(Vec<FieldViolation>),
+    #[error("email already registered")]
+    EmailTaken,
+    /// Unknown email and wrong password look the same, on purpose.
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    /// Unknown, expired, revoked or reused refresh token: one answer for all.
+    #[error("invalid refresh token")]
+    InvalidRefreshToken,
+    #[error("user not found")]
+    UserNotFound,
+    /// An answer produced by a platform extractor or check (401, 403, 415...).
+    /// Boxed: a `Problem` is large and this enum travels through every `Result`.
+    #[error("{0}")]
+    Http(Box<Problem>),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<Problem> for IdentityError {
+    fn from(problem: Problem) -> Self {
+        Self::Http(Box::new(problem))
+    }
+}
+
+impl From<Vec<FieldViolation>> for IdentityError {
+    fn from(violations: Vec<FieldViolation>) -> Self {
+        Self::Validation(violations)
+    }
+}
+
+impl IdentityError {
+    /// The problem a client sees.
+    pub fn to_problem(&self) -> Problem {
+        match self {
+            Self::Validation(violations) => Problem::validation(violations.clone()),
+            Self::EmailTaken => Problem::conflict(
+                "email-taken",
+                "an account with this email address already exists",
+            ),
+            Self::InvalidCredentials => Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid-credentials",
+                "Invalid credentials",
+            )
+            .with_detail("the email address or password is wrong"),
+            Self::InvalidRefreshToken => Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid-refresh-token",
+                "Invalid refresh token",
+            )
+            .with_detail("the refresh token is unknown, expired or revoked; log in again"),
+            Self::UserNotFound => Problem::not_found("the user no longer exists"),
+            Self::Http(problem) => (**problem).clone(),
+            Self::Internal(_) => Problem::internal(),
+        }
+    }
+}
+
+impl IntoResponse for IdentityError {
+    fn into_response(self) -> Response {
+        if let Self::Internal(error) = &self {
+            // The cause stays in the log, inside the request span; the client gets an opaque 500.
+            tracing::error!(error = %format!("{error:#}"), "identity request failed");
+        }
+        self.to_problem().into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_are_opaque() {
+        let problem =
+            IdentityError::Internal(anyhow::anyhow!("db password is hunter2")).to_problem();
+        assert_eq!(problem.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!format!("{:?}", problem.body()).contains("hunter2"));
+    }
+
+    #[test]
+    fn codes_are_stable() {
+        assert_eq!(IdentityError::EmailTaken.to_problem().code(), "email-taken");
+        assert_eq!(
+            IdentityError::InvalidCredentials.to_problem().code(),
+            "invalid-credentials"
+        );
+        assert_eq!(
+            IdentityError::InvalidRefreshToken.to_problem().code(),
+            "invalid-refresh-token"
+        );
+    }
+}

@@ -1,0 +1,253 @@
+//! `spawn_app()`: identity on 127.0.0.1:0 with a fresh SQLite database, and typed helpers.
+
+use identity::{Config, Store};
+use platform::auth::{Caller, Role, USER_ID_HEADER, USER_ROLES_HEADER};
+use platform::db::{Db, PoolConfig};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+pub const ADMIN_EMAIL: &str = "root@example.com";
+pub const ADMIN_PASSWORD: &str = "admin-password-42";
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub database_url: String,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+    _tempdir: Option<tempfile::TempDir>,
+}
+
+/// The config of a test instance: cheap argon2, a key generated into `dir`, a bootstrap admin.
+pub fn test_config(dir: &std::path::Path) -> Config {
+    let toml = format!(
+        r#"
+listen = "127.0.0.1:0"
+database_url = "sqlite://{dir}/identity.db"
+signing_key_file = "{dir}/keys/identity.key"
+generate_signing_key = true
+admin_email = "{ADMIN_EMAIL}"
+admin_password = "{ADMIN_PASSWORD}"
+[password_hash]
+memory_kib = 8
+iterations = 1
+parallelism = 1
+
+"#,
+        dir = dir.display()
+    );
+    let value: toml::Value = toml::from_str(&toml).expect("test config is TOML");
+    let config: Config = value.try_into().expect("test config deserializes");
+    platform::config::Validate::validate(&config).expect("test config is valid");
+    config
+}
+
+pub async fn spawn_app() -> TestApp {
+    let tempdir = tempfile::tempdir().expect("temp dir");
+    let dir = tempdir.path().to_path_buf();
+    let mut app = spawn_app_in(test_config(&dir)).await;
+    app._tempdir = Some(tempdir);
+    app
+}
+
+/// Starts an instance from a config (restarting over one data dir reuses its database).
+pub async fn spawn_app_in(config: Config) -> TestApp {
+    platform::telemetry::init_for_tests();
+    let database_url = config.database_url.clone();
+    let router = identity::build(config).await.expect("identity builds");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind port 0");
+    let address = format!("http://{}", listener.local_addr().expect("local addr"));
+    let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(platform::http::serve(listener, router, async move {
+        let _ = stop.await;
+    }));
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        database_url,
+        _shutdown: shutdown,
+        _tempdir: None,
+    }
+}
+
+/// A user as the gateway would forward them after verifying a token.
+pub struct Acting {
+    pub user_id: Uuid,
+    pub roles: Vec<Role>,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Sends a raw body with a chosen content type (for 400/415 cases).
+    pub async fn send_raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: &str,
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .request(method, self.url(path))
+            .body(body.to_owned());
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    pub async fn register(&self, email: &str, password: &str, name: &str) -> reqwest::Response {
+        self.post_json(
+            "/api/v1/users",
+            &json!({"email": email, "password": password, "name": name}),
+        )
+        .await
+    }
+
+    /// Registers and returns the user JSON, asserting success.
+    pub async fn registered(&self, email: &str) -> Value {
+        let response = self.register(email, PASSWORD, "Ada Lovelace").await;
+        assert_eq!(response.status(), 201);
+        response.json().await.expect("user JSON")
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> reqwest::Response {
+        self.post_json(
+            "/api/v1/sessions",
+            &json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
+    /// Logs in and returns the token response, asserting success.
+    pub async fn logged_in(&self, email: &str, password: &str) -> Value {
+        let response = self.login(email, password).await;
+        assert_eq!(response.status(), 200);
+        response.json().await.expect("token JSON")
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> reqwest::Response {
+        self.post_json(
+            "/api/v1/sessions/refresh",
+            &json!({"refresh_token": refresh_token}),
+        )
+        .await
+    }
+
+    pub async fn logout(&self, refresh_token: &str) -> reqwest::Response {
+        self.client
+            .delete(self.url("/api/v1/sessions/current"))
+            .json(&json!({"refresh_token": refresh_token}))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    fn as_user(
+        &self,
+        request: reqwest::RequestBuilder,
+        acting: Option<&Acting>,
+    ) -> reqwest::RequestBuilder {
+        match acting {
+            Some(acting) => request
+                .header(USER_ID_HEADER, acting.user_id.to_string())
+                .header(USER_ROLES_HEADER, Caller::roles_header(&acting.roles)),
+            None => request,
+        }
+    }
+
+    pub async fn me(&self, acting: Option<&Acting>) -> reqwest::Response {
+        self.as_user(self.client.get(self.url("/api/v1/users/me")), acting)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn patch_me(&self, acting: Option<&Acting>, body: &Value) -> reqwest::Response {
+        self.as_user(self.client.patch(self.url("/api/v1/users/me")), acting)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn jwks(&self) -> jsonwebtoken::jwk::JwkSet {
+        let response = self
+            .client
+            .get(self.url("/.well-known/jwks.json"))
+            .send()
+            .await
+            .expect("request sent");
+        assert_eq!(response.status(), 200);
+        response.json().await.expect("JWKS JSON")
+    }
+
+    /// A second handle on the database, to check what did (not) change.
+    pub async fn store(&self) -> Store {
+        Store::new(
+            Db::connect(&self.database_url, &PoolConfig::default())
+                .await
+                .expect("test database opens"),
+        )
+    }
+
+    pub async fn user_count(&self) -> i64 {
+        self.store().await.count_users().await.expect("count users")
+    }
+}
+
+pub fn acting_as(user: &Value) -> Acting {
+    Acting {
+        user_id: user["id"].as_str().expect("id").parse().expect("uuid"),
+        roles: vec![Role::Customer],
+    }
+}
+
+/// Asserts a problem+json answer with `status` and `code`, returning its body.
+pub async fn assert_problem(response: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(response.status(), status, "status");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let body: Value = response.json().await.expect("problem JSON");
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], status);
+    assert_eq!(
+        body["type"],
+        format!("https://micromart.dev/problems/{code}")
+    );
+    body
+}
+
+/// The fields named in a validation problem, sorted.
+pub fn invalid_fields(problem: &Value) -> Vec<String> {
+    let mut fields: Vec<String> = problem["errors"]
+        .as_array()
+        .map(|errors| {
+            errors
+                .iter()
+                .filter_map(|e| e["field"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    fields.sort();
+    fields
+}

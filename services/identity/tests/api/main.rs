@@ -1,0 +1,5 @@
+//! identity's API tests: the service on a real socket with a fresh database per test.
+
+mod helpers;
+mod sessions;
+mod users;
