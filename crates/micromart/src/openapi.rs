@@ -38,7 +38,92 @@ pub fn document() -> OpenApi {
         .build();
     document.merge(identity::openapi());
     document.merge(catalog::openapi());
+    document_edge_responses(&mut document);
     document
+}
+
+/// Adds the answers that come from the gateway and the shared HTTP stack rather than from a
+/// handler, so the document lists every status an operation can really return: 429 from the
+/// rate limiter anywhere; 401 wherever a bearer token is accepted (the gateway refuses a bad
+/// one); 400/413/415/422 wherever a JSON body is parsed. A handler's own description wins.
+fn document_edge_responses(document: &mut OpenApi) {
+    use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, ResponseBuilder};
+
+    let problem = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                platform::http::PROBLEM_JSON,
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build()
+    };
+    let rate_limited = {
+        let mut response =
+            problem("Rate limit exceeded (`rate-limited`); retry after `Retry-After` seconds");
+        response.headers.insert(
+            "Retry-After".to_owned(),
+            HeaderBuilder::new()
+                .schema(
+                    utoipa::openapi::ObjectBuilder::new()
+                        .schema_type(utoipa::openapi::Type::Integer)
+                        .minimum(Some(1)),
+                )
+                .description(Some("Seconds until a request may succeed"))
+                .build(),
+        );
+        response
+    };
+    for item in document.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+            &mut item.head,
+            &mut item.options,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let has_body = operation.request_body.is_some();
+            let takes_token = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+            let responses = &mut operation.responses.responses;
+            let mut add = |status: &str, response: &utoipa::openapi::Response| {
+                responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| response.clone().into());
+            };
+            add("429", &rate_limited);
+            if takes_token {
+                add(
+                    "401",
+                    &problem("Missing, expired or invalid bearer token (`unauthorized`)"),
+                );
+            }
+            if has_body {
+                add(
+                    "400",
+                    &problem("The body is not valid JSON (`malformed-json`)"),
+                );
+                add(
+                    "413",
+                    &problem("The body is larger than the limit (`payload-too-large`)"),
+                );
+                add(
+                    "415",
+                    &problem(
+                        "The body is not of a supported media type (`unsupported-media-type`)",
+                    ),
+                );
+                add(
+                    "422",
+                    &problem("The body does not match the schema (`validation-failed`)"),
+                );
+            }
+        }
+    }
 }
 
 /// The document as the gateway serves it and `docs/openapi.json` stores it.
@@ -76,5 +161,25 @@ mod tests {
             "internal routes leaked: {paths:?}"
         );
         assert!(document["components"]["securitySchemes"]["bearer"].is_object());
+        assert!(document["components"]["schemas"]["Problem"].is_object());
+    }
+
+    #[test]
+    fn every_operation_documents_the_gateway_and_stack_answers() {
+        let document: serde_json::Value = serde_json::from_str(&document_json().unwrap()).unwrap();
+        for (path, item) in document["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                let responses = operation["responses"].as_object().unwrap();
+                assert!(responses.contains_key("429"), "{method} {path}");
+                if operation.get("requestBody").is_some() {
+                    for status in ["400", "413", "415", "422"] {
+                        assert!(
+                            responses.contains_key(status),
+                            "{method} {path} lacks {status}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }

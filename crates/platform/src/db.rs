@@ -123,10 +123,24 @@ impl Db {
 
     /// A transaction that takes the write lock up front. On SQLite a deferred transaction that
     /// reads before writing can fail with SQLITE_BUSY instead of waiting; `IMMEDIATE` waits.
+    ///
+    /// SQLite can still refuse `BEGIN IMMEDIATE` at once with SQLITE_BUSY_SNAPSHOT (517) when a
+    /// pooled connection's read snapshot is stale; the busy handler does not wait on that, so
+    /// the begin (which has done nothing yet) is retried with backoff for up to five seconds.
     pub async fn begin_write(&self) -> Result<Transaction<'static, Any>, sqlx::Error> {
-        match self.engine {
-            Engine::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Engine::Postgres => self.pool.begin().await,
+        if self.engine == Engine::Postgres {
+            return self.pool.begin().await;
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match self.pool.begin_with("BEGIN IMMEDIATE").await {
+                Err(error) if is_sqlite_busy(&error) && std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                result => return result,
+            }
         }
     }
 
@@ -143,6 +157,17 @@ impl Db {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// SQLITE_BUSY (5) and its extended codes (BUSY_RECOVERY 261, BUSY_SNAPSHOT 517, BUSY_TIMEOUT 773).
+fn is_sqlite_busy(error: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db_error) = error else {
+        return false;
+    };
+    db_error
+        .code()
+        .and_then(|code| code.parse::<i32>().ok())
+        .is_some_and(|code| code & 0xff == 5)
 }
 
 /// The kind of integrity rule a write broke, so stores map it to a 409/422 in one place.
@@ -199,6 +224,57 @@ mod tests {
             Engine::Postgres
         );
         assert!(Engine::from_url("mysql://localhost/x").is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_write_transactions_on_sqlite_wait_instead_of_failing() {
+        let dir = std::env::temp_dir().join(format!("mm-db-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = Db::connect(
+            &format!("sqlite://{}/t.db", dir.display()),
+            &PoolConfig::default(),
+        )
+        .await
+        .unwrap();
+        sqlx::query("CREATE TABLE counter (n BIGINT NOT NULL)")
+            .execute(db.pool())
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO counter (n) VALUES (0), (0)")
+            .execute(db.pool())
+            .await
+            .unwrap();
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let db = db.clone();
+                tokio::spawn(async move {
+                    for _ in 0..10 {
+                        // Reads interleaved with write transactions on pooled connections: the
+                        // mix under which a fuzzing run met SQLITE_BUSY_SNAPSHOT at BEGIN.
+                        let _: Option<(i64,)> = sqlx::query_as("SELECT n FROM counter")
+                            .fetch_optional(db.pool())
+                            .await
+                            .unwrap();
+                        let mut tx = db.begin_write().await.unwrap();
+                        sqlx::query("UPDATE counter SET n = n + 1")
+                            .execute(&mut *tx)
+                            .await
+                            .unwrap();
+                        tx.commit().await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let (n,): (i64,) = sqlx::query_as("SELECT min(n) FROM counter")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(n, 160, "both rows count every increment");
+        db.close().await;
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -29,6 +29,10 @@ pub struct Config {
     pub auth: AuthConfig,
     #[serde(default)]
     pub rate_limit: RateLimitConfig,
+    /// The master switch of every rate limit, the per-route ones included. Off only for
+    /// load tests and fuzzing, where one client is the point.
+    #[serde(default = "default_rate_limiting")]
+    pub rate_limiting: bool,
     #[serde(default)]
     pub cors: CorsConfig,
     /// Upstream services by name.
@@ -160,6 +164,10 @@ fn default_admin_listen() -> SocketAddr {
 fn default_body_limit() -> u64 {
     1 << 20
 }
+fn default_rate_limiting() -> bool {
+    true
+}
+
 fn default_drain_timeout() -> u64 {
     10_000
 }
@@ -206,8 +214,9 @@ fn default_connect_timeout() -> u64 {
 fn default_eject() -> u64 {
     10_000
 }
+/// Fail closed: a route that forgets `auth` is not silently public.
 fn default_auth_mode() -> AuthMode {
-    AuthMode::Optional
+    AuthMode::Required
 }
 
 /// `http://host:port` split into what a connect needs; anything else is refused.
@@ -374,7 +383,7 @@ mod tests {
                 burst: 200
             }
         );
-        assert_eq!(config.routes[0].auth, AuthMode::Optional);
+        assert_eq!(config.routes[0].auth, AuthMode::Required);
         assert_eq!(config.upstreams["catalog"].eject_ms, 10_000);
     }
 

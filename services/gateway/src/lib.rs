@@ -4,7 +4,8 @@
 //! worker), forwards the verified identity, balances over instances with passive health
 //! checks, rate-limits per client, answers CORS, and serves static content. Built for speed:
 //! one current-thread runtime per worker with its own `SO_REUSEPORT` listener and upstream
-//! connection pools, and hyper's connection API directly (see docs/adr for the measurements).
+//! connection pools, and hyper's connection API directly (DESIGN.md "Conventions" has the
+//! measurements behind that choice).
 
 mod auth;
 mod config;

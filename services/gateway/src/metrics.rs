@@ -34,6 +34,11 @@ impl RouteMetrics {
         }
     }
 
+    /// The route label (its prefix, or `unmatched` / `gateway`).
+    pub(crate) fn label(&self) -> &str {
+        &self.label
+    }
+
     pub(crate) fn error(&self, kind: ErrorKind) {
         self.errors[kind as usize].increment(1);
     }
@@ -56,12 +61,5 @@ impl StatusCounters {
                 metrics::counter!("gateway_requests_total", "route" => metrics.label.clone(), "status" => status.to_string())
             })
             .increment(1);
-    }
-}
-
-#[cfg(test)]
-impl RouteMetrics {
-    pub(crate) fn label_for_test(&self) -> &str {
-        &self.label
     }
 }

@@ -24,7 +24,7 @@ use platform::http::Problem;
 use platform::trace_context::TraceContext;
 
 use crate::auth::{bearer_token, unix_now, Identity, TokenCache};
-use crate::config::{AuthMode, Config};
+use crate::config::{AuthMode, Config, RateLimitConfig};
 use crate::cors::Cors;
 use crate::limit::{ClientKey, Limiter};
 use crate::metrics::{ErrorKind, RouteMetrics, StatusCounters};
@@ -83,7 +83,14 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn new(config: &Config, static_content: StaticContent) -> anyhow::Result<Self> {
         let upstreams = Upstreams::new(&config.upstreams)?;
-        let default_limiter = Limiter::new(&config.rate_limit).map(Arc::new);
+        let limiter_for = |limit: &RateLimitConfig| {
+            config
+                .rate_limiting
+                .then(|| Limiter::new(limit))
+                .flatten()
+                .map(Arc::new)
+        };
+        let default_limiter = limiter_for(&config.rate_limit);
         let mut limiters: Vec<Arc<Limiter>> = default_limiter.iter().cloned().collect();
         let mut routes = Vec::new();
         for route in &config.routes {
@@ -95,7 +102,7 @@ impl Shared {
                     anyhow::anyhow!("route {} names an unknown upstream", route.prefix)
                 })?;
             let limiter = match &route.rate_limit {
-                Some(own) => Limiter::new(own).map(Arc::new),
+                Some(own) => limiter_for(own),
                 None => default_limiter.clone(),
             };
             if let Some(limiter) = &limiter {
@@ -237,7 +244,7 @@ impl Worker {
         tracing::debug!(
             target: "gateway::access",
             status = response.status().as_u16(),
-            route = metric,
+            route = self.shared.metrics[metric].label(),
             micros = elapsed.as_micros() as u64,
             "request"
         );
@@ -348,7 +355,21 @@ impl Worker {
                             "the Authorization header must be `Bearer <token>`",
                         ))
                     })?;
-                    Some(self.authenticate(token, metric).await?)
+                    match self.authenticate(token, metric).await {
+                        Ok(identity) => Some(identity),
+                        // Failed verifications count against the address's bucket: each one
+                        // costs a signature check, so guessing must not be free.
+                        Err(refusal) => {
+                            if let Some(Err(retry_after)) = route
+                                .limiter
+                                .as_ref()
+                                .map(|l| l.check(&ClientKey::Ip(peer.ip)))
+                            {
+                                return Err(respond::rate_limited(retry_after));
+                            }
+                            return Err(refusal);
+                        }
+                    }
                 }
             },
         };
@@ -683,10 +704,7 @@ mod tests {
         assert_eq!(prefix("/"), None);
         // Metric slots follow the sorted table.
         let (index, route) = shared.route("/api/v1/users/me").unwrap();
-        assert_eq!(
-            shared.metrics[METRIC_ROUTES + index].label_for_test(),
-            route.prefix
-        );
+        assert_eq!(shared.metrics[METRIC_ROUTES + index].label(), route.prefix);
     }
 
     #[test]

@@ -22,11 +22,101 @@ where
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(Json(value)),
-            Err(rejection) => Err(problem_for(rejection)),
+        let axum::Json(mut value) = axum::Json::<serde_json::Value>::from_request(req, state)
+            .await
+            .map_err(problem_for)?;
+        if let Some(path) = find_nul(&value, &mut String::new()) {
+            return Err(Problem::invalid_field(
+                path,
+                "text must not contain NUL characters",
+            ));
         }
+        integral_floats_to_integers(&mut value);
+        serde_path_to_error::deserialize(value)
+            .map(Json)
+            .map_err(|error| {
+                let path = error.path().to_string();
+                let detail = if path == "." {
+                    error.inner().to_string()
+                } else {
+                    format!("{path}: {}", error.inner())
+                };
+                Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "validation-failed",
+                    "Validation failed",
+                )
+                .with_detail(detail)
+            })
     }
+}
+
+/// JSON Schema counts `3.0` as an integer, and generated clients send it that way; serde does
+/// not. Rewriting integral floats (within i64) as integers lets `i64` fields accept them, and
+/// `f64` fields still accept integers.
+fn integral_floats_to_integers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(number) if number.is_f64() => {
+            if let Some(float) = number.as_f64() {
+                // 2^63 is exactly representable; anything at or above it does not fit an i64.
+                if float.fract() == 0.0
+                    && float >= -9.223_372_036_854_776e18
+                    && float < 9.223_372_036_854_776e18
+                {
+                    *value = Value::from(float as i64);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_to_integers),
+        Value::Object(fields) => fields.values_mut().for_each(integral_floats_to_integers),
+        _ => {}
+    }
+}
+
+/// The path of the first string (or key) holding a NUL character: PostgreSQL text cannot store
+/// one and SQLite's C strings end at it, so it is refused at the door for every service.
+fn find_nul(value: &serde_json::Value, path: &mut String) -> Option<String> {
+    use serde_json::Value;
+    match value {
+        Value::String(text) if text.contains('\0') => Some(if path.is_empty() {
+            "body".to_owned()
+        } else {
+            path.clone()
+        }),
+        Value::Array(items) => items.iter().enumerate().find_map(|(index, item)| {
+            let len = path.len();
+            path.push_str(&format!("[{index}]"));
+            let found = find_nul(item, path);
+            path.truncate(len);
+            found
+        }),
+        Value::Object(fields) => fields.iter().find_map(|(key, item)| {
+            let len = path.len();
+            if !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(&key.replace('\0', "\\0"));
+            let found = if key.contains('\0') {
+                Some(path.clone())
+            } else {
+                find_nul(item, path)
+            };
+            path.truncate(len);
+            found
+        }),
+        _ => None,
+    }
+}
+
+/// For optional fields of PATCH-like bodies: absent means "leave as is", but an explicit
+/// `null` is refused (422) instead of being read as absent. Use with `#[serde(default)]`.
+pub fn absent_or_value<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
 }
 
 fn problem_for(rejection: JsonRejection) -> Problem {
@@ -117,5 +207,73 @@ mod tests {
 
         let (status, _) = status_for(Some("application/json"), "{\"name\":\"x\"}").await;
         assert_eq!(status, StatusCode::OK);
+    }
+
+    #[derive(Debug, serde::Deserialize, PartialEq)]
+    struct Typed {
+        count: i64,
+        ratio: f64,
+        #[serde(default, deserialize_with = "absent_or_value")]
+        note: Option<String>,
+    }
+
+    async fn typed(body: &'static str) -> Result<Typed, Problem> {
+        let request = Request::post("/")
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .unwrap();
+        Json::<Typed>::from_request(request, &())
+            .await
+            .map(|Json(t)| t)
+    }
+
+    #[tokio::test]
+    async fn integral_floats_are_integers_and_paths_are_named() {
+        let parsed = typed(r#"{"count": 15273.0, "ratio": 2}"#).await.unwrap();
+        assert_eq!(
+            parsed,
+            Typed {
+                count: 15273,
+                ratio: 2.0,
+                note: None
+            }
+        );
+        let error = typed(r#"{"count": 1.5, "ratio": 2}"#).await.unwrap_err();
+        assert_eq!(error.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(error.to_string().contains("count"), "{error}");
+        assert!(typed(r#"{"count": 1e300, "ratio": 2}"#).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn nul_characters_are_refused_with_their_path() {
+        let error = typed(r#"{"count": 1, "ratio": 1, "note": "a\u0000b"}"#)
+            .await
+            .unwrap_err();
+        assert_eq!(error.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(error.to_string().contains("note"), "{error}");
+        let mut path = String::new();
+        let nested = serde_json::json!({"a": [{"b": "ok"}, {"c": "x\u{0}"}]});
+        assert_eq!(find_nul(&nested, &mut path).as_deref(), Some("a[1].c"));
+        assert_eq!(
+            find_nul(&serde_json::json!({"fine": ["text"]}), &mut path),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn explicit_null_is_not_absent() {
+        assert_eq!(
+            typed(r#"{"count": 1, "ratio": 1, "note": "hi"}"#)
+                .await
+                .unwrap()
+                .note
+                .as_deref(),
+            Some("hi")
+        );
+        let error = typed(r#"{"count": 1, "ratio": 1, "note": null}"#)
+            .await
+            .unwrap_err();
+        assert_eq!(error.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(error.to_string().contains("note"), "{error}");
     }
 }

@@ -157,7 +157,7 @@ impl ProductQuery {
             ),
         };
         let price = |text: &Option<String>, field: &str, v: &mut Violations| match text.as_deref() {
-            None | Some("") => None,
+            None => None,
             Some(text) => v.check(
                 field,
                 text.parse::<i64>()
@@ -220,10 +220,11 @@ impl ProductQuery {
 }
 
 fn parse_flag(text: Option<&str>, field: &str, violations: &mut Violations) -> Option<bool> {
+    // Exactly the schema's booleans: an empty or numeric value is refused, not guessed at.
     match text {
-        None | Some("") => None,
-        Some("true" | "1") => Some(true),
-        Some("false" | "0") => Some(false),
+        None => None,
+        Some("true") => Some(true),
+        Some("false") => Some(false),
         Some(_) => {
             violations.add(field, "must be true or false");
             None
@@ -234,7 +235,9 @@ fn parse_flag(text: Option<&str>, field: &str, violations: &mut Violations) -> O
 /// Splits search text into terms. A term keeps only its letters and digits' surroundings as
 /// typed, but one without any letter or digit can never match a word, so it is dropped.
 pub fn search_terms(text: &str) -> Vec<String> {
-    text.split_whitespace()
+    // Control characters separate terms too: a NUL would end an FTS5 string early (a syntax
+    // error) and PostgreSQL text cannot hold one at all.
+    text.split(|c: char| c.is_whitespace() || c.is_control())
         .filter(|term| term.chars().any(char::is_alphanumeric))
         .map(str::to_owned)
         .collect()
@@ -391,11 +394,15 @@ mod tests {
             r#""dark" """roast""" "AND" "NEAR(x)""#
         );
         assert_eq!(fts5_query(&search_terms("!!! ** ::")), None);
+        assert_eq!(
+            search_terms("a\u{0}b\u{1b}\u{c9}"),
+            vec!["a", "b", "\u{c9}"]
+        );
     }
 
     proptest! {
         #[test]
-        fn fts5_queries_are_only_quoted_strings(text in "\\PC{0,80}") {
+        fn fts5_queries_are_only_quoted_strings(text in "(?s).{0,80}") {
             if let Some(query) = fts5_query(&search_terms(&text)) {
                 // Every term is `"..."` with inner quotes doubled: strip them and nothing
                 // outside quotes may remain but single spaces.
@@ -412,6 +419,7 @@ mod tests {
                 }
                 prop_assert!(!inside);
                 prop_assert!(outside.chars().all(|c| c == ' '), "{}", query);
+                prop_assert!(!query.chars().any(char::is_control), "{:?}", query);
             }
         }
 

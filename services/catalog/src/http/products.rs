@@ -183,18 +183,19 @@ pub async fn list_products(
         (status = 200, description = "The product", body = ProductResponse,
             headers(("ETag" = String, description = "\"<version>\""), ("Cache-Control" = String))),
         (status = 304, description = "Not modified since the given ETag"),
-        (status = 404, description = "No such (active) product", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No such product, or it was deleted (deactivated)", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn get_product(
     State(state): State<AppState>,
-    caller: Option<Caller>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, CatalogError> {
     let id = path_id(&id, "product")?;
+    // DELETE deactivates: from then on the product is gone here, for admins too (they still
+    // see it in the list with `include_inactive=true`, and a PUT can reactivate it).
     let product = state
         .store
-        .get_product(id, is_admin(&caller))
+        .get_product(id, false)
         .await?
         .ok_or(CatalogError::NotFound("product"))?;
     if let Some(tags) = headers
@@ -270,6 +271,9 @@ pub async fn replace_product(
 ) -> Result<Response, CatalogError> {
     caller.require(Role::Admin)?;
     let id = path_id(&id, "product")?;
+    // The body is judged before the precondition: an invalid replacement is a 422 whatever
+    // version it names.
+    let new = NewProduct::parse(&draft)?;
     let if_match = headers
         .get(header::IF_MATCH)
         .ok_or(CatalogError::PreconditionRequired)?
@@ -281,7 +285,6 @@ pub async fn replace_product(
         // A tag that names no version can never match.
         Some(parse_etag(if_match).ok_or(CatalogError::PreconditionFailed)?)
     };
-    let new = NewProduct::parse(&draft)?;
     let product = state
         .store
         .replace_product(id, expected_version, &new)

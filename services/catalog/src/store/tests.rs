@@ -153,6 +153,9 @@ async fn search_text_never_breaks_the_query(ctx: Ctx) {
         "a & b | c <-> d",
         "{walnut}",
         ":*",
+        "\u{0}\u{c9}",
+        "wal\u{0}nut",
+        "\u{1b}[31m",
     ] {
         let query = ProductQuery {
             terms: Some(crate::domain::listing::search_terms(text)),

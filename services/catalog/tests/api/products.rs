@@ -161,9 +161,18 @@ async fn admins_create_replace_and_deactivate() {
         .assert_problem(StatusCode::NOT_FOUND, "not-found");
     let listed = app.get("/api/v1/products", As::Anonymous).await;
     assert!(listed.body["items"].as_array().unwrap().is_empty());
-    let as_admin = app.get(&path, As::Admin).await;
-    assert_eq!(as_admin.status, StatusCode::OK);
-    assert_eq!(as_admin.body["active"], false);
+    // Deleted means gone, for admins too; the admin list still shows it, inactive.
+    app.get(&path, As::Admin)
+        .await
+        .assert_problem(StatusCode::NOT_FOUND, "not-found");
+    let inactive = app
+        .get("/api/v1/products?include_inactive=true", As::Admin)
+        .await;
+    assert_eq!(
+        inactive.body["items"][0]["active"], false,
+        "{}",
+        inactive.body
+    );
     assert_eq!(app.all_product_ids().await.len(), 1);
     app.delete(
         &format!("/api/v1/products/{}", uuid::Uuid::now_v7()),

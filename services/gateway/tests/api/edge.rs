@@ -52,6 +52,23 @@ async fn the_global_rate_limit_applies_to_every_route() {
 }
 
 #[tokio::test]
+async fn the_master_switch_turns_every_limit_off() {
+    let app = spawn_app_with(|config| {
+        config.rate_limit = gateway::RateLimitConfig {
+            per_second: 1,
+            burst: 1,
+        };
+        config.rate_limiting = false;
+    })
+    .await;
+    // The /login route has its own limit (burst 2) and the global one is burst 1: both off.
+    for _ in 0..5 {
+        assert_eq!(app.get("/login/x").await.status, StatusCode::OK);
+        assert_eq!(app.get("/a/x").await.status, StatusCode::OK);
+    }
+}
+
+#[tokio::test]
 async fn cors_preflights_are_answered_at_the_edge() {
     let app = spawn_app().await;
     let preflight = app
@@ -190,4 +207,16 @@ async fn a_chunked_body_over_the_limit_is_cut_with_413() {
     .await
     .unwrap();
     assert!(status_line.starts_with("HTTP/1.1 413"), "{status_line}");
+}
+
+#[tokio::test]
+async fn failed_verifications_count_against_the_address() {
+    let app = spawn_app().await;
+    for _ in 0..2 {
+        let answer = app.get_with_token("/login/x", "not.a.token").await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    }
+    app.get_with_token("/login/x", "not.a.token")
+        .await
+        .assert_problem(StatusCode::TOO_MANY_REQUESTS, "rate-limited");
 }

@@ -41,6 +41,18 @@ impl RefreshToken {
     }
 }
 
+/// The length of every token `generate` makes: 32 bytes as unpadded base64url.
+pub const REFRESH_TOKEN_LEN: usize = 43;
+
+/// Whether a presented string has the shape of a refresh token: anything else is a client
+/// error (422), not an unknown token (401).
+pub fn is_refresh_token_shaped(token: &str) -> bool {
+    token.len() == REFRESH_TOKEN_LEN
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// SHA-256 of a presented token, hex: what the database indexes. A plain hash suffices (no
 /// salt, no slow KDF) because the token has 256 bits of entropy.
 pub fn hash_refresh_token(token: &str) -> String {
@@ -123,6 +135,24 @@ mod tests {
             expires_at: at(100),
             used_at: None,
             revoked_at: None,
+        }
+    }
+
+    #[test]
+    fn generated_tokens_have_the_refresh_token_shape() {
+        for _ in 0..100 {
+            assert!(is_refresh_token_shaped(
+                RefreshToken::generate().unwrap().as_str()
+            ));
+        }
+        for bad in [
+            "",
+            "short",
+            &"a".repeat(42),
+            &"a".repeat(44),
+            &format!("{}=", "a".repeat(42)),
+        ] {
+            assert!(!is_refresh_token_shaped(bad), "{bad:?}");
         }
     }
 

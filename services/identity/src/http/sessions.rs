@@ -5,12 +5,12 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post};
 use axum::Router;
-use platform::http::{Json, ProblemBody};
+use platform::http::{FieldViolation, Json, ProblemBody};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::Violations;
-use crate::domain::session::{hash_refresh_token, RefreshToken};
+use crate::domain::session::{hash_refresh_token, is_refresh_token_shaped, RefreshToken};
 use crate::domain::{Email, User};
 use crate::store::{NewRefreshToken, Rotation};
 use crate::{AppState, IdentityError};
@@ -40,8 +40,22 @@ pub struct LoginRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RefreshRequest {
     /// The opaque token from the last login or refresh.
-    #[schema(min_length = 1)]
+    #[schema(min_length = 43, max_length = 43, pattern = "^[A-Za-z0-9_-]{43}$")]
     pub refresh_token: String,
+}
+
+impl RefreshRequest {
+    /// The presented token, if it has a refresh token's shape (else 422).
+    fn token(&self) -> Result<&str, IdentityError> {
+        if is_refresh_token_shaped(&self.refresh_token) {
+            Ok(&self.refresh_token)
+        } else {
+            Err(IdentityError::Validation(vec![FieldViolation::new(
+                "refresh_token",
+                "is not a refresh token (43 base64url characters)",
+            )]))
+        }
+    }
 }
 
 /// A token pair (RFC 6749 §5.1 shape).
@@ -123,7 +137,7 @@ pub async fn login(
         (status = 400, description = "Malformed JSON (`malformed-json`)", body = ProblemBody, content_type = "application/problem+json"),
         (status = 401, description = "Unknown, expired, revoked or reused token (`invalid-refresh-token`); reuse revokes the whole session", body = ProblemBody, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 422, description = "Missing `refresh_token` (`validation-failed`)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "Missing or malformed `refresh_token` (`validation-failed`)", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn refresh(
     State(state): State<AppState>,
@@ -134,7 +148,7 @@ pub async fn refresh(
     let rotation = state
         .store
         .rotate_refresh_token(
-            &hash_refresh_token(&request.refresh_token),
+            &hash_refresh_token(request.token()?),
             &next.hash(),
             state.tokens.policy.refresh_expiry(now),
             now,
@@ -163,7 +177,7 @@ pub async fn refresh(
         (status = 204, description = "The session is revoked (or was never valid)"),
         (status = 400, description = "Malformed JSON (`malformed-json`)", body = ProblemBody, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 422, description = "Missing `refresh_token` (`validation-failed`)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "Missing or malformed `refresh_token` (`validation-failed`)", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn logout(
     State(state): State<AppState>,
@@ -171,7 +185,7 @@ pub async fn logout(
 ) -> Result<StatusCode, IdentityError> {
     state
         .store
-        .revoke_refresh_token(&hash_refresh_token(&request.refresh_token), platform::now())
+        .revoke_refresh_token(&hash_refresh_token(request.token()?), platform::now())
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -61,6 +61,7 @@ pub struct Registration {
 pub struct UserPatch {
     /// New display name, trimmed, 1 to 100 characters.
     #[schema(nullable = false, min_length = 1, max_length = 100)]
+    #[serde(default, deserialize_with = "platform::http::json::absent_or_value")]
     pub name: Option<String>,
 }
 
