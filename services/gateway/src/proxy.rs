@@ -63,6 +63,38 @@ struct Route {
 
 /// Metric slots after the routes: requests the gateway answered itself.
 const METRIC_UNMATCHED: usize = 0;
+
+/// An oversized upload is read and dropped (up to this much, for up to `DRAIN_TIMEOUT`) before
+/// the 413, as nginx's lingering close does: answering mid-upload and closing makes clients
+/// meet a broken pipe instead of the answer.
+const DRAIN_MAX_BYTES: u64 = 16 << 20;
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The 413 for a declared length over the limit, after draining what the client still sends.
+async fn refuse_oversized_body(
+    request: Request<Incoming>,
+    declared: u64,
+    limit: u64,
+) -> Response<Body> {
+    use http_body_util::BodyExt as _;
+    if declared <= DRAIN_MAX_BYTES {
+        let mut body = request.into_body();
+        let drain = async {
+            while let Some(frame) = body.frame().await {
+                if frame.is_err() {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, drain).await;
+    }
+    let mut response = respond::payload_too_large(limit);
+    // The connection may still hold unread bytes: it is not reused.
+    response
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    response
+}
 const METRIC_BUILTIN: usize = 1;
 const METRIC_ROUTES: usize = 2;
 
@@ -336,8 +368,8 @@ impl Worker {
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if declared_length.is_some_and(|length| length > shared.body_limit) {
-            return Err(respond::payload_too_large(shared.body_limit));
+        if let Some(length) = declared_length.filter(|length| *length > shared.body_limit) {
+            return Err(refuse_oversized_body(request, length, shared.body_limit).await);
         }
 
         let identity = match route.auth {

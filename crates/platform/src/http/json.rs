@@ -32,7 +32,7 @@ where
             ));
         }
         integral_floats_to_integers(&mut value);
-        serde_path_to_error::deserialize(value)
+        serde_path_to_error::deserialize(super::strict::Strict::new(value))
             .map(Json)
             .map_err(|error| {
                 let path = error.path().to_string();
@@ -258,6 +258,13 @@ mod tests {
             find_nul(&serde_json::json!({"fine": ["text"]}), &mut path),
             None
         );
+    }
+
+    #[tokio::test]
+    async fn an_array_is_not_an_object() {
+        let error = typed("[1, 2]").await.unwrap_err();
+        assert_eq!(error.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(error.to_string().contains("JSON object"), "{error}");
     }
 
     #[tokio::test]

@@ -4,6 +4,7 @@
 pub mod json;
 mod observe;
 pub mod problem;
+pub mod strict;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -147,7 +147,7 @@ impl ProductQuery {
             Some(text) => violations.check("sort", Sort::parse(text)),
         };
         let limit = match params.limit.as_deref() {
-            None | Some("") => Some(DEFAULT_PAGE_SIZE),
+            None => Some(DEFAULT_PAGE_SIZE),
             Some(text) => violations.check(
                 "limit",
                 text.parse::<u32>()

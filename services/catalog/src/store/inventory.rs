@@ -363,7 +363,8 @@ impl Store {
         Ok(expired)
     }
 
-    /// A product's stock (zero without a stock row); `NotFound` for an unknown product.
+    /// A product's stock (zero without a stock row); `NotFound` for an unknown or deactivated
+    /// product.
     pub async fn stock_level(&self, product_id: Uuid) -> Result<StockLevel, CatalogError> {
         let mut conn = self
             .db()
@@ -678,8 +679,9 @@ async fn read_level(
     product_id: Uuid,
 ) -> Result<Option<StockLevel>, CatalogError> {
     let row = sqlx::query(
+        // A deactivated (DELETEd) product is gone from the API, its stock included.
         "SELECT s.on_hand, s.reserved, s.updated_at FROM products p \
-         LEFT JOIN stock s ON s.product_id = p.id WHERE p.id = $1",
+         LEFT JOIN stock s ON s.product_id = p.id WHERE p.id = $1 AND p.active = TRUE",
     )
     .bind(product_id.to_string())
     .fetch_optional(&mut *conn)

@@ -387,4 +387,16 @@ async fn admins_set_and_adjust_stock_but_never_below_reserved() {
     app.get("/api/v1/products/nope/stock", As::Admin)
         .await
         .assert_problem(StatusCode::NOT_FOUND, "not-found");
+
+    // A deleted (deactivated) product's stock is gone with it.
+    let deleted = app
+        .delete(&format!("/api/v1/products/{grinder}"), As::Admin)
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    app.get(&stock_path, As::Admin)
+        .await
+        .assert_problem(StatusCode::NOT_FOUND, "not-found");
+    put(json!({"on_hand": 9}), As::Admin)
+        .await
+        .assert_problem(StatusCode::NOT_FOUND, "not-found");
 }

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use platform::auth::{Caller, Role};
-use platform::http::{Json, ProblemBody};
+use platform::http::{FieldViolation, Json, ProblemBody};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -55,9 +55,10 @@ pub struct Registration {
     pub name: Option<String>,
 }
 
-/// A change to the caller's account.
+/// A change to the caller's account: at least one field.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct UserPatch {
     /// New display name, trimmed, 1 to 100 characters.
     #[schema(nullable = false, min_length = 1, max_length = 100)]
@@ -176,7 +177,12 @@ pub async fn update_me(
             };
             state.store.rename_user(caller.user_id, &name).await?
         }
-        None => state.store.find_user(caller.user_id).await?,
+        None => {
+            return Err(IdentityError::Validation(vec![FieldViolation::new(
+                "body",
+                "the patch must change at least one field, e.g. `name`",
+            )]))
+        }
     };
     Ok(Json(user.ok_or(IdentityError::UserNotFound)?.into()))
 }

@@ -218,9 +218,11 @@ async fn patch_me_renames_and_refuses_bad_changes_without_applying_them() {
     assert_eq!(me["name"], "Countess");
     assert_eq!(me["email"], "ada@example.com");
 
-    // An empty patch changes nothing and returns the account.
+    // An empty patch is a client error (it names nothing to change), and changes nothing.
     let response = app.patch_me(Some(&ada), &json!({})).await;
-    assert_eq!(response.status(), 200);
+    assert_eq!(response.status(), 422);
+    let me: serde_json::Value = app.me(Some(&ada)).await.json().await.unwrap();
+    assert_eq!(me["name"], "Countess");
 }
 
 #[tokio::test]

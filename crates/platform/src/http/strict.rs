@@ -1,0 +1,244 @@
+//! A deserializer over `serde_json::Value` that refuses what serde's derive quietly accepts:
+//! a JSON array where a struct (object) is expected. serde lets `["a@b.c", "pw"]` stand for
+//! `{"email": .., "password": ..}`, so a schema-violating body would be accepted; here every
+//! struct, at any depth, must be a JSON object.
+
+use serde::de::{
+    self, DeserializeSeed, Deserializer, IntoDeserializer as _, MapAccess, SeqAccess, Visitor,
+};
+use serde_json::{Map, Value};
+
+/// Deserializes `T` from `value`, requiring objects for structs and maps.
+pub fn from_value<'de, T: de::Deserialize<'de>>(value: Value) -> Result<T, serde_json::Error> {
+    T::deserialize(Strict(value))
+}
+
+/// The strict deserializer itself, for callers that wrap it (e.g. with `serde_path_to_error`).
+pub struct Strict(Value);
+
+impl Strict {
+    pub fn new(value: Value) -> Self {
+        Self(value)
+    }
+}
+
+impl<'de> Deserializer<'de> for Strict {
+    type Error = serde_json::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        match self.0 {
+            Value::Array(items) => visitor.visit_seq(Items(items.into_iter())),
+            Value::Object(fields) => visitor.visit_map(Fields::new(fields)),
+            // Scalars have nothing nested: serde_json's own rules apply.
+            scalar => scalar.deserialize_any(visitor),
+        }
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.deserialize_map(visitor)
+    }
+
+    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        match self.0 {
+            Value::Object(fields) => visitor.visit_map(Fields::new(fields)),
+            other => Err(de::Error::invalid_type(
+                unexpected(&other),
+                &"a JSON object",
+            )),
+        }
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        match self.0 {
+            Value::Null => visitor.visit_none(),
+            other => visitor.visit_some(Strict(other)),
+        }
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        // Enums are strings or single-key objects; serde_json's rules are strict enough there.
+        self.0.deserialize_enum(name, variants, visitor)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf unit unit_struct seq tuple tuple_struct identifier ignored_any
+    }
+}
+
+fn unexpected(value: &Value) -> de::Unexpected<'_> {
+    match value {
+        Value::Null => de::Unexpected::Unit,
+        Value::Bool(b) => de::Unexpected::Bool(*b),
+        Value::Number(_) => de::Unexpected::Other("a number"),
+        Value::String(s) => de::Unexpected::Str(s),
+        Value::Array(_) => de::Unexpected::Seq,
+        Value::Object(_) => de::Unexpected::Map,
+    }
+}
+
+struct Items(std::vec::IntoIter<Value>);
+
+impl<'de> SeqAccess<'de> for Items {
+    type Error = serde_json::Error;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, Self::Error> {
+        self.0
+            .next()
+            .map(|item| seed.deserialize(Strict(item)))
+            .transpose()
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.0.len())
+    }
+}
+
+struct Fields {
+    entries: serde_json::map::IntoIter,
+    value: Option<Value>,
+}
+
+impl Fields {
+    fn new(fields: Map<String, Value>) -> Self {
+        Self {
+            entries: fields.into_iter(),
+            value: None,
+        }
+    }
+}
+
+impl<'de> MapAccess<'de> for Fields {
+    type Error = serde_json::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Self::Error> {
+        match self.entries.next() {
+            Some((key, value)) => {
+                self.value = Some(value);
+                seed.deserialize(key.into_deserializer()).map(Some)
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, Self::Error> {
+        let value = self
+            .value
+            .take()
+            .ok_or_else(|| de::Error::custom("a value was read twice"))?;
+        seed.deserialize(Strict(value))
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.entries.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+    use serde_json::json;
+    use std::collections::BTreeMap;
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Price {
+        amount: i64,
+        currency: String,
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(rename_all = "lowercase")]
+    enum Colour {
+        Red,
+        Green,
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Product {
+        name: String,
+        price: Price,
+        tags: Vec<String>,
+        #[serde(default)]
+        note: Option<String>,
+        attributes: BTreeMap<String, String>,
+        colour: Colour,
+    }
+
+    fn valid() -> Value {
+        json!({"name": "Mug", "price": {"amount": 900, "currency": "EUR"}, "tags": ["a"],
+               "attributes": {"size": "L"}, "colour": "red"})
+    }
+
+    #[test]
+    fn objects_deserialize_as_serde_json_would() {
+        let product: Product = from_value(valid()).unwrap();
+        assert_eq!(
+            product.price,
+            Price {
+                amount: 900,
+                currency: "EUR".into()
+            }
+        );
+        assert_eq!(product.colour, Colour::Red);
+        assert_eq!(product.note, None);
+        let mut with_note = valid();
+        with_note["note"] = json!("hi");
+        with_note["colour"] = json!("green");
+        let product: Product = from_value(with_note).unwrap();
+        assert_eq!(
+            (product.note.as_deref(), product.colour),
+            (Some("hi"), Colour::Green)
+        );
+        assert_eq!(from_value::<Vec<i64>>(json!([1, 2])).unwrap(), vec![1, 2]);
+    }
+
+    #[test]
+    fn arrays_never_stand_for_structs_at_any_depth() {
+        // serde_json alone accepts both of these.
+        assert!(serde_json::from_value::<Price>(json!([900, "EUR"])).is_ok());
+        assert!(from_value::<Price>(json!([900, "EUR"])).is_err());
+        let mut nested = valid();
+        nested["price"] = json!([900, "EUR"]);
+        assert!(serde_json::from_value::<Product>(nested.clone()).is_ok());
+        assert!(from_value::<Product>(nested).is_err());
+        let mut in_map = valid();
+        in_map["attributes"] = json!([["size", "L"]]);
+        assert!(from_value::<Product>(in_map).is_err());
+    }
+
+    #[test]
+    fn type_errors_still_name_the_field() {
+        let mut wrong = valid();
+        wrong["price"]["amount"] = json!("nine");
+        let error = serde_path_to_error::deserialize::<_, Product>(Strict(wrong)).unwrap_err();
+        assert_eq!(error.path().to_string(), "price.amount");
+    }
+}
