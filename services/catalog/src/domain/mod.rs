@@ -37,7 +37,8 @@ impl Violations {
     }
 }
 
-/// A text of `min..=max` characters (after trimming) without control characters.
+/// A text of at most `max` characters as sent, at least `min` after trimming, without control
+/// characters.
 pub(crate) fn bounded_text(text: &str, min: usize, max: usize) -> Result<String, String> {
     let trimmed = text.trim();
     let length = trimmed.chars().count();
@@ -48,7 +49,8 @@ pub(crate) fn bounded_text(text: &str, min: usize, max: usize) -> Result<String,
             format!("must be at least {min} characters")
         });
     }
-    if length > max {
+    // The maximum applies to the text as sent, as the published schema's maxLength does.
+    if length > max || text.chars().count() > max {
         return Err(format!("must be at most {max} characters"));
     }
     // Newlines and tabs are fine in long texts; other control characters are never intended.

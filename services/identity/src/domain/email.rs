@@ -22,7 +22,8 @@ impl Email {
         if email.is_empty() {
             return Err(Invalid("must not be empty".into()));
         }
-        if email.chars().count() > MAX_LEN {
+        // The limit applies to the text as sent, as the published schema's maxLength does.
+        if raw.chars().count() > MAX_LEN {
             return Err(Invalid(format!("must be at most {MAX_LEN} characters")));
         }
         let Some((local, domain)) = email.rsplit_once('@') else {

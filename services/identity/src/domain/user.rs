@@ -18,7 +18,8 @@ impl UserName {
         if name.is_empty() {
             return Err(Invalid("must not be empty".into()));
         }
-        if name.chars().count() > NAME_MAX_CHARS {
+        // The limit applies to the text as sent, as the published schema's maxLength does.
+        if raw.chars().count() > NAME_MAX_CHARS {
             return Err(Invalid(format!(
                 "must be at most {NAME_MAX_CHARS} characters"
             )));
@@ -77,6 +78,8 @@ mod tests {
         assert!(UserName::parse("   ").is_err());
         assert!(UserName::parse(&"é".repeat(100)).is_ok());
         assert!(UserName::parse(&"é".repeat(101)).is_err());
+        // The limit counts what was sent: padding does not smuggle in a longer text.
+        assert!(UserName::parse(&format!(" {}", "é".repeat(100))).is_err());
         assert!(UserName::parse("bad\u{0}name").is_err());
     }
 
