@@ -3,8 +3,7 @@
 //! the result at `/api/v1/openapi.json`; `docs/openapi.json` is the committed copy that review
 //! sees, kept equal to the code by a test.
 
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ComponentsBuilder, InfoBuilder, OpenApi, OpenApiBuilder, ServerBuilder};
+use utoipa::openapi::{InfoBuilder, OpenApi, OpenApiBuilder, ServerBuilder};
 
 /// The merged document of every service's public API.
 pub fn document() -> OpenApi {
@@ -17,25 +16,14 @@ pub fn document() -> OpenApi {
              units with an ISO 4217 currency; ids are UUIDv7; times are RFC 3339 UTC.",
         ))
         .build();
-    let components = ComponentsBuilder::new()
-        .security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        )
-        .build();
     let mut document = OpenApiBuilder::new()
         .info(info)
         .servers(Some(vec![ServerBuilder::new()
             .url("/")
             .description(Some("this gateway"))
             .build()]))
-        .components(Some(components))
         .build();
+    utoipa::Modify::modify(&platform::http::openapi::BearerScheme, &mut document);
     document.merge(identity::openapi());
     document.merge(catalog::openapi());
     document_edge_responses(&mut document);

@@ -28,6 +28,18 @@ pub struct ConfigSources {
 }
 
 impl ConfigSources {
+    /// One TOML layer and the given environment, no file: what tests and tools build by hand.
+    pub fn from_toml(toml: impl Into<Cow<'static, str>>, env: &[(&str, &str)]) -> Self {
+        Self {
+            defaults: vec![toml.into()],
+            file: None,
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        }
+    }
+
     /// Defaults plus the real process environment and an optional file.
     pub fn from_process(defaults: &'static str, file: Option<&Path>) -> Self {
         Self {
@@ -153,14 +165,7 @@ mod tests {
     const DEFAULTS: &str = "[svc]\nport = 8080\nname = \"default\"\ntags = []\n";
 
     fn sources(env: &[(&str, &str)]) -> ConfigSources {
-        ConfigSources {
-            defaults: vec![DEFAULTS.into()],
-            file: None,
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        }
+        ConfigSources::from_toml(DEFAULTS, env)
     }
 
     #[test]

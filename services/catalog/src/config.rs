@@ -98,14 +98,7 @@ mod tests {
     use platform::config::{load_section, ConfigSources};
 
     fn sources(toml: &str, env: &[(&str, &str)]) -> ConfigSources {
-        ConfigSources {
-            defaults: vec![toml.to_owned().into()],
-            file: None,
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        }
+        ConfigSources::from_toml(toml.to_owned(), env)
     }
 
     const MINIMAL: &str =

@@ -226,14 +226,7 @@ mod tests {
     use platform::config::{load_section, ConfigSources};
 
     fn sources(toml: &str, env: &[(&str, &str)]) -> ConfigSources {
-        ConfigSources {
-            defaults: vec![toml.to_owned().into()],
-            file: None,
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        }
+        ConfigSources::from_toml(toml.to_owned(), env)
     }
 
     const MINIMAL: &str = "[identity]\nlisten = \"127.0.0.1:8081\"\ndatabase_url = \"sqlite://x.db\"\nsigning_key_file = \"/tmp/key\"\n";

@@ -60,10 +60,9 @@ fn integral_floats_to_integers(value: &mut serde_json::Value) {
         Value::Number(number) if number.is_f64() => {
             if let Some(float) = number.as_f64() {
                 // 2^63 is exactly representable; anything at or above it does not fit an i64.
-                if float.fract() == 0.0
-                    && float >= -9.223_372_036_854_776e18
-                    && float < 9.223_372_036_854_776e18
-                {
+                const I64_RANGE: std::ops::Range<f64> =
+                    -9.223_372_036_854_776e18..9.223_372_036_854_776e18;
+                if float.fract() == 0.0 && I64_RANGE.contains(&float) {
                     *value = Value::from(float as i64);
                 }
             }

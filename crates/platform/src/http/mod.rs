@@ -3,6 +3,7 @@
 
 pub mod json;
 mod observe;
+pub mod openapi;
 pub mod problem;
 pub mod strict;
 

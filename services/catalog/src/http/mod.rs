@@ -5,8 +5,8 @@ pub mod inventory;
 pub mod products;
 
 use axum::Router;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use platform::http::openapi::BearerScheme;
+use utoipa::OpenApi;
 
 use crate::AppState;
 
@@ -43,23 +43,6 @@ pub fn router(state: AppState) -> Router {
     tags((name = "catalog", description = "Products, categories, browsing and search"))
 )]
 pub struct CatalogApi;
-
-struct BearerScheme;
-
-impl Modify for BearerScheme {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
-    }
-}
 
 /// A path id that is not a UUID names nothing: 404, like an unknown one.
 pub(crate) fn path_id(text: &str, what: &'static str) -> Result<uuid::Uuid, crate::CatalogError> {

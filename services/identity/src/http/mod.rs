@@ -5,9 +5,9 @@ pub mod sessions;
 pub mod users;
 
 use axum::Router;
+use platform::http::openapi::BearerScheme;
 use platform::http::FieldViolation;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::OpenApi;
 
 use crate::AppState;
 
@@ -36,23 +36,6 @@ pub fn router(state: AppState) -> Router {
     tags((name = "identity", description = "Accounts, sessions and token signing keys"))
 )]
 pub struct IdentityApi;
-
-struct BearerScheme;
-
-impl Modify for BearerScheme {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
-    }
-}
 
 /// Collects the violations of a whole request, so a client learns every bad field at once.
 #[derive(Default)]
