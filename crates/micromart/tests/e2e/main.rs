@@ -1,6 +1,7 @@
 //! End-to-end tests: the whole embedded shop on ephemeral ports, driven through the gateway
 //! over real HTTP as a client would.
 
+mod api_docs;
 mod catalog;
 mod failures;
 mod helpers;
