@@ -100,7 +100,9 @@ pub async fn run(
         Duration::from_millis(state.config.reservation_sweep_interval_ms),
         stop.clone(),
     );
-    tracing::info!(addr = ?listener.local_addr().ok(), "catalog listening");
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "catalog listening");
+    }
     let served = platform::http::serve(listener, router, shutdown).await;
     stop.cancel();
     let _ = sweeper.await;

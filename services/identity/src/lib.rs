@@ -176,7 +176,9 @@ pub async fn run(
         &config.http,
         Arc::new(db.clone()),
     );
-    tracing::info!(addr = ?listener.local_addr().ok(), "identity listening");
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "identity listening");
+    }
     let served = platform::http::serve(listener, router, shutdown).await;
     db.close().await;
     served.context("the identity server failed")
