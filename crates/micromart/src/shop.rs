@@ -90,7 +90,18 @@ impl Shop {
         point_gateway_at(&mut gateway_config, identity::SERVICE, identity_addr);
         point_gateway_at(&mut gateway_config, catalog::SERVICE, catalog_addr);
         gateway_config.auth.jwks_url = format!("http://{identity_addr}/.well-known/jwks.json");
-        let gateway = gateway::start(gateway_config, crate::shop::static_content()?)?;
+        let gateway =
+            match static_content().and_then(|content| gateway::start(gateway_config, content)) {
+                Ok(gateway) => gateway,
+                Err(error) => {
+                    // Do not leave the services running behind a gateway that never started.
+                    shutdown.cancel();
+                    for service in services {
+                        service.stop().await.ok();
+                    }
+                    return Err(error);
+                }
+            };
 
         let mut shop = Self {
             addresses: ShopAddresses {

@@ -88,7 +88,11 @@ pub fn mount(
             Problem::internal().into_response()
         }))
         .layer(axum::middleware::from_fn_with_state(
-            observe::ObserveState::new(service, Duration::from_millis(config.request_timeout_ms)),
+            observe::ObserveState::new(
+                service,
+                Duration::from_millis(config.request_timeout_ms),
+                config.body_limit_bytes,
+            ),
             observe::observe,
         ))
 }
@@ -307,6 +311,77 @@ mod tests {
             .unwrap();
         let (_, headers, _) = send(app, request).await;
         assert_ne!(headers[REQUEST_ID_HEADER], "a b");
+    }
+
+    /// One HTTP/1.1 exchange on an open socket: the status line and whether the server keeps
+    /// the connection.
+    async fn exchange(stream: &mut tokio::net::TcpStream, request: &str) -> (String, bool) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut received = Vec::new();
+        let mut buffer = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut buffer).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            received.extend_from_slice(&buffer[..n]);
+            let text = String::from_utf8_lossy(&received).to_string();
+            if let Some(head_end) = text.find("\r\n\r\n") {
+                let length = text[..head_end]
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length: ")
+                            .map(|v| v.trim().parse::<usize>().unwrap())
+                    })
+                    .unwrap_or(0);
+                if received.len() >= head_end + 4 + length {
+                    let closes = text[..head_end]
+                        .to_ascii_lowercase()
+                        .contains("connection: close");
+                    return (text.lines().next().unwrap_or_default().to_owned(), !closes);
+                }
+            }
+        }
+        (
+            String::from_utf8_lossy(&received)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+            false,
+        )
+    }
+
+    #[tokio::test]
+    async fn an_early_answer_keeps_the_connection_alive() {
+        let api = Router::new().route(
+            "/guarded",
+            post(|| async { Problem::unauthorized("no token") }),
+        );
+        let app = mount(api, "test", &HttpConfig::default(), Arc::new(AlwaysReady));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve(listener, app, std::future::pending()));
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        // The handler answers without reading the body, as an auth rejection does.
+        let body = "x".repeat(900_000);
+        let request = format!(
+            "POST /guarded HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let (status, keeps) = exchange(&mut stream, &request).await;
+        assert!(status.contains("401"), "{status}");
+        assert!(
+            keeps,
+            "the connection must stay usable after an early answer"
+        );
+        let (status, _) = exchange(&mut stream, "GET /healthz HTTP/1.1\r\nhost: t\r\n\r\n").await;
+        assert!(
+            status.contains("200"),
+            "second request on the same connection: {status:?}"
+        );
     }
 
     #[tokio::test]

@@ -23,11 +23,41 @@ pub struct RequestId(pub Arc<str>);
 pub struct ObserveState {
     service: &'static str,
     timeout: Duration,
+    body_limit: usize,
 }
 
 impl ObserveState {
-    pub fn new(service: &'static str, timeout: Duration) -> Self {
-        Self { service, timeout }
+    pub fn new(service: &'static str, timeout: Duration, body_limit: usize) -> Self {
+        Self {
+            service,
+            timeout,
+            body_limit,
+        }
+    }
+}
+
+/// Reads the whole (limited) request body before the handler runs. A handler that answers
+/// early (401, 403, 405...) would otherwise drop unread bytes, and hyper then closes the
+/// connection: a keep-alive connection the gateway pools, racing its next request into a 502.
+async fn buffer_body(request: Request, limit: usize) -> Result<Request, Response> {
+    use axum::body::Body;
+    let (parts, body) = request.into_parts();
+    match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => Ok(Request::from_parts(parts, Body::from(bytes))),
+        Err(error) => {
+            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+            while let Some(cause) = source {
+                if cause.is::<http_body_util::LengthLimitError>() {
+                    return Err(
+                        Problem::from_status(axum::http::StatusCode::PAYLOAD_TOO_LARGE)
+                            .with_detail("the request body is too large")
+                            .into_response(),
+                    );
+                }
+                source = cause.source();
+            }
+            Err(Problem::bad_request("the request body could not be read").into_response())
+        }
     }
 }
 
@@ -77,9 +107,14 @@ pub async fn observe(
         status = tracing::field::Empty,
     );
 
+    let handled = async {
+        match buffer_body(request, state.body_limit).await {
+            Ok(request) => next.run(request).await,
+            Err(response) => response,
+        }
+    };
     let mut response =
-        match tokio::time::timeout(state.timeout, next.run(request).instrument(span.clone())).await
-        {
+        match tokio::time::timeout(state.timeout, handled.instrument(span.clone())).await {
             Ok(response) => response,
             Err(_) => {
                 span.in_scope(|| {
