@@ -30,7 +30,7 @@ pub enum CatalogError {
     ImportTooLarge(usize),
     /// An answer produced by a platform extractor or check (401, 403, 415...).
     #[error("{0}")]
-    Http(Box<Problem>),
+    Http(Problem),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
     // Inventory variants (appended by the inventory helper; mapped in `to_problem` below).
@@ -54,7 +54,7 @@ impl CatalogError {
 
 impl From<Problem> for CatalogError {
     fn from(problem: Problem) -> Self {
-        Self::Http(Box::new(problem))
+        Self::Http(problem)
     }
 }
 
@@ -111,7 +111,7 @@ impl CatalogError {
                 "Import too large",
             )
             .with_detail(format!("an import may have at most {max} lines")),
-            Self::Http(problem) => (**problem).clone(),
+            Self::Http(problem) => problem.clone(),
             Self::Internal(_) => Problem::internal(),
             Self::StockBelowReserved { on_hand, reserved } => Problem::conflict(
                 "stock-below-reserved",

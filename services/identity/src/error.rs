@@ -21,16 +21,15 @@ pub enum IdentityError {
     #[error("user not found")]
     UserNotFound,
     /// An answer produced by a platform extractor or check (401, 403, 415...).
-    /// Boxed: a `Problem` is large and this enum travels through every `Result`.
     #[error("{0}")]
-    Http(Box<Problem>),
+    Http(Problem),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
 
 impl From<Problem> for IdentityError {
     fn from(problem: Problem) -> Self {
-        Self::Http(Box::new(problem))
+        Self::Http(problem)
     }
 }
 
@@ -62,7 +61,7 @@ impl IdentityError {
             )
             .with_detail("the refresh token is unknown, expired or revoked; log in again"),
             Self::UserNotFound => Problem::not_found("the user no longer exists"),
-            Self::Http(problem) => (**problem).clone(),
+            Self::Http(problem) => problem.clone(),
             Self::Internal(_) => Problem::internal(),
         }
     }

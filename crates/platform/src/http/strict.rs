@@ -1,7 +1,10 @@
-//! A deserializer over `serde_json::Value` that refuses what serde's derive quietly accepts:
-//! a JSON array where a struct (object) is expected. serde lets `["a@b.c", "pw"]` stand for
-//! `{"email": .., "password": ..}`, so a schema-violating body would be accepted; here every
-//! struct, at any depth, must be a JSON object.
+//! A deserializer over `serde_json::Value` that reads request bodies the way their JSON Schema
+//! does, in one pass:
+//! - a struct must be a JSON object: serde's derive would let `["a@b.c", "pw"]` stand for
+//!   `{"email": .., "password": ..}`;
+//! - an integral float (`3.0`, within i64) is an integer, as JSON Schema counts it;
+//! - no string or key may hold a NUL character: PostgreSQL text cannot store one and SQLite's C
+//!   strings end at it.
 
 use serde::de::{
     self, DeserializeSeed, Deserializer, IntoDeserializer as _, MapAccess, SeqAccess, Visitor,
@@ -29,7 +32,12 @@ impl<'de> Deserializer<'de> for Strict {
         match self.0 {
             Value::Array(items) => visitor.visit_seq(Items(items.into_iter())),
             Value::Object(fields) => visitor.visit_map(Fields::new(fields)),
-            // Scalars have nothing nested: serde_json's own rules apply.
+            Value::String(text) if text.contains('\0') => Err(nul_error()),
+            Value::Number(number) => match integral(&number) {
+                Some(integer) => visitor.visit_i64(integer),
+                None => number.deserialize_any(visitor),
+            },
+            // Other scalars have nothing nested: serde_json's own rules apply.
             scalar => scalar.deserialize_any(visitor),
         }
     }
@@ -82,6 +90,18 @@ impl<'de> Deserializer<'de> for Strict {
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
         bytes byte_buf unit unit_struct seq tuple tuple_struct identifier ignored_any
     }
+}
+
+/// An integral float within i64, as an integer; `None` for integers and other floats.
+fn integral(number: &serde_json::Number) -> Option<i64> {
+    // 2^63 is exactly representable; anything at or above it does not fit an i64.
+    const I64_RANGE: std::ops::Range<f64> = -9.223_372_036_854_776e18..9.223_372_036_854_776e18;
+    let float = number.as_f64().filter(|_| number.is_f64())?;
+    (float.fract() == 0.0 && I64_RANGE.contains(&float)).then_some(float as i64)
+}
+
+fn nul_error() -> serde_json::Error {
+    de::Error::custom("text must not contain NUL characters")
 }
 
 fn unexpected(value: &Value) -> de::Unexpected<'_> {
@@ -137,6 +157,7 @@ impl<'de> MapAccess<'de> for Fields {
         seed: K,
     ) -> Result<Option<K::Value>, Self::Error> {
         match self.entries.next() {
+            Some((key, _)) if key.contains('\0') => Err(nul_error()),
             Some((key, value)) => {
                 self.value = Some(value);
                 seed.deserialize(key.into_deserializer()).map(Some)
