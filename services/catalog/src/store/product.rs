@@ -61,13 +61,15 @@ fn attributes_json(new: &NewProduct) -> String {
 impl Store {
     /// Creates a product and, when asked, its stock row, in one transaction.
     pub async fn create_product(&self, new: &NewProduct) -> Result<Product, CatalogError> {
-        let now = platform::now();
-        let id = platform::new_id();
         let mut tx = self
             .db()
             .begin_write()
             .await
             .context("failed to begin a transaction")?;
+        // Made under the write lock, so ids (UUIDv7, monotonic in this process) ascend in the
+        // order rows are written: newest-first by id and by rowid agree (see `list_products`).
+        let now = platform::now();
+        let id = platform::new_id();
         sqlx::query(
             "INSERT INTO products (id, sku, name, description, price_amount, price_currency, \
              category_id, image_url, attributes, active, created_at, updated_at, version) \
@@ -229,7 +231,25 @@ impl Store {
     }
 
     /// One page of products matching `query`, in its sort order, after its cursor.
+    ///
+    /// The page is chosen first (filters, order, limit) and only its rows are then decorated
+    /// with the stock subquery: computed in the same SELECT, it ran for every matching row
+    /// before the sort, which made a search cost grow with its number of matches.
     pub async fn list_products(&self, query: &ProductQuery) -> Result<Page, CatalogError> {
+        let search = match &query.terms {
+            None => None,
+            Some(terms) => match self.db().engine() {
+                Engine::Sqlite => Some(fts5_query(terms)),
+                Engine::Postgres => Some(websearch_query(terms)),
+            },
+        };
+        // On SQLite a newest-first search walks the FTS index itself, newest rowid first, and
+        // stops at the page's end: its cost is the index entries up to 21 matches, not every
+        // match sorted. Rowid (`seq`) order is creation order, as the UUIDv7 order is: ids are
+        // made under the write lock (see `create_product`).
+        let fts_walk = matches!(search, Some(Some(_)))
+            && query.sort == Sort::Newest
+            && self.db().engine() == Engine::Sqlite;
         let mut sql = Sql::default();
         if let Some(category) = &query.category {
             let category = self
@@ -245,7 +265,13 @@ impl Store {
                 " AS TEXT) UNION SELECT c.id FROM categories c JOIN tree t ON c.parent_id = t.id) ",
             );
         }
-        sql.push(&format!("SELECT {COLUMNS} FROM products p WHERE 1 = 1"));
+        sql.push(&format!("SELECT {COLUMNS} FROM (SELECT p.* FROM "));
+        sql.push(if fts_walk {
+            // CROSS JOIN keeps the FTS table the outer loop.
+            "products_fts CROSS JOIN products p ON p.seq = products_fts.rowid WHERE 1 = 1"
+        } else {
+            "products p WHERE 1 = 1"
+        });
         if !query.include_inactive {
             sql.push(" AND p.active = TRUE");
         }
@@ -269,30 +295,32 @@ impl Store {
             ),
             None => &mut sql,
         };
-        if let Some(terms) = &query.terms {
-            match self.db().engine() {
-                Engine::Sqlite => match fts5_query(terms) {
-                    Some(fts) => sql
-                        .push(
-                            " AND p.seq IN (SELECT rowid FROM products_fts \
-                             WHERE products_fts MATCH ",
-                        )
-                        .arg(Arg::Text(fts))
-                        .push(")"),
-                    None => sql.push(" AND 1 = 0"),
-                },
-                Engine::Postgres => match websearch_query(terms) {
-                    Some(text) => sql
-                        .push(" AND p.search @@ websearch_to_tsquery('simple', ")
-                        .arg(Arg::Text(text))
-                        .push(")"),
-                    None => sql.push(" AND 1 = 0"),
-                },
-            };
+        match (search, self.db().engine()) {
+            (None, _) => {}
+            (Some(None), _) => {
+                sql.push(" AND 1 = 0");
+            }
+            (Some(Some(fts)), Engine::Sqlite) if fts_walk => {
+                sql.push(" AND products_fts MATCH ").arg(Arg::Text(fts));
+            }
+            (Some(Some(fts)), Engine::Sqlite) => {
+                sql.push(" AND p.seq IN (SELECT rowid FROM products_fts WHERE products_fts MATCH ")
+                    .arg(Arg::Text(fts))
+                    .push(")");
+            }
+            (Some(Some(text)), Engine::Postgres) => {
+                sql.push(" AND p.search @@ websearch_to_tsquery('simple', ")
+                    .arg(Arg::Text(text))
+                    .push(")");
+            }
         }
         if let Some(after) = &query.after {
             let id = Arg::Text(after.id.to_string());
             match (&after.key, query.sort) {
+                (None, Sort::Newest) if fts_walk => sql
+                    .push(" AND products_fts.rowid < (SELECT seq FROM products WHERE id = ")
+                    .arg(id)
+                    .push(")"),
                 (None, Sort::Newest) => sql.push(" AND p.id < ").arg(id),
                 (Some(SortKey::Price(price)), Sort::PriceAsc) => sql
                     .push(" AND (p.price_amount, p.id) > (")
@@ -320,15 +348,24 @@ impl Store {
                 }
             };
         }
-        sql.push(match query.sort {
+        let order = match query.sort {
+            Sort::Newest if fts_walk => " ORDER BY p.seq DESC",
             Sort::Newest => " ORDER BY p.id DESC",
             Sort::PriceAsc => " ORDER BY p.price_amount ASC, p.id ASC",
             Sort::PriceDesc => " ORDER BY p.price_amount DESC, p.id DESC",
             Sort::Name => " ORDER BY p.name ASC, p.id ASC",
+        };
+        // The FTS walk orders by the FTS rowid, which its index serves; the outer query keeps
+        // the inner order (a sort of one page).
+        sql.push(if fts_walk {
+            " ORDER BY products_fts.rowid DESC"
+        } else {
+            order
         });
         // One row more than asked tells whether another page exists.
         sql.push(" LIMIT ")
             .arg(Arg::Int(i64::from(query.limit) + 1));
+        sql.push(") p").push(order);
         let rows = sql
             .query()
             .fetch_all(self.db().pool())

@@ -240,16 +240,19 @@ async fn filters_by_category_tree_price_and_stock(ctx: Ctx) {
     assert_eq!(no_row.available, 0);
 }
 
-/// Walks every page of `sort`, calling `between` after each page; returns the skus in order.
+/// Walks every page of `sort` (of a search for `text` when given), calling `between` after
+/// each page; returns the products in order.
 async fn walk(
     ctx: &Ctx,
     sort: Sort,
+    text: Option<&str>,
     limit: u32,
     mut between: impl FnMut(usize) -> Option<NewProduct>,
 ) -> Vec<Product> {
     let mut seen = Vec::new();
     let mut query = ProductQuery {
         sort,
+        terms: text.map(crate::domain::listing::search_terms),
         ..ProductQuery::new(limit)
     };
     for page_number in 0.. {
@@ -284,9 +287,14 @@ async fn every_sort_orders_totally(ctx: Ctx) {
     {
         create(&ctx, product(&format!("S-{i}"), name, price, ctx.root)).await;
     }
-    for sort in [Sort::Newest, Sort::PriceAsc, Sort::PriceDesc, Sort::Name] {
-        let items = walk(&ctx, sort, 2, |_| None).await;
-        assert_eq!(items.len(), 7, "{sort:?}");
+    // A search walks the same orders (a newest-first one on SQLite walks the FTS index).
+    let sorts = [Sort::Newest, Sort::PriceAsc, Sort::PriceDesc, Sort::Name];
+    for (sort, text) in sorts
+        .iter()
+        .flat_map(|&sort| [(sort, None), (sort, Some("plain description"))])
+    {
+        let items = walk(&ctx, sort, text, 2, |_| None).await;
+        assert_eq!(items.len(), 7, "{sort:?} {text:?}");
         let ordered = items.windows(2).all(|w| {
             let (a, b) = (&w[0], &w[1]);
             match sort {
@@ -297,10 +305,12 @@ async fn every_sort_orders_totally(ctx: Ctx) {
             }
         });
         let keys: Vec<_> = items.iter().map(|p| (&p.name, p.price_amount)).collect();
-        assert!(ordered, "{sort:?}: {keys:?}");
+        assert!(ordered, "{sort:?} {text:?}: {keys:?}");
     }
     // Newest first means the last created comes first.
-    let newest = walk(&ctx, Sort::Newest, 100, |_| None).await;
+    let newest = walk(&ctx, Sort::Newest, None, 100, |_| None).await;
+    assert_eq!(newest[0].sku, "S-6");
+    let newest = walk(&ctx, Sort::Newest, Some("description"), 100, |_| None).await;
     assert_eq!(newest[0].sku, "S-6");
 }
 
@@ -318,10 +328,14 @@ async fn pages_stay_stable_under_concurrent_inserts(ctx: Ctx) {
         .await;
     }
     let before: HashSet<String> = (0..25).map(|i| format!("P-{i:02}")).collect();
-    for sort in [Sort::Newest, Sort::PriceAsc, Sort::PriceDesc, Sort::Name] {
+    let sorts = [Sort::Newest, Sort::PriceAsc, Sort::PriceDesc, Sort::Name];
+    for (sort, text) in sorts
+        .iter()
+        .flat_map(|&sort| [(sort, None), (sort, Some("plain"))])
+    {
         let mut counter = 0;
-        let tag = format!("{sort:?}").to_lowercase();
-        let items = walk(&ctx, sort, 4, |page| {
+        let tag = format!("{sort:?}-{}", text.is_some()).to_lowercase();
+        let items = walk(&ctx, sort, text, 4, |page| {
             counter += 1;
             // New rows land before, inside and after the walked range.
             Some(product(
@@ -334,9 +348,9 @@ async fn pages_stay_stable_under_concurrent_inserts(ctx: Ctx) {
         .await;
         let skus: Vec<&String> = items.iter().map(|p| &p.sku).collect();
         let unique: HashSet<&String> = skus.iter().copied().collect();
-        assert_eq!(unique.len(), skus.len(), "{sort:?} duplicates: {skus:?}");
+        assert_eq!(unique.len(), skus.len(), "{sort:?} {text:?} duplicates: {skus:?}");
         for sku in &before {
-            assert!(unique.contains(sku), "{sort:?} skipped {sku}");
+            assert!(unique.contains(sku), "{sort:?} {text:?} skipped {sku}");
         }
         assert!(counter > 5);
     }
