@@ -35,8 +35,17 @@ pub enum Command {
     Serve { service: Service },
     /// Apply a service's database migrations and exit.
     Migrate { service: Service },
-    /// Load the demo catalog into an empty catalog database.
-    Seed,
+    /// Load the demo catalog into an empty catalog database; optionally add generated products.
+    Seed {
+        /// Also insert this many generated products (varied names, prices and stock in the demo
+        /// categories: data sets for benchmarks and load tests).
+        #[arg(long, default_value_t = 0)]
+        generate: usize,
+        /// What the generated products are derived from: the same seed makes the same
+        /// products, and their SKUs (`G<seed>-<n>`) collide with an earlier run's.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Print the built-in configuration defaults.
     Defaults,
     /// Print the merged OpenAPI document of the public API.
@@ -77,11 +86,19 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Up { data_dir } => up(data_dir, sources).await,
         Command::Serve { service } => serve(service, &sources).await,
         Command::Migrate { service } => migrate(service, &sources).await,
-        Command::Seed => {
+        Command::Seed { generate, seed } => {
             init_telemetry(&sources)?;
             let config: catalog::Config = load_section(&sources, catalog::SERVICE)?;
             let report = catalog::seed_demo_from_config(&config).await?;
             println!("{report}");
+            if generate > 0 {
+                let started = std::time::Instant::now();
+                let inserted = catalog::generate_from_config(&config, generate, seed).await?;
+                println!(
+                    "inserted {inserted} generated products (seed {seed}) in {:.1} s",
+                    started.elapsed().as_secs_f64()
+                );
+            }
             Ok(())
         }
         Command::Defaults => {

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 pub use error::CatalogError;
-pub use seed::{bulk_insert, generate_products, seed_demo, SeedReport};
+pub use seed::{bulk_insert, generate_products, seed_demo, ProductGenerator, SeedReport};
 pub use store::Store;
 
 /// The service's name: its config section, metrics label and log field.
@@ -86,6 +86,28 @@ pub async fn seed_demo_from_config(config: &Config) -> anyhow::Result<SeedReport
     report
 }
 
+/// Inserts `n` generated products (see [`generate_products`]) into the configured database,
+/// in batches so memory stays flat; returns how many were inserted.
+pub async fn generate_from_config(config: &Config, n: usize, seed: u64) -> anyhow::Result<usize> {
+    /// Products generated and inserted per transaction.
+    const CHUNK: usize = 10_000;
+    let store = open(config).await?;
+    let mut generator = ProductGenerator::new(seed);
+    let mut inserted = 0;
+    let result = async {
+        while inserted < n {
+            let products = generator.batch(CHUNK.min(n - inserted));
+            inserted += bulk_insert(&store, &products).await.with_context(|| {
+                format!("failed to insert generated products (an earlier run with seed {seed}?)")
+            })?;
+        }
+        anyhow::Ok(inserted)
+    }
+    .await;
+    store.db().close().await;
+    result
+}
+
 /// Serves the catalog on `listener` until `shutdown` resolves, with the reservation sweeper
 /// running alongside.
 pub async fn run(
@@ -114,4 +136,35 @@ pub async fn run(
 pub fn openapi() -> utoipa::openapi::OpenApi {
     use utoipa::OpenApi as _;
     http::CatalogApi::openapi()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn generated_data_sets_load_in_batches_and_a_repeated_seed_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let sources = platform::config::ConfigSources {
+            defaults: vec![format!(
+                "[catalog]\ndatabase_url = \"sqlite://{}/catalog.db\"\n",
+                dir.path().display()
+            )
+            .into()],
+            file: None,
+            env: Vec::new(),
+        };
+        let config: Config = platform::config::load_section(&sources, SERVICE).unwrap();
+        // More than one batch.
+        assert_eq!(
+            generate_from_config(&config, 10_050, 5).await.unwrap(),
+            10_050
+        );
+        let error = generate_from_config(&config, 10, 5).await.unwrap_err();
+        assert!(format!("{error:#}").contains("seed 5"), "{error:#}");
+        assert_eq!(generate_from_config(&config, 10, 6).await.unwrap(), 10);
+        let store = open(&config).await.unwrap();
+        assert_eq!(store.count_products().await.unwrap(), 10_060);
+        store.db().close().await;
+    }
 }

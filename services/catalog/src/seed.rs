@@ -303,54 +303,79 @@ const GENERATED_CATEGORIES: &[&str] = &[
 /// `n` varied products, the same for the same `seed`, in the demo categories (see
 /// [`bulk_insert`], which creates those categories first). SKUs are `G<seed>-<index>`.
 pub fn generate_products(n: usize, seed: u64) -> Vec<NewProduct> {
-    let mut rng = SplitMix(seed);
-    let eur = Currency::parse("EUR").ok();
-    let usd = Currency::parse("USD").ok();
-    (0..n)
-        .filter_map(|i| {
-            let (adjective, material, noun) =
-                (rng.pick(ADJECTIVES), rng.pick(MATERIALS), rng.pick(NOUNS));
-            let model = rng.below(900) + 100;
-            let name = format!("{adjective} {material} {noun} {model}");
-            let description = format!(
-                "A {} and {} {} in {}, made for {}. Finished in {}.",
-                rng.pick(FEATURES),
-                rng.pick(FEATURES),
-                noun.to_lowercase(),
-                material.to_lowercase(),
-                rng.pick(USES),
-                rng.pick(COLOURS),
-            );
-            let currency = if rng.below(4) == 0 {
-                usd.clone()
-            } else {
-                eur.clone()
-            }?;
-            let mut attributes = BTreeMap::new();
-            attributes.insert("material".to_owned(), material.to_lowercase());
-            attributes.insert("colour".to_owned(), rng.pick(COLOURS).to_owned());
-            Some(NewProduct {
-                sku: Sku::parse(&format!("G{seed:x}-{i}")).ok()?,
-                name,
-                description,
-                price: Money {
-                    // 1.00 to 999.99, mostly under 100.
-                    amount: (100 + rng.below(9_900) * (1 + rng.below(10))) as i64,
-                    currency,
-                },
-                category_id: demo_category_id(rng.pick(GENERATED_CATEGORIES)),
-                image_url: None,
-                attributes,
-                active: rng.below(50) != 0,
-                // One in five is sold out: in-stock filters have something to remove.
-                initial_stock: Some(if rng.below(5) == 0 {
-                    0
+    ProductGenerator::new(seed).batch(n)
+}
+
+/// The stream behind [`generate_products`], taken in batches so a large data set never sits
+/// in memory at once: batches of one generator equal one `generate_products` call.
+pub struct ProductGenerator {
+    rng: SplitMix,
+    seed: u64,
+    next_index: usize,
+}
+
+impl ProductGenerator {
+    pub fn new(seed: u64) -> Self {
+        Self {
+            rng: SplitMix(seed),
+            seed,
+            next_index: 0,
+        }
+    }
+
+    /// The next `n` products of the stream.
+    pub fn batch(&mut self, n: usize) -> Vec<NewProduct> {
+        let eur = Currency::parse("EUR").ok();
+        let usd = Currency::parse("USD").ok();
+        let first = self.next_index;
+        self.next_index += n;
+        let (rng, seed) = (&mut self.rng, self.seed);
+        (first..first + n)
+            .filter_map(|i| {
+                let (adjective, material, noun) =
+                    (rng.pick(ADJECTIVES), rng.pick(MATERIALS), rng.pick(NOUNS));
+                let model = rng.below(900) + 100;
+                let name = format!("{adjective} {material} {noun} {model}");
+                let description = format!(
+                    "A {} and {} {} in {}, made for {}. Finished in {}.",
+                    rng.pick(FEATURES),
+                    rng.pick(FEATURES),
+                    noun.to_lowercase(),
+                    material.to_lowercase(),
+                    rng.pick(USES),
+                    rng.pick(COLOURS),
+                );
+                let currency = if rng.below(4) == 0 {
+                    usd.clone()
                 } else {
-                    rng.below(200) as i64
-                }),
+                    eur.clone()
+                }?;
+                let mut attributes = BTreeMap::new();
+                attributes.insert("material".to_owned(), material.to_lowercase());
+                attributes.insert("colour".to_owned(), rng.pick(COLOURS).to_owned());
+                Some(NewProduct {
+                    sku: Sku::parse(&format!("G{seed:x}-{i}")).ok()?,
+                    name,
+                    description,
+                    price: Money {
+                        // 1.00 to 999.99, mostly under 100.
+                        amount: (100 + rng.below(9_900) * (1 + rng.below(10))) as i64,
+                        currency,
+                    },
+                    category_id: demo_category_id(rng.pick(GENERATED_CATEGORIES)),
+                    image_url: None,
+                    attributes,
+                    active: rng.below(50) != 0,
+                    // One in five is sold out: in-stock filters have something to remove.
+                    initial_stock: Some(if rng.below(5) == 0 {
+                        0
+                    } else {
+                        rng.below(200) as i64
+                    }),
+                })
             })
-        })
-        .collect()
+            .collect()
+    }
 }
 
 /// Inserts many products fast (multi-row INSERTs in one transaction), creating the demo
@@ -363,6 +388,23 @@ pub async fn bulk_insert(store: &Store, products: &[NewProduct]) -> anyhow::Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_of_a_generator_equal_one_call() {
+        let whole = generate_products(25, 7);
+        let mut generator = ProductGenerator::new(7);
+        let mut batched = generator.batch(10);
+        batched.extend(generator.batch(15));
+        let skus = |products: &[NewProduct]| -> Vec<(String, String)> {
+            products
+                .iter()
+                .map(|p| (p.sku.as_str().to_owned(), p.name.clone()))
+                .collect()
+        };
+        assert_eq!(skus(&whole), skus(&batched));
+        assert_eq!(whole[24].sku.as_str(), "G7-24");
+        assert_ne!(skus(&whole), skus(&generate_products(25, 8)));
+    }
 
     #[test]
     fn the_demo_catalog_is_valid() {

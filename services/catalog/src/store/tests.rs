@@ -348,7 +348,11 @@ async fn pages_stay_stable_under_concurrent_inserts(ctx: Ctx) {
         .await;
         let skus: Vec<&String> = items.iter().map(|p| &p.sku).collect();
         let unique: HashSet<&String> = skus.iter().copied().collect();
-        assert_eq!(unique.len(), skus.len(), "{sort:?} {text:?} duplicates: {skus:?}");
+        assert_eq!(
+            unique.len(),
+            skus.len(),
+            "{sort:?} {text:?} duplicates: {skus:?}"
+        );
         for sku in &before {
             assert!(unique.contains(sku), "{sort:?} {text:?} skipped {sku}");
         }
