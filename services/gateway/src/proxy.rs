@@ -592,6 +592,9 @@ fn prepare_headers(
     headers.remove(USER_ID);
     headers.remove(USER_ROLES);
     if let Some(identity) = identity {
+        // The token stops here (ADR 3): upstreams get the verified identity, and neither parse
+        // nor log a credential they do not check.
+        headers.remove(AUTHORIZATION);
         headers.insert(USER_ID, identity.user_id_header.clone());
         headers.insert(USER_ROLES, identity.roles_header.clone());
     }
@@ -761,6 +764,36 @@ mod tests {
         assert_eq!(headers[X_FORWARDED_PROTO], "http");
         assert_eq!(headers[X_REQUEST_ID], "rid");
         assert!(TraceContext::parse(headers[TRACEPARENT].as_bytes()).is_some());
+    }
+
+    #[test]
+    fn a_verified_token_is_replaced_by_the_identity() {
+        let identity = Identity::from_claims(&platform::auth::Claims {
+            sub: uuid::Uuid::now_v7(),
+            roles: vec![platform::auth::Role::Admin],
+            iss: "micromart".into(),
+            aud: "micromart".into(),
+            iat: 0,
+            exp: i64::MAX,
+        })
+        .unwrap();
+        let peer = Peer::new([127, 0, 0, 1].into());
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, HeaderValue::from_static("Bearer abc"));
+        prepare_headers(
+            &mut headers,
+            &peer,
+            Some(&identity),
+            &HeaderValue::from_static("r"),
+        );
+        assert!(headers.get(AUTHORIZATION).is_none());
+        assert_eq!(headers[USER_ID], identity.user_id_header);
+        assert_eq!(headers[USER_ROLES], "admin");
+        // Without a verified identity (public routes) the header is the upstream's business.
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, HeaderValue::from_static("Basic dTpw"));
+        prepare_headers(&mut headers, &peer, None, &HeaderValue::from_static("r"));
+        assert_eq!(headers[AUTHORIZATION], "Basic dTpw");
     }
 
     #[test]
