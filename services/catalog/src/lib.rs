@@ -97,8 +97,13 @@ pub async fn generate_from_config(config: &Config, n: usize, seed: u64) -> anyho
     let result = async {
         while inserted < n {
             let products = generator.batch(CHUNK.min(n - inserted));
+            let done = inserted;
+            // Each batch is one transaction: a failure keeps the batches before it.
             inserted += bulk_insert(&store, &products).await.with_context(|| {
-                format!("failed to insert generated products (an earlier run with seed {seed}?)")
+                format!(
+                    "failed after {done} of {n} generated products \
+                     (an earlier run with seed {seed}?)"
+                )
             })?;
         }
         anyhow::Ok(inserted)
@@ -147,7 +152,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let sources = platform::config::ConfigSources {
             defaults: vec![format!(
-                "[catalog]\ndatabase_url = \"sqlite://{}/catalog.db\"\n",
+                "[catalog]\nlisten = \"127.0.0.1:0\"\ndatabase_url = \"sqlite://{}/catalog.db\"\n",
                 dir.path().display()
             )
             .into()],
