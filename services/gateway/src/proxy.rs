@@ -536,7 +536,8 @@ impl Worker {
                     return Err(ForwardError::BadGateway);
                 }
                 Ok(Err(SendError::Failed(error))) => {
-                    if body_too_large(&error) {
+                    // Our body limit cutting a (chunked) request body short.
+                    if platform::http::is_body_too_large(&error) {
                         return Err(ForwardError::TooLarge);
                     }
                     route_metrics.error(ErrorKind::Upstream);
@@ -564,18 +565,6 @@ impl Worker {
             }
         }
     }
-}
-
-/// Whether a failed exchange was our body limit cutting a (chunked) request body.
-fn body_too_large(error: &hyper::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
-    while let Some(cause) = source {
-        if cause.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        source = cause.source();
-    }
-    false
 }
 
 /// Rewrites the client's headers into the upstream's: no hop-by-hop headers, no identity the

@@ -68,10 +68,7 @@ fn problem_for(rejection: JsonRejection) -> Problem {
             Problem::from_status(StatusCode::UNSUPPORTED_MEDIA_TYPE)
                 .with_detail("expected `Content-Type: application/json`")
         }
-        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            Problem::from_status(StatusCode::PAYLOAD_TOO_LARGE)
-                .with_detail("the request body is too large")
-        }
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => Problem::payload_too_large(),
         other => Problem::from_status(other.status()).with_detail(other.body_text()),
     }
 }

@@ -66,6 +66,19 @@ impl Readiness for crate::db::Db {
     }
 }
 
+/// Whether `error`, or anything that caused it, is a body limit (`http_body_util::Limited`)
+/// cutting a request body short.
+pub fn is_body_too_large(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if error.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
+}
+
 /// Wraps a service's API router with the shared stack and operational endpoints.
 pub fn mount(
     api: Router,

@@ -44,20 +44,10 @@ async fn buffer_body(request: Request, limit: usize) -> Result<Request, Response
     let (parts, body) = request.into_parts();
     match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => Ok(Request::from_parts(parts, Body::from(bytes))),
-        Err(error) => {
-            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
-            while let Some(cause) = source {
-                if cause.is::<http_body_util::LengthLimitError>() {
-                    return Err(
-                        Problem::from_status(axum::http::StatusCode::PAYLOAD_TOO_LARGE)
-                            .with_detail("the request body is too large")
-                            .into_response(),
-                    );
-                }
-                source = cause.source();
-            }
-            Err(Problem::bad_request("the request body could not be read").into_response())
+        Err(error) if super::is_body_too_large(&error) => {
+            Err(Problem::payload_too_large().into_response())
         }
+        Err(_) => Err(Problem::bad_request("the request body could not be read").into_response()),
     }
 }
 

@@ -164,6 +164,12 @@ impl Problem {
         Self::new(StatusCode::CONFLICT, code, "Conflict").with_detail(detail)
     }
 
+    /// 413: the request body is over the service's limit.
+    pub fn payload_too_large() -> Self {
+        Self::from_status(StatusCode::PAYLOAD_TOO_LARGE)
+            .with_detail("the request body is too large")
+    }
+
     /// 500 with an opaque body: the cause is logged by the caller, never sent.
     pub fn internal() -> Self {
         Self::new(
