@@ -20,7 +20,6 @@ use axum::Router;
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::limit::RequestBodyLimitLayer;
 
 pub use json::Json;
 pub use observe::{RequestId, REQUEST_ID_HEADER};
@@ -94,8 +93,9 @@ pub fn mount(
         .route("/metrics", get(metrics));
     api.merge(operational)
         .fallback(|| async { Problem::not_found("no such route") })
+        // The limit itself is enforced when `observe` buffers the body; extractors get the
+        // same bound instead of axum's default.
         .layer(DefaultBodyLimit::max(config.body_limit_bytes))
-        .layer(RequestBodyLimitLayer::new(config.body_limit_bytes))
         .layer(CatchPanicLayer::custom(|_| {
             tracing::error!("request handler panicked");
             Problem::internal().into_response()
