@@ -257,6 +257,32 @@ pub fn fts5_query(terms: &[String]) -> Option<String> {
     Some(quoted.join(" "))
 }
 
+/// The lexemes PostgreSQL's `simple` configuration makes of those terms that are plain ASCII
+/// words (letters and digits only: one token, lowercased), longest first, without repeats, at
+/// most [`MAX_POSTING_TERMS`]. Every product matching the terms holds each of these lexemes, so
+/// their postings narrow a search without losing a match; terms with other characters (split
+/// by PostgreSQL's parser into several tokens) are left to the full-text test.
+pub fn posting_terms(terms: &[String]) -> Vec<String> {
+    let mut lexemes: Vec<String> = terms
+        .iter()
+        .filter(|term| {
+            term.len() <= MAX_LEXEME_BYTES && term.bytes().all(|b| b.is_ascii_alphanumeric())
+        })
+        .map(|term| term.to_ascii_lowercase())
+        .collect();
+    // Longer words tend to be rarer: the first one leads the walk.
+    lexemes.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    lexemes.dedup();
+    lexemes.truncate(MAX_POSTING_TERMS);
+    lexemes
+}
+
+/// Postings joined per search at most: the rest of the terms still filter through the full-text test.
+pub const MAX_POSTING_TERMS: usize = 4;
+
+/// PostgreSQL indexes no word longer than 2047 bytes; far below that, and terms are never this long.
+const MAX_LEXEME_BYTES: usize = 255;
+
 /// The terms as input for PostgreSQL's `websearch_to_tsquery`, which never fails on syntax.
 /// Each term is quoted so that both engines read `-x` or `or` as words, not operators.
 pub fn websearch_query(terms: &[String]) -> Option<String> {
@@ -293,6 +319,18 @@ mod tests {
             }
         }
         p
+    }
+
+    #[test]
+    fn posting_terms_are_the_plain_words_lowercased_longest_first() {
+        let terms = |text: &str| posting_terms(&search_terms(text));
+        assert_eq!(terms("Copper kettle"), ["copper", "kettle"]);
+        assert_eq!(terms("tea TEA teapot"), ["teapot", "tea"]);
+        // Split by PostgreSQL's parser into several tokens: left to the full-text test.
+        assert_eq!(terms("pour-over e@mail.com 1.5 kettle"), ["kettle"]);
+        assert!(terms("ünïcödé 漢字").is_empty());
+        assert_eq!(terms("a b c d e f").len(), MAX_POSTING_TERMS);
+        assert!(terms(&"x".repeat(MAX_LEXEME_BYTES + 1)).is_empty());
     }
 
     fn fields(error: ListError) -> Vec<String> {

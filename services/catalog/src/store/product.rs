@@ -6,7 +6,9 @@ use platform::db::{decode_id, decode_time, encode_time, Engine};
 use uuid::Uuid;
 
 use super::{column, on_constraint, Arg, Sql, Store};
-use crate::domain::listing::{fts5_query, websearch_query, Cursor, ProductQuery, Sort, SortKey};
+use crate::domain::listing::{
+    fts5_query, posting_terms, websearch_query, Cursor, ProductQuery, Sort, SortKey,
+};
 use crate::domain::product::{NewProduct, Product};
 use crate::error::CatalogError;
 
@@ -21,6 +23,16 @@ const COLUMNS: &str = "p.id, p.sku, p.name, p.description, p.price_amount, p.pri
 /// Rows per multi-row INSERT in a bulk load: 12 parameters each stays far below both engines'
 /// limits on bound parameters.
 const BULK_BATCH: usize = 500;
+
+/// How a newest-first search finds its page without sorting every match.
+enum Walk {
+    /// SQLite: the FTS5 index itself, newest rowid first (rowid order is creation order, as the
+    /// UUIDv7 order is: ids are made under the write lock, see `create_product`).
+    Fts,
+    /// PostgreSQL: these terms' postings in `product_terms` (migration 0003), newest first; each
+    /// product they share is then tested against the whole query.
+    Postings(Vec<String>),
+}
 
 /// One page of a listing and where the next one starts.
 #[derive(Debug, Clone)]
@@ -243,13 +255,18 @@ impl Store {
                 Engine::Postgres => Some(websearch_query(terms)),
             },
         };
-        // On SQLite a newest-first search walks the FTS index itself, newest rowid first, and
-        // stops at the page's end: its cost is the index entries up to 21 matches, not every
-        // match sorted. Rowid (`seq`) order is creation order, as the UUIDv7 order is: ids are
-        // made under the write lock (see `create_product`).
-        let fts_walk = matches!(search, Some(Some(_)))
-            && query.sort == Sort::Newest
-            && self.db().engine() == Engine::Sqlite;
+        // A newest-first search walks an index in recency order and stops at the page's end, so
+        // its cost is the entries read up to 21 matches, not every match sorted.
+        let walk = match (&search, query.sort, self.db().engine()) {
+            (Some(Some(_)), Sort::Newest, Engine::Sqlite) => Some(Walk::Fts),
+            (Some(Some(_)), Sort::Newest, Engine::Postgres) => query
+                .terms
+                .as_deref()
+                .map(posting_terms)
+                .filter(|terms| !terms.is_empty())
+                .map(Walk::Postings),
+            _ => None,
+        };
         let mut sql = Sql::default();
         if let Some(category) = &query.category {
             let category = self
@@ -266,12 +283,31 @@ impl Store {
             );
         }
         sql.push(&format!("SELECT {COLUMNS} FROM (SELECT p.* FROM "));
-        sql.push(if fts_walk {
+        match &walk {
             // CROSS JOIN keeps the FTS table the outer loop.
-            "products_fts CROSS JOIN products p ON p.seq = products_fts.rowid WHERE 1 = 1"
-        } else {
-            "products p WHERE 1 = 1"
-        });
+            Some(Walk::Fts) => sql.push(
+                "products_fts CROSS JOIN products p ON p.seq = products_fts.rowid WHERE 1 = 1",
+            ),
+            // The terms' postings merged newest first (index-only scans), and only their common
+            // products fetched; the subquery (`OFFSET 0` keeps it one) makes that a nested loop,
+            // so the planner cannot trade the walk for fetching and sorting every GIN match.
+            Some(Walk::Postings(terms)) => {
+                sql.push("product_terms t0");
+                for (index, term) in terms.iter().enumerate().skip(1) {
+                    sql.push(&format!(
+                        " JOIN product_terms t{index} ON t{index}.product_id = t0.product_id \
+                         AND t{index}.term = "
+                    ))
+                    .arg(Arg::Text(term.clone()));
+                }
+                sql.push(
+                    " CROSS JOIN LATERAL (SELECT * FROM products p \
+                     WHERE p.id = t0.product_id OFFSET 0) p WHERE t0.term = ",
+                )
+                .arg(Arg::Text(terms[0].clone()))
+            }
+            None => sql.push("products p WHERE 1 = 1"),
+        };
         if !query.include_inactive {
             sql.push(" AND p.active = TRUE");
         }
@@ -300,7 +336,7 @@ impl Store {
             (Some(None), _) => {
                 sql.push(" AND 1 = 0");
             }
-            (Some(Some(fts)), Engine::Sqlite) if fts_walk => {
+            (Some(Some(fts)), Engine::Sqlite) if walk.is_some() => {
                 sql.push(" AND products_fts MATCH ").arg(Arg::Text(fts));
             }
             (Some(Some(fts)), Engine::Sqlite) => {
@@ -317,11 +353,14 @@ impl Store {
         if let Some(after) = &query.after {
             let id = Arg::Text(after.id.to_string());
             match (&after.key, query.sort) {
-                (None, Sort::Newest) if fts_walk => sql
-                    .push(" AND products_fts.rowid < (SELECT seq FROM products WHERE id = ")
-                    .arg(id)
-                    .push(")"),
-                (None, Sort::Newest) => sql.push(" AND p.id < ").arg(id),
+                (None, Sort::Newest) => match walk {
+                    Some(Walk::Fts) => sql
+                        .push(" AND products_fts.rowid < (SELECT seq FROM products WHERE id = ")
+                        .arg(id)
+                        .push(")"),
+                    Some(Walk::Postings(_)) => sql.push(" AND t0.product_id < ").arg(id),
+                    None => sql.push(" AND p.id < ").arg(id),
+                },
                 (Some(SortKey::Price(price)), Sort::PriceAsc) => sql
                     .push(" AND (p.price_amount, p.id) > (")
                     .arg(Arg::Int(*price))
@@ -349,18 +388,18 @@ impl Store {
             };
         }
         let order = match query.sort {
-            Sort::Newest if fts_walk => " ORDER BY p.seq DESC",
+            Sort::Newest if matches!(walk, Some(Walk::Fts)) => " ORDER BY p.seq DESC",
             Sort::Newest => " ORDER BY p.id DESC",
             Sort::PriceAsc => " ORDER BY p.price_amount ASC, p.id ASC",
             Sort::PriceDesc => " ORDER BY p.price_amount DESC, p.id DESC",
             Sort::Name => " ORDER BY p.name ASC, p.id ASC",
         };
-        // The FTS walk orders by the FTS rowid, which its index serves; the outer query keeps
-        // the inner order (a sort of one page).
-        sql.push(if fts_walk {
-            " ORDER BY products_fts.rowid DESC"
-        } else {
-            order
+        // A walk orders by its index's key; the outer query keeps the inner order (a sort of
+        // one page).
+        sql.push(match walk {
+            Some(Walk::Fts) => " ORDER BY products_fts.rowid DESC",
+            Some(Walk::Postings(_)) => " ORDER BY t0.product_id DESC",
+            None => order,
         });
         // One row more than asked tells whether another page exists.
         sql.push(" LIMIT ")
