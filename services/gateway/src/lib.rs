@@ -10,6 +10,7 @@
 mod auth;
 mod config;
 mod cors;
+mod http1;
 mod limit;
 mod metrics;
 mod proxy;

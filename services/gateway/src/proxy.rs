@@ -14,10 +14,8 @@ use http::header::{
     ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_REQUEST_METHOD, AUTHORIZATION, CONNECTION,
     CONTENT_LENGTH, CONTENT_TYPE, ETAG, HOST, IF_NONE_MATCH, ORIGIN,
 };
-use http::{
-    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
-};
-use http_body_util::{Either, Limited};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::Limited;
 use hyper::body::Incoming;
 use platform::auth::{JwtVerifier, TokenError};
 use platform::http::Problem;
@@ -26,11 +24,12 @@ use platform::trace_context::TraceContext;
 use crate::auth::{bearer_token, unix_now, Identity, TokenCache};
 use crate::config::{AuthMode, Config, RateLimitConfig};
 use crate::cors::Cors;
+use crate::http1::{self, ExchangeError};
 use crate::limit::{ClientKey, Limiter};
 use crate::metrics::{ErrorKind, RouteMetrics, StatusCounters};
 use crate::respond::{self, Body};
 use crate::static_content::{etag_matches, StaticContent};
-use crate::upstream::{self, Pool, SendError, Upstreams};
+use crate::upstream::{Pool, Upstreams};
 
 pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const USER_ID: HeaderName = HeaderName::from_static(platform::auth::USER_ID_HEADER);
@@ -69,6 +68,32 @@ const METRIC_UNMATCHED: usize = 0;
 /// meet a broken pipe instead of the answer.
 const DRAIN_MAX_BYTES: u64 = 16 << 20;
 const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The client's body, whole: upstreams get it with its length, as with nginx's request
+/// buffering (a bodiless request costs nothing here).
+async fn read_body(body: Incoming, limit: u64) -> Result<Bytes, Response<Body>> {
+    use http_body::Body as _;
+    use http_body_util::BodyExt as _;
+    if body.is_end_stream() {
+        return Ok(Bytes::new());
+    }
+    let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
+    match limited.collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        // A chunked body has no declared length: it is cut where it crosses the limit.
+        Err(error) if platform::http::is_body_too_large(&*error) => {
+            let mut response = respond::payload_too_large(limit);
+            // Unread bytes may follow: the connection is not reused.
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+            Err(response)
+        }
+        Err(_) => Err(respond::problem(&Problem::bad_request(
+            "the request body could not be read",
+        ))),
+    }
+}
 
 /// The 413 for a declared length over the limit, after draining what the client still sends.
 async fn refuse_oversized_body(
@@ -217,7 +242,6 @@ pub(crate) struct Worker {
 enum ForwardError {
     BadGateway,
     Timeout,
-    TooLarge,
 }
 
 impl Worker {
@@ -418,29 +442,20 @@ impl Worker {
 
         let (mut parts, body) = request.into_parts();
         prepare_headers(&mut parts.headers, peer, identity.as_ref(), request_id);
-        if parts.uri.scheme().is_some() {
-            // Absolute-form from the client: upstreams get origin-form.
-            let origin_form = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-            parts.uri = origin_form
-                .parse::<Uri>()
-                .unwrap_or_else(|_| Uri::from_static("/"));
-        }
-        parts.version = Version::HTTP_11;
-        let limit = usize::try_from(shared.body_limit).unwrap_or(usize::MAX);
-        let upstream_request = Request::from_parts(parts, Limited::new(body, limit));
+        let body = read_body(body, shared.body_limit).await?;
+        // Origin-form target whatever form the client used; the body with its length.
+        let wire = http1::encode_request(&parts, &body);
 
         match self
-            .forward(route.upstream, metric, upstream_request, request_id)
+            .forward(route.upstream, metric, &parts.method, &wire, request_id)
             .await
         {
-            Ok(response) => {
-                let (mut parts, body) = response.into_parts();
-                strip_hop_by_hop(&mut parts.headers);
-                Ok(Response::from_parts(parts, Either::Left(body)))
+            Ok(mut response) => {
+                strip_hop_by_hop(response.headers_mut());
+                Ok(response)
             }
             Err(ForwardError::BadGateway) => Err(respond::bad_gateway()),
             Err(ForwardError::Timeout) => Err(respond::gateway_timeout()),
-            Err(ForwardError::TooLarge) => Err(respond::payload_too_large(shared.body_limit)),
         }
     }
 
@@ -477,27 +492,31 @@ impl Worker {
         }
     }
 
-    /// Sends to an instance of `upstream_index`: round-robin, one retry on another instance
-    /// when the request could not be sent, ejection of instances that fail.
+    /// Sends `wire` (the encoded request) to an instance of `upstream_index`: round-robin, one
+    /// retry on another instance when it cannot be reached, ejection of instances that fail.
     async fn forward(
         &self,
         upstream_index: usize,
         metric: usize,
-        mut request: Request<upstream::UpstreamBody>,
+        method: &Method,
+        wire: &[u8],
         request_id: &HeaderValue,
-    ) -> Result<Response<Incoming>, ForwardError> {
+    ) -> Result<Response<Body>, ForwardError> {
+        let head_request = method == Method::HEAD;
         let upstream = &self.shared.upstreams.list[upstream_index];
         let route_metrics = &self.shared.metrics[metric];
         let mut instance_index = upstream.pick(self.shared.upstreams.now_ms());
         let mut retried_instance = false;
-        // A pooled connection can die while idle; the request comes back unsent and gets one
-        // fresh connection per attempt (bounded so a flapping upstream cannot loop us).
+        // A pooled connection can die while idle, unnoticed until used: a request it failed to
+        // carry goes again on another connection (bounded so a flapping upstream cannot loop
+        // us) — if it was not sent, or got no answer and is idempotent (as nginx retries).
         let mut stale_retries = 0;
         loop {
             let instance = &upstream.instances[instance_index];
             let pool = &self.pools[upstream_index][instance_index];
-            let mut sender = match pool.checkout(instance, upstream.connect_timeout).await {
-                Ok(sender) => sender,
+            let (connection, reused) = match pool.checkout(instance, upstream.connect_timeout).await
+            {
+                Ok(checked_out) => checked_out,
                 Err(error) => {
                     let now = self.shared.upstreams.now_ms();
                     upstream.eject(instance_index, now);
@@ -519,27 +538,21 @@ impl Worker {
                     return Err(ForwardError::BadGateway);
                 }
             };
-            let sent =
-                tokio::time::timeout(upstream.timeout, upstream::send(&mut sender, request)).await;
-            match sent {
+            let exchange = http1::exchange(connection, wire, head_request, pool);
+            match tokio::time::timeout(upstream.timeout, exchange).await {
                 Ok(Ok(response)) => {
                     upstream.mark_healthy(instance_index);
-                    pool.checkin(sender);
                     return Ok(response);
                 }
-                Ok(Err(SendError::NotSent(returned))) if stale_retries < 3 => {
+                Ok(Err(ExchangeError::NotSent(_))) if reused && stale_retries < 3 => {
                     stale_retries += 1;
-                    request = *returned;
                 }
-                Ok(Err(SendError::NotSent(_))) => {
-                    route_metrics.error(ErrorKind::Upstream);
-                    return Err(ForwardError::BadGateway);
+                Ok(Err(ExchangeError::NoAnswer(_)))
+                    if reused && method.is_idempotent() && stale_retries < 3 =>
+                {
+                    stale_retries += 1;
                 }
-                Ok(Err(SendError::Failed(error))) => {
-                    // Our body limit cutting a (chunked) request body short.
-                    if platform::http::is_body_too_large(&error) {
-                        return Err(ForwardError::TooLarge);
-                    }
+                Ok(Err(error)) => {
                     route_metrics.error(ErrorKind::Upstream);
                     tracing::warn!(
                         request_id = ?request_id,

@@ -4,11 +4,11 @@ use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
 use platform::http::Problem;
 
-/// What every response carries: the upstream's streamed body, or one the gateway made.
-pub(crate) type Body = Either<Incoming, Full<Bytes>>;
+/// What every response carries: an upstream's body still streaming, or one in hand (an
+/// upstream's, read whole, or the gateway's own).
+pub(crate) type Body = Either<crate::http1::Streaming, Full<Bytes>>;
 
 pub(crate) const PROBLEM_JSON: HeaderValue = HeaderValue::from_static("application/problem+json");
 

@@ -1,28 +1,17 @@
 //! Upstream services: instances, round-robin with passive health, and per-worker connection
-//! pools on hyper's client connection API.
+//! pools (the connections speak [`crate::http1`]).
 //!
 //! Health is shared by every worker (one atomic per instance); connections are not: each worker
 //! owns its pools, so checking one out is a `RefCell` pop on the worker's own thread. Taking a
 //! connection before sending tells a connect failure (the request was not sent, retry it on
-//! another instance) from a failure after sending (never retried).
+//! another instance) from a failure after sending (see `proxy::Worker::forward`).
 
 use std::cell::RefCell;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use http::{Request, Response};
-use http_body_util::Limited;
-use hyper::body::Incoming;
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
-
 use crate::config::{parse_instance, UpstreamConfig};
-
-/// What the gateway sends upstream: the client's body, streamed, cut at the body limit.
-pub(crate) type UpstreamBody = Limited<Incoming>;
-
-type Sender = http1::SendRequest<UpstreamBody>;
+use crate::http1::Connection;
 
 /// Idle connections kept per instance and worker; more are closed once their response ends.
 const MAX_IDLE: usize = 512;
@@ -148,7 +137,7 @@ impl Upstream {
 /// One worker's idle connections to one instance.
 #[derive(Default)]
 pub(crate) struct Pool {
-    idle: RefCell<Vec<Sender>>,
+    idle: RefCell<Vec<Connection>>,
 }
 
 /// Why no connection could be had.
@@ -156,7 +145,6 @@ pub(crate) struct Pool {
 pub(crate) enum ConnectError {
     Timeout,
     Failed(std::io::Error),
-    Handshake(hyper::Error),
 }
 
 impl std::fmt::Display for ConnectError {
@@ -164,22 +152,21 @@ impl std::fmt::Display for ConnectError {
         match self {
             Self::Timeout => f.write_str("connect timed out"),
             Self::Failed(error) => write!(f, "connect failed: {error}"),
-            Self::Handshake(error) => write!(f, "handshake failed: {error}"),
         }
     }
 }
 
 impl Pool {
-    /// An idle connection, or a new one.
+    /// An idle connection (`true`: reused), or a new one.
     pub(crate) async fn checkout(
         &self,
         instance: &Instance,
         connect_timeout: Duration,
-    ) -> Result<Sender, ConnectError> {
+    ) -> Result<(Connection, bool), ConnectError> {
         loop {
             let candidate = self.idle.borrow_mut().pop();
             match candidate {
-                Some(sender) if sender.is_ready() => return Ok(sender),
+                Some(connection) if connection.is_reusable() => return Ok((connection, true)),
                 // Closed by the upstream while idle: drop it and look further.
                 Some(_) => continue,
                 None => break,
@@ -191,58 +178,37 @@ impl Pool {
             .map_err(|_| ConnectError::Timeout)?
             .map_err(ConnectError::Failed)?;
         stream.set_nodelay(true).map_err(ConnectError::Failed)?;
-        let (sender, connection) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(ConnectError::Handshake)?;
-        tokio::task::spawn_local(async move {
-            // Ends when either side closes; errors are the upstream's business (and show up
-            // on the request that saw them).
-            let _ = connection.await;
-        });
-        Ok(sender)
+        Ok((Connection::new(stream), false))
     }
 
-    /// Puts a connection back once its current response has been read to the end.
-    pub(crate) fn checkin(self: &Rc<Self>, mut sender: Sender) {
-        let pool = Rc::clone(self);
-        tokio::task::spawn_local(async move {
-            if sender.ready().await.is_ok() {
-                let mut idle = pool.idle.borrow_mut();
-                if idle.len() < MAX_IDLE {
-                    idle.push(sender);
-                }
-            }
-        });
+    /// Keeps a connection whose last answer has been read to the end.
+    pub(crate) fn checkin(&self, connection: Connection) {
+        let mut idle = self.idle.borrow_mut();
+        if idle.len() < MAX_IDLE {
+            idle.push(connection);
+        }
     }
-}
 
-/// How sending on a connection went.
-pub(crate) enum SendError {
-    /// The connection was dead before the request went out; here it is back.
-    NotSent(Box<Request<UpstreamBody>>),
-    /// Failed after (part of) the request was sent.
-    Failed(hyper::Error),
-}
-
-/// Sends `request` on `sender` (timeouts are the caller's).
-pub(crate) async fn send(
-    sender: &mut Sender,
-    request: Request<UpstreamBody>,
-) -> Result<Response<Incoming>, SendError> {
-    sender
-        .try_send_request(request)
-        .await
-        .map_err(|mut error| match error.take_message() {
-            Some(request) => SendError::NotSent(Box::new(request)),
-            None => SendError::Failed(error.into_error()),
-        })
+    #[cfg(test)]
+    pub(crate) fn idle(&self) -> usize {
+        self.idle.borrow().len()
+    }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::collections::BTreeMap;
+
+    /// An instance at `address`, for tests that talk to one.
+    pub(crate) fn instance(address: std::net::SocketAddr) -> Instance {
+        Instance {
+            url: format!("http://{address}"),
+            host: address.ip().to_string(),
+            port: address.port(),
+            ejected_until: AtomicU64::new(0),
+        }
+    }
 
     fn upstreams(instances: &[&str]) -> Upstreams {
         let mut map = BTreeMap::new();

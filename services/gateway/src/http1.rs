@@ -1,0 +1,776 @@
+//! The upstream side of the hot path: HTTP/1.1 to the services, driven by the request's own task.
+//!
+//! hyper's client runs each connection as a task of its own: a request crosses a channel to it,
+//! and the response and every body chunk cross back, each hop a wake-up and a poll. Under load
+//! that hand-off was the largest share of what the gateway spent in user space beyond nginx
+//! (bench/README.md). Here the task serving the client writes the request and reads the answer
+//! itself. A response whose body arrives with its head — an API answer — is returned whole, and
+//! its connection is back in the pool before the client has it; larger, chunked or
+//! close-delimited bodies stream through [`Streaming`], which returns the connection at the end.
+//! Heads and chunk sizes are parsed by httparse, hyper's own parser.
+
+use std::future::Future as _;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{ready, Context, Poll, Waker};
+
+use bytes::{Buf as _, Bytes, BytesMut};
+use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version};
+use http_body::{Frame, SizeHint};
+use http_body_util::{Either, Full};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, Interest};
+use tokio::net::TcpStream;
+
+use crate::respond::Body;
+use crate::upstream::Pool;
+
+/// A response head larger than this is refused (nginx's `proxy_buffer_size` is 4–8 KiB).
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+const MAX_HEADERS: usize = 100;
+/// A body up to this size is read whole before the response is returned (under the upstream
+/// timeout); a larger one streams.
+const MAX_BUFFERED_BODY: u64 = 64 * 1024;
+/// Room made in the read buffer before each read.
+const READ_RESERVE: usize = 16 * 1024;
+/// A chunk-size line or a trailer section longer than this is not HTTP.
+const MAX_CHUNK_LINE: usize = 4 * 1024;
+const MAX_TRAILERS: usize = 16 * 1024;
+
+/// One connection to an upstream instance and the bytes read past the last response.
+pub(crate) struct Connection {
+    stream: TcpStream,
+    buffer: BytesMut,
+}
+
+impl Connection {
+    pub(crate) fn new(stream: TcpStream) -> Self {
+        Self {
+            stream,
+            buffer: BytesMut::new(),
+        }
+    }
+
+    /// Whether an idle connection can carry another request: the reactor has not seen the peer
+    /// close it (or fail). No system call: it reads the readiness the last poll recorded.
+    pub(crate) fn is_reusable(&self) -> bool {
+        if !self.buffer.is_empty() {
+            return false;
+        }
+        let mut context = Context::from_waker(Waker::noop());
+        let ready = std::pin::pin!(self.stream.ready(Interest::READABLE));
+        match ready.poll(&mut context) {
+            Poll::Ready(Ok(ready)) => !ready.is_read_closed() && !ready.is_error(),
+            Poll::Ready(Err(_)) => false,
+            Poll::Pending => true,
+        }
+    }
+
+    async fn read_more(&mut self) -> io::Result<usize> {
+        self.buffer.reserve(READ_RESERVE);
+        self.stream.read_buf(&mut self.buffer).await
+    }
+
+    fn poll_read_more(&mut self, context: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        self.buffer.reserve(READ_RESERVE);
+        loop {
+            ready!(self.stream.poll_read_ready(context))?;
+            match self.stream.try_read_buf(&mut self.buffer) {
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+                done => return Poll::Ready(done),
+            }
+        }
+    }
+}
+
+/// The request as it goes on the wire: the head, then the (already buffered) body with its
+/// length. Framing headers of the client's request are replaced; the caller has removed the
+/// hop-by-hop ones.
+pub(crate) fn encode_request(parts: &http::request::Parts, body: &[u8]) -> Vec<u8> {
+    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let mut out = Vec::with_capacity(64 + target.len() + 48 * parts.headers.len() + body.len());
+    out.extend_from_slice(parts.method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in &parts.headers {
+        // The body is whole: its length replaces the client's framing, and there is nothing
+        // left to `Expect`.
+        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING || name == EXPECT {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let carries_body = matches!(parts.method, Method::POST | Method::PUT | Method::PATCH);
+    if carries_body || !body.is_empty() {
+        out.extend_from_slice(b"content-length: ");
+        out.extend_from_slice(body.len().to_string().as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    out
+}
+
+/// How an exchange failed, which decides whether the request may be sent again.
+#[derive(Debug)]
+pub(crate) enum ExchangeError {
+    /// The request could not be written: the upstream never got it whole.
+    NotSent(io::Error),
+    /// The connection ended before any byte of an answer: a connection that died while idle
+    /// looks like this, but whether the upstream acted on the request is unknown.
+    NoAnswer(io::Error),
+    /// Anything after the answer began, or an answer that is not HTTP.
+    Failed(io::Error),
+}
+
+impl std::fmt::Display for ExchangeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotSent(error) => write!(f, "sending the request failed: {error}"),
+            Self::NoAnswer(error) => write!(f, "the connection closed without an answer: {error}"),
+            Self::Failed(error) => write!(f, "reading the answer failed: {error}"),
+        }
+    }
+}
+
+fn invalid(message: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
+/// Sends `request` (from [`encode_request`]) on `connection` and reads the answer. A body that
+/// has arrived whole (or fits [`MAX_BUFFERED_BODY`]) is returned as one piece and the
+/// connection checked in to `pool` right here; otherwise the body streams and checks it in at
+/// its end. `head_request`: the answer has no body whatever its headers say.
+pub(crate) async fn exchange(
+    mut connection: Connection,
+    request: &[u8],
+    head_request: bool,
+    pool: &Rc<Pool>,
+) -> Result<Response<Body>, ExchangeError> {
+    connection
+        .stream
+        .write_all(request)
+        .await
+        .map_err(ExchangeError::NotSent)?;
+    let (mut response, framing, mut reusable) = loop {
+        if let Some(head) = parse_head(&mut connection.buffer, head_request)? {
+            break head;
+        }
+        if connection.buffer.len() > MAX_HEAD_BYTES {
+            return Err(ExchangeError::Failed(invalid("response head too large")));
+        }
+        let answered = !connection.buffer.is_empty();
+        match connection.read_more().await {
+            Ok(0) if answered => {
+                return Err(ExchangeError::Failed(io::ErrorKind::UnexpectedEof.into()))
+            }
+            Ok(0) => return Err(ExchangeError::NoAnswer(io::ErrorKind::UnexpectedEof.into())),
+            Ok(_) => {}
+            Err(error) if answered => return Err(ExchangeError::Failed(error)),
+            Err(error) => return Err(ExchangeError::NoAnswer(error)),
+        }
+    };
+    if let Framing::Length(length) = framing {
+        if length <= MAX_BUFFERED_BODY {
+            let length = length as usize;
+            while connection.buffer.len() < length {
+                match connection.read_more().await {
+                    Ok(0) => {
+                        return Err(ExchangeError::Failed(io::ErrorKind::UnexpectedEof.into()))
+                    }
+                    Ok(_) => {}
+                    Err(error) => return Err(ExchangeError::Failed(error)),
+                }
+            }
+            let body = connection.buffer.split_to(length).freeze();
+            // Bytes past the answer were never asked for: such a connection is not reused.
+            reusable &= connection.buffer.is_empty();
+            if reusable {
+                pool.checkin(connection);
+            }
+            return Ok(response.map(|()| Either::Right(Full::new(body))));
+        }
+    }
+    let body = Streaming {
+        connection: Some(connection),
+        framing,
+        reusable,
+        pool: Rc::clone(pool),
+    };
+    if !matches!(framing, Framing::Length(_)) {
+        response.headers_mut().remove(CONTENT_LENGTH);
+    }
+    Ok(response.map(|()| Either::Left(body)))
+}
+
+/// How the body of a response is delimited (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// This many bytes are left.
+    Length(u64),
+    Chunked(ChunkState),
+    /// Until the upstream closes the connection.
+    UntilClose,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    /// Expecting a chunk-size line.
+    Size,
+    /// This many bytes of the current chunk are left.
+    Data(u64),
+    /// Expecting the CRLF after a chunk's data.
+    DataEnd,
+    /// After the last chunk: trailer fields (dropped) up to an empty line.
+    Trailers,
+}
+
+/// Parses a complete response head off the front of `buffer`, skipping interim (1xx) answers.
+/// `None`: more bytes are needed.
+fn parse_head(
+    buffer: &mut BytesMut,
+    head_request: bool,
+) -> Result<Option<(Response<()>, Framing, bool)>, ExchangeError> {
+    loop {
+        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut parsed = httparse::Response::new(&mut slots);
+        let length = match parsed.parse(buffer) {
+            Ok(httparse::Status::Complete(length)) => length,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(_) => return Err(ExchangeError::Failed(invalid("malformed response head"))),
+        };
+        let code = parsed.code.unwrap_or(0);
+        let status = StatusCode::from_u16(code)
+            .map_err(|_| ExchangeError::Failed(invalid("malformed status code")))?;
+        if status == StatusCode::SWITCHING_PROTOCOLS {
+            // The gateway strips `Upgrade`: a 101 was never asked for.
+            return Err(ExchangeError::Failed(invalid("unexpected 101")));
+        }
+        if status.is_informational() {
+            buffer.advance(length);
+            continue;
+        }
+        let version = if parsed.version == Some(0) {
+            Version::HTTP_10
+        } else {
+            Version::HTTP_11
+        };
+        // Header values are slices of the head, not copies: note where each one lies.
+        let base = buffer.as_ptr() as usize;
+        let mut fields = Vec::with_capacity(parsed.headers.len());
+        for header in parsed.headers.iter() {
+            let name = HeaderName::from_bytes(header.name.as_bytes())
+                .map_err(|_| ExchangeError::Failed(invalid("malformed header name")))?;
+            let start = header.value.as_ptr() as usize - base;
+            fields.push((name, start..start + header.value.len()));
+        }
+        let head = buffer.split_to(length).freeze();
+        let mut headers = HeaderMap::with_capacity(fields.len());
+        for (name, range) in fields {
+            let value = HeaderValue::from_maybe_shared(head.slice(range))
+                .map_err(|_| ExchangeError::Failed(invalid("malformed header value")))?;
+            headers.append(name, value);
+        }
+        let framing = framing(status, &headers, head_request)?;
+        let closes = headers
+            .get_all(CONNECTION)
+            .iter()
+            .any(|value| has_token(value.as_bytes(), b"close"));
+        let reusable = version == Version::HTTP_11
+            && !closes
+            && framing != Framing::UntilClose
+            // Both lengths given: the message is suspect, finish it and close.
+            && !(headers.contains_key(TRANSFER_ENCODING) && headers.contains_key(CONTENT_LENGTH));
+        let mut response = Response::new(());
+        *response.status_mut() = status;
+        *response.version_mut() = version;
+        *response.headers_mut() = headers;
+        return Ok(Some((response, framing, reusable)));
+    }
+}
+
+fn framing(
+    status: StatusCode,
+    headers: &HeaderMap,
+    head_request: bool,
+) -> Result<Framing, ExchangeError> {
+    if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+        return Ok(Framing::Length(0));
+    }
+    if let Some(last) = headers.get_all(TRANSFER_ENCODING).iter().next_back() {
+        let last_coding = last.as_bytes().rsplit(|&b| b == b',').next().unwrap_or(b"");
+        return Ok(
+            if last_coding.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                Framing::Chunked(ChunkState::Size)
+            } else {
+                Framing::UntilClose
+            },
+        );
+    }
+    let mut lengths = headers.get_all(CONTENT_LENGTH).iter();
+    let Some(first) = lengths.next() else {
+        return Ok(Framing::UntilClose);
+    };
+    let parse = |value: &HeaderValue| {
+        let text = value.as_bytes();
+        if text.is_empty() || !text.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(text).ok()?.parse::<u64>().ok()
+    };
+    let length =
+        parse(first).ok_or_else(|| ExchangeError::Failed(invalid("malformed content-length")))?;
+    if lengths.any(|other| parse(other) != Some(length)) {
+        return Err(ExchangeError::Failed(invalid("conflicting content-length")));
+    }
+    Ok(Framing::Length(length))
+}
+
+/// Whether a comma-separated header value lists `token` (case-insensitively).
+fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|item| item.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// A response body read from the upstream connection as the client takes it; the connection
+/// goes back to its pool once the body has ended cleanly, and is closed otherwise.
+pub(crate) struct Streaming {
+    connection: Option<Connection>,
+    framing: Framing,
+    reusable: bool,
+    pool: Rc<Pool>,
+}
+
+/// What the buffered bytes give.
+enum Decoded {
+    Data(Bytes),
+    End,
+    NeedMore,
+}
+
+impl Streaming {
+    /// The next piece of body out of `buffer`, by the framing.
+    fn decode(framing: &mut Framing, buffer: &mut BytesMut) -> io::Result<Decoded> {
+        loop {
+            match framing {
+                Framing::Length(0) => return Ok(Decoded::End),
+                Framing::Length(left) => {
+                    if buffer.is_empty() {
+                        return Ok(Decoded::NeedMore);
+                    }
+                    let take = (*left).min(buffer.len() as u64);
+                    *left -= take;
+                    return Ok(Decoded::Data(buffer.split_to(take as usize).freeze()));
+                }
+                Framing::UntilClose => {
+                    if buffer.is_empty() {
+                        return Ok(Decoded::NeedMore);
+                    }
+                    return Ok(Decoded::Data(buffer.split().freeze()));
+                }
+                Framing::Chunked(state) => match state {
+                    ChunkState::Size => match httparse::parse_chunk_size(buffer) {
+                        Ok(httparse::Status::Complete((used, size))) => {
+                            buffer.advance(used);
+                            *state = if size == 0 {
+                                ChunkState::Trailers
+                            } else {
+                                ChunkState::Data(size)
+                            };
+                        }
+                        Ok(httparse::Status::Partial) if buffer.len() > MAX_CHUNK_LINE => {
+                            return Err(invalid("chunk size line too long"))
+                        }
+                        Ok(httparse::Status::Partial) => return Ok(Decoded::NeedMore),
+                        Err(_) => return Err(invalid("malformed chunk size")),
+                    },
+                    ChunkState::Data(left) => {
+                        if buffer.is_empty() {
+                            return Ok(Decoded::NeedMore);
+                        }
+                        let take = (*left).min(buffer.len() as u64);
+                        *left -= take;
+                        if *left == 0 {
+                            *state = ChunkState::DataEnd;
+                        }
+                        return Ok(Decoded::Data(buffer.split_to(take as usize).freeze()));
+                    }
+                    ChunkState::DataEnd => {
+                        if buffer.len() < 2 {
+                            return Ok(Decoded::NeedMore);
+                        }
+                        if &buffer[..2] != b"\r\n" {
+                            return Err(invalid("chunk data not followed by CRLF"));
+                        }
+                        buffer.advance(2);
+                        *state = ChunkState::Size;
+                    }
+                    ChunkState::Trailers => {
+                        match buffer.windows(2).position(|pair| pair == b"\r\n") {
+                            // An empty line ends the message.
+                            Some(0) => {
+                                buffer.advance(2);
+                                *framing = Framing::Length(0);
+                            }
+                            Some(line) => buffer.advance(line + 2),
+                            None if buffer.len() > MAX_TRAILERS => {
+                                return Err(invalid("trailers too large"))
+                            }
+                            None => return Ok(Decoded::NeedMore),
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    /// The body ended cleanly: a connection with nothing unread goes back to the pool.
+    fn finish(&mut self) {
+        if let Some(connection) = self.connection.take() {
+            if self.reusable && connection.buffer.is_empty() {
+                self.pool.checkin(connection);
+            }
+        }
+    }
+}
+
+impl http_body::Body for Streaming {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let this = &mut *self;
+        loop {
+            let Some(connection) = this.connection.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match Self::decode(&mut this.framing, &mut connection.buffer) {
+                Ok(Decoded::Data(data)) => {
+                    // The last bytes of a known length: hand the connection back now, as the
+                    // server may not poll again once `is_end_stream` says so.
+                    if this.framing == Framing::Length(0) {
+                        this.finish();
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Ok(Decoded::End) => {
+                    this.finish();
+                    return Poll::Ready(None);
+                }
+                Ok(Decoded::NeedMore) => {}
+                Err(error) => {
+                    this.connection = None;
+                    return Poll::Ready(Some(Err(error)));
+                }
+            }
+            match ready!(connection.poll_read_more(context)) {
+                Ok(0) if this.framing == Framing::UntilClose => {
+                    this.connection = None;
+                    return Poll::Ready(None);
+                }
+                Ok(0) => {
+                    this.connection = None;
+                    return Poll::Ready(Some(Err(io::ErrorKind::UnexpectedEof.into())));
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    this.connection = None;
+                    return Poll::Ready(Some(Err(error)));
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.connection.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.framing {
+            Framing::Length(left) => SizeHint::with_exact(left),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt as _;
+    use std::net::SocketAddr;
+    use std::sync::{Arc, Mutex};
+    use tokio::net::TcpListener;
+
+    /// What the scripted upstream saw: per connection, the requests it read.
+    type Seen = Arc<Mutex<Vec<Vec<Vec<u8>>>>>;
+
+    /// A piece of a scripted reply that closes the connection instead of writing.
+    const CLOSE: &[u8] = b"\0close";
+
+    /// An upstream that answers each request it reads with the next scripted reply, written in
+    /// the pieces given (so heads and bodies arrive split); `None` closes the connection
+    /// instead of answering, a [`CLOSE`] piece closes it after answering.
+    async fn upstream(script: Vec<Option<Vec<&'static [u8]>>>) -> (SocketAddr, Seen) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let seen: Seen = Arc::default();
+        let log = Arc::clone(&seen);
+        tokio::spawn(async move {
+            let mut script = script.into_iter();
+            while let Ok((mut stream, _)) = listener.accept().await {
+                log.lock().unwrap().push(Vec::new());
+                let mut buffer = Vec::new();
+                'connection: loop {
+                    let request = loop {
+                        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buffer[..end]).to_lowercase();
+                            let length = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length: "))
+                                .map_or(0, |n| n.trim().parse::<usize>().unwrap());
+                            if buffer.len() >= end + 4 + length {
+                                break buffer.drain(..end + 4 + length).collect::<Vec<u8>>();
+                            }
+                        }
+                        let mut chunk = [0u8; 4096];
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => break 'connection,
+                            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    log.lock().unwrap().last_mut().unwrap().push(request);
+                    let Some(Some(pieces)) = script.next() else {
+                        break 'connection;
+                    };
+                    for piece in pieces {
+                        if piece == CLOSE {
+                            break 'connection;
+                        }
+                        stream.write_all(piece).await.unwrap();
+                        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    }
+                }
+            }
+        });
+        (address, seen)
+    }
+
+    fn get(path: &str) -> Vec<u8> {
+        let (parts, ()) = http::Request::get(path)
+            .header("host", "shop")
+            .body(())
+            .unwrap()
+            .into_parts();
+        encode_request(&parts, b"")
+    }
+
+    async fn send(
+        address: SocketAddr,
+        pool: &Rc<Pool>,
+        request: &[u8],
+        head: bool,
+    ) -> Result<(Response<Body>, bool), ExchangeError> {
+        let instance = crate::upstream::tests::instance(address);
+        let (connection, reused) = pool
+            .checkout(&instance, std::time::Duration::from_secs(1))
+            .await
+            .unwrap();
+        exchange(connection, request, head, pool)
+            .await
+            .map(|response| (response, reused))
+    }
+
+    async fn body(response: Response<Body>) -> Bytes {
+        response.into_body().collect().await.unwrap().to_bytes()
+    }
+
+    #[test]
+    fn requests_go_in_origin_form_with_their_body_length() {
+        let (parts, ()) = http::Request::post("http://shop.example/api/x?q=1")
+            .header("host", "shop.example")
+            .header("transfer-encoding", "chunked")
+            .header("content-length", "99")
+            .header("expect", "100-continue")
+            .header("x-a", "b")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let wire = encode_request(&parts, b"hello");
+        assert_eq!(
+            String::from_utf8(wire).unwrap(),
+            "POST /api/x?q=1 HTTP/1.1\r\nhost: shop.example\r\nx-a: b\r\n\
+             content-length: 5\r\n\r\nhello"
+        );
+        // Methods that carry a body say so even when it is empty; others say nothing.
+        let (parts, ()) = http::Request::put("/x").body(()).unwrap().into_parts();
+        assert!(String::from_utf8(encode_request(&parts, b""))
+            .unwrap()
+            .contains("content-length: 0\r\n"));
+        assert_eq!(get("/"), b"GET / HTTP/1.1\r\nhost: shop\r\n\r\n");
+    }
+
+    #[tokio::test]
+    async fn a_whole_answer_returns_its_connection_before_the_client_reads_it() {
+        let reply: &[u8] = b"HTTP/1.1 201 Created\r\ncontent-length: 5\r\nx-b: c\r\n\r\nhello";
+        let (address, seen) = upstream(vec![
+            Some(vec![reply]),
+            Some(vec![&reply[..20], &reply[20..]]),
+        ])
+        .await;
+        let pool = Rc::new(Pool::default());
+        for round in 0..2 {
+            let (response, reused) = send(address, &pool, &get("/a"), false).await.unwrap();
+            assert_eq!(reused, round == 1);
+            assert_eq!(pool.idle(), 1, "checked in before the body is read");
+            assert_eq!(response.status(), StatusCode::CREATED);
+            assert_eq!(response.headers()["x-b"], "c");
+            assert_eq!(response.headers()[CONTENT_LENGTH], "5");
+            assert_eq!(body(response).await, "hello");
+        }
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1, "one connection for both");
+        assert_eq!(seen[0].len(), 2);
+    }
+
+    #[tokio::test]
+    async fn chunked_bodies_stream_then_return_the_connection() {
+        let (address, _) = upstream(vec![Some(vec![
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+            b"5\r\nhello\r\n6;ext=1\r\n wor",
+            b"ld\r\n0\r\nx-trailer: 1\r\n",
+            b"\r\n",
+        ])])
+        .await;
+        let pool = Rc::new(Pool::default());
+        let (response, _) = send(address, &pool, &get("/"), false).await.unwrap();
+        assert!(response.headers().get(CONTENT_LENGTH).is_none());
+        assert_eq!(pool.idle(), 0, "the body still holds it");
+        assert_eq!(body(response).await, "hello world");
+        assert_eq!(pool.idle(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_large_body_streams_with_its_length() {
+        static BIG: [u8; 200_000] = [b'x'; 200_000];
+        let (address, _) = upstream(vec![Some(vec![
+            b"HTTP/1.1 200 OK\r\ncontent-length: 200000\r\n\r\n",
+            &BIG[..70_000],
+            &BIG[70_000..],
+        ])])
+        .await;
+        let pool = Rc::new(Pool::default());
+        let (response, _) = send(address, &pool, &get("/"), false).await.unwrap();
+        assert_eq!(
+            http_body::Body::size_hint(response.body()).exact(),
+            Some(200_000)
+        );
+        assert_eq!(body(response).await.len(), 200_000);
+        assert_eq!(pool.idle(), 1);
+    }
+
+    #[tokio::test]
+    async fn answers_that_end_the_connection_are_not_reused() {
+        let (address, seen) = upstream(vec![
+            Some(vec![
+                b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok",
+            ]),
+            Some(vec![b"HTTP/1.1 200 OK\r\n\r\nuntil ", b"close", CLOSE]),
+        ])
+        .await;
+        let pool = Rc::new(Pool::default());
+        let (response, _) = send(address, &pool, &get("/"), false).await.unwrap();
+        assert_eq!(body(response).await, "ok");
+        assert_eq!(pool.idle(), 0);
+        // No length: the body ends when the upstream closes.
+        let (response, reused) = send(address, &pool, &get("/"), false).await.unwrap();
+        assert!(!reused);
+        assert_eq!(body(response).await, "until close");
+        assert_eq!(pool.idle(), 0);
+        assert_eq!(seen.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn interim_answers_are_skipped_and_bodiless_answers_have_no_body() {
+        let (address, _) = upstream(vec![
+            Some(vec![
+                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
+            ]),
+            // HEAD: the length describes the GET's body, which does not follow.
+            Some(vec![b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n"]),
+            Some(vec![b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"]),
+        ])
+        .await;
+        let pool = Rc::new(Pool::default());
+        let (response, _) = send(address, &pool, &get("/"), false).await.unwrap();
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+        assert_eq!(body(response).await, "");
+        let (response, reused) = send(address, &pool, &get("/"), true).await.unwrap();
+        assert!(reused);
+        assert_eq!(response.headers()[CONTENT_LENGTH], "10");
+        assert_eq!(body(response).await, "");
+        let (response, reused) = send(address, &pool, &get("/"), false).await.unwrap();
+        assert!(reused, "the HEAD answer left the connection clean");
+        assert_eq!(body(response).await, "ok");
+    }
+
+    #[tokio::test]
+    async fn malformed_answers_fail() {
+        for reply in [
+            &b"NOT HTTP AT ALL\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nok",
+            b"HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n",
+            b"HTTP/1.1 101 Switching Protocols\r\nupgrade: x\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort",
+        ] {
+            let (address, _) = upstream(vec![Some(vec![reply, CLOSE])]).await;
+            let pool = Rc::new(Pool::default());
+            let result = send(address, &pool, &get("/"), false).await;
+            assert!(
+                matches!(result, Err(ExchangeError::Failed(_))),
+                "{:?}: {:?}",
+                String::from_utf8_lossy(reply),
+                result.map(|_| ())
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_while_idle_is_seen_and_an_unanswered_request_reported() {
+        let reply: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+        // Answers once, then closes that connection on its next request; answers the next one.
+        let (address, seen) = upstream(vec![Some(vec![reply]), None, Some(vec![reply])]).await;
+        let pool = Rc::new(Pool::default());
+        let (response, _) = send(address, &pool, &get("/"), false).await.unwrap();
+        body(response).await;
+        let result = send(address, &pool, &get("/"), false).await;
+        assert!(
+            matches!(result, Err(ExchangeError::NoAnswer(_))),
+            "{:?}",
+            result.map(|_| ())
+        );
+        let (response, reused) = send(address, &pool, &get("/"), false).await.unwrap();
+        assert!(!reused);
+        body(response).await;
+        assert_eq!(seen.lock().unwrap().len(), 2);
+
+        // Closed by the upstream while idle: the reactor saw it, the pool does not hand it out.
+        let (address, _) = upstream(vec![Some(vec![reply, CLOSE]), Some(vec![reply])]).await;
+        let pool = Rc::new(Pool::default());
+        let (response, _) = send(address, &pool, &get("/"), false).await.unwrap();
+        body(response).await;
+        assert_eq!(pool.idle(), 1);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let (response, reused) = send(address, &pool, &get("/"), false).await.unwrap();
+        assert!(!reused);
+        assert_eq!(body(response).await, "ok");
+    }
+}
