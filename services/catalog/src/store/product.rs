@@ -401,9 +401,12 @@ impl Store {
             Some(Walk::Postings(_)) => " ORDER BY t0.product_id DESC",
             None => order,
         });
-        // One row more than asked tells whether another page exists.
-        sql.push(" LIMIT ")
-            .arg(Arg::Int(i64::from(query.limit) + 1));
+        // One row more than asked tells whether another page exists. A literal, not a parameter:
+        // PostgreSQL costs `LIMIT $n` in a generic plan as if it kept a tenth of the rows, so
+        // the generic plan always lost to a custom one and every execution was planned again
+        // (~0.4 ms, more than running the list query). A validated integer is safe to inline,
+        // and a handful of page sizes make a handful of prepared statements.
+        sql.push(&format!(" LIMIT {}", u64::from(query.limit) + 1));
         sql.push(") p").push(order);
         let rows = sql
             .query()
