@@ -625,6 +625,11 @@ fn prepare_headers(
 
 /// Removes hop-by-hop headers, including any the `Connection` header names.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Usually there are none: one pass of name comparisons (standard names compare as
+    // enums) instead of a hashed removal per name on every request and response.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     if let Some(connection) = headers.get(CONNECTION) {
         if let Ok(listed) = connection.to_str() {
             let listed: Vec<HeaderName> = listed
