@@ -286,9 +286,9 @@ fn parse_head(
             && framing != Framing::UntilClose
             // Both lengths given: the message is suspect, finish it and close.
             && !(headers.contains_key(TRANSFER_ENCODING) && headers.contains_key(CONTENT_LENGTH));
+        // The version stays the default: the client's side speaks its own.
         let mut response = Response::new(());
         *response.status_mut() = status;
-        *response.version_mut() = version;
         *response.headers_mut() = headers;
         return Ok(Some((response, framing, reusable)));
     }

@@ -27,6 +27,25 @@ async fn the_longest_prefix_picks_the_upstream_and_path_and_query_pass_unchanged
 }
 
 #[tokio::test]
+async fn a_proxied_head_keeps_the_upstreams_length_and_has_no_body() {
+    let app = spawn_app().await;
+    for _ in 0..2 {
+        let head = app.send(app.request(Method::HEAD, "/a/items/7")).await;
+        assert_eq!(head.status, StatusCode::OK);
+        assert!(head.text.is_empty());
+        let length: usize = head.headers["content-length"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(length > 0);
+        // The upstream connection the HEAD used carries the next request cleanly.
+        let get = app.get("/a/items/7").await;
+        assert_eq!(get.body["method"], "GET", "{}", get.text);
+    }
+}
+
+#[tokio::test]
 async fn unknown_paths_are_404_problems() {
     let app = spawn_app().await;
     app.get("/nowhere")
