@@ -126,6 +126,9 @@ pub fn start(config: Config, static_content: StaticContent) -> anyhow::Result<Ga
         .spawn(move || {
             run_thread(async move {
                 let listener = TcpListener::from_std(admin_listener)?;
+                // The workers record a latency sample per request; drained here, not only
+                // when /metrics is scraped (found in a memory run: +0.2 MiB per second of load).
+                let _upkeep = platform::telemetry::spawn_metrics_upkeep();
                 let prune_shared = Arc::clone(&shared);
                 tokio::task::spawn_local(async move {
                     // Keyed limiters remember every client; forget the idle ones now and then.

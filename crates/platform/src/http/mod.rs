@@ -161,14 +161,7 @@ pub async fn serve(
         // Small JSON responses must not wait for Nagle's algorithm.
         let _ = tcp.set_nodelay(true);
     });
-    let upkeep = tokio::spawn(async {
-        // Histograms buffer samples until drained; keep memory flat between scrapes.
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
-        loop {
-            tick.tick().await;
-            crate::telemetry::metrics().run_upkeep();
-        }
-    });
+    let upkeep = crate::telemetry::spawn_metrics_upkeep();
     let result = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await;
