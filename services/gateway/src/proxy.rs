@@ -15,7 +15,6 @@ use http::header::{
     CONTENT_LENGTH, CONTENT_TYPE, ETAG, HOST, IF_NONE_MATCH, ORIGIN,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::Limited;
 use hyper::body::Incoming;
 use platform::auth::{JwtVerifier, TokenError};
 use platform::http::Problem;
@@ -62,6 +61,8 @@ struct Route {
 
 /// Metric slots after the routes: requests the gateway answered itself.
 const METRIC_UNMATCHED: usize = 0;
+const METRIC_BUILTIN: usize = 1;
+const METRIC_ROUTES: usize = 2;
 
 /// An oversized upload is read and dropped (up to this much, for up to `DRAIN_TIMEOUT`) before
 /// the 413, as nginx's lingering close does: answering mid-upload and closing makes clients
@@ -72,27 +73,23 @@ const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 /// The client's body, whole: upstreams get it with its length, as with nginx's request
 /// buffering (a bodiless request costs nothing here).
 async fn read_body(body: Incoming, limit: u64) -> Result<Bytes, Response<Body>> {
-    use http_body::Body as _;
-    use http_body_util::BodyExt as _;
-    if body.is_end_stream() {
-        return Ok(Bytes::new());
-    }
-    let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
-    match limited.collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        // A chunked body has no declared length: it is cut where it crosses the limit.
-        Err(error) if platform::http::is_body_too_large(&*error) => {
-            let mut response = respond::payload_too_large(limit);
-            // Unread bytes may follow: the connection is not reused.
-            response
-                .headers_mut()
-                .insert(CONNECTION, HeaderValue::from_static("close"));
-            Err(response)
-        }
-        Err(_) => Err(respond::problem(&Problem::bad_request(
-            "the request body could not be read",
-        ))),
-    }
+    let bound = usize::try_from(limit).unwrap_or(usize::MAX);
+    platform::http::read_body(body, bound)
+        .await
+        .map_err(|problem| match problem.status() {
+            // A chunked body has no declared length: it is cut where it crosses the limit.
+            StatusCode::PAYLOAD_TOO_LARGE => payload_too_large_closing(limit),
+            _ => respond::problem(&problem),
+        })
+}
+
+/// The gateway's 413, on a connection that is not reused: unread bytes of the body may follow.
+fn payload_too_large_closing(limit: u64) -> Response<Body> {
+    let mut response = respond::payload_too_large(limit);
+    response
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// The 413 for a declared length over the limit, after draining what the client still sends.
@@ -113,15 +110,8 @@ async fn refuse_oversized_body(
         };
         let _ = tokio::time::timeout(DRAIN_TIMEOUT, drain).await;
     }
-    let mut response = respond::payload_too_large(limit);
-    // The connection may still hold unread bytes: it is not reused.
-    response
-        .headers_mut()
-        .insert(CONNECTION, HeaderValue::from_static("close"));
-    response
+    payload_too_large_closing(limit)
 }
-const METRIC_BUILTIN: usize = 1;
-const METRIC_ROUTES: usize = 2;
 
 /// Read-only state of the whole gateway.
 pub(crate) struct Shared {

@@ -65,9 +65,28 @@ impl Readiness for crate::db::Db {
     }
 }
 
+/// A whole request body of at most `limit` bytes, or the problem to answer instead: 413 past
+/// the limit (a chunked body is cut where it crosses it), 400 when it cannot be read. The
+/// services' stack and the gateway both buffer bodies through here.
+pub async fn read_body<B>(body: B, limit: usize) -> Result<bytes::Bytes, Problem>
+where
+    B: axum::body::HttpBody,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use http_body_util::BodyExt as _;
+    if body.is_end_stream() {
+        return Ok(bytes::Bytes::new());
+    }
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if is_body_too_large(&*error) => Err(Problem::payload_too_large()),
+        Err(_) => Err(Problem::bad_request("the request body could not be read")),
+    }
+}
+
 /// Whether `error`, or anything that caused it, is a body limit (`http_body_util::Limited`)
 /// cutting a request body short.
-pub fn is_body_too_large(error: &(dyn std::error::Error + 'static)) -> bool {
+fn is_body_too_large(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut cause = Some(error);
     while let Some(error) = cause {
         if error.is::<http_body_util::LengthLimitError>() {

@@ -42,12 +42,9 @@ impl ObserveState {
 async fn buffer_body(request: Request, limit: usize) -> Result<Request, Response> {
     use axum::body::Body;
     let (parts, body) = request.into_parts();
-    match axum::body::to_bytes(body, limit).await {
+    match super::read_body(body, limit).await {
         Ok(bytes) => Ok(Request::from_parts(parts, Body::from(bytes))),
-        Err(error) if super::is_body_too_large(&error) => {
-            Err(Problem::payload_too_large().into_response())
-        }
-        Err(_) => Err(Problem::bad_request("the request body could not be read").into_response()),
+        Err(problem) => Err(problem.into_response()),
     }
 }
 
