@@ -338,6 +338,16 @@ fn has_token(value: &[u8], token: &[u8]) -> bool {
         .any(|item| item.trim_ascii().eq_ignore_ascii_case(token))
 }
 
+/// What is buffered of the `left` bytes still owed, counted off.
+fn take_up_to(left: &mut u64, buffer: &mut BytesMut) -> Decoded {
+    if buffer.is_empty() {
+        return Decoded::NeedMore;
+    }
+    let take = (*left).min(buffer.len() as u64);
+    *left -= take;
+    Decoded::Data(buffer.split_to(take as usize).freeze())
+}
+
 /// A response body read from the upstream connection as the client takes it; the connection
 /// goes back to its pool once the body has ended cleanly, and is closed otherwise.
 pub(crate) struct Streaming {
@@ -360,14 +370,7 @@ impl Streaming {
         loop {
             match framing {
                 Framing::Length(0) => return Ok(Decoded::End),
-                Framing::Length(left) => {
-                    if buffer.is_empty() {
-                        return Ok(Decoded::NeedMore);
-                    }
-                    let take = (*left).min(buffer.len() as u64);
-                    *left -= take;
-                    return Ok(Decoded::Data(buffer.split_to(take as usize).freeze()));
-                }
+                Framing::Length(left) => return Ok(take_up_to(left, buffer)),
                 Framing::UntilClose => {
                     if buffer.is_empty() {
                         return Ok(Decoded::NeedMore);
@@ -391,15 +394,11 @@ impl Streaming {
                         Err(_) => return Err(invalid("malformed chunk size")),
                     },
                     ChunkState::Data(left) => {
-                        if buffer.is_empty() {
-                            return Ok(Decoded::NeedMore);
-                        }
-                        let take = (*left).min(buffer.len() as u64);
-                        *left -= take;
+                        let decoded = take_up_to(left, buffer);
                         if *left == 0 {
                             *state = ChunkState::DataEnd;
                         }
-                        return Ok(Decoded::Data(buffer.split_to(take as usize).freeze()));
+                        return Ok(decoded);
                     }
                     ChunkState::DataEnd => {
                         if buffer.len() < 2 {
