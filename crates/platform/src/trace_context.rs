@@ -4,8 +4,6 @@
 //! fixed 55-byte format, and all a hop must do is keep the trace id, mint a span id and pass
 //! the result on. An OTLP exporter can be layered on later without changing this type.
 
-use std::fmt::Write as _;
-
 /// The header name, lowercase as HTTP/2 and hyper want it.
 pub const TRACEPARENT: &str = "traceparent";
 
@@ -87,14 +85,30 @@ impl TraceContext {
 
     /// The header value to send downstream: this hop's span becomes the callee's parent.
     pub fn to_header(&self) -> String {
-        let mut out = String::with_capacity(55);
-        let _ = write!(
-            out,
-            "00-{:032x}-{:016x}-{:02x}",
-            self.trace_id,
-            self.span_id,
-            u8::from(self.sampled)
-        );
+        self.header_bytes().iter().map(|&b| char::from(b)).collect()
+    }
+
+    /// [`Self::to_header`] without an allocation or the formatter (the gateway sets it on
+    /// every request): `00-<trace id>-<span id>-<flags>`.
+    pub fn header_bytes(&self) -> [u8; 55] {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = *b"00-00000000000000000000000000000000-0000000000000000-00";
+        let (trace, rest) = out[3..52].split_at_mut(32);
+        let ids = self
+            .trace_id
+            .to_be_bytes()
+            .into_iter()
+            .zip(trace.chunks_exact_mut(2));
+        let spans = self
+            .span_id
+            .to_be_bytes()
+            .into_iter()
+            .zip(rest[1..].chunks_exact_mut(2));
+        for (byte, pair) in ids.chain(spans) {
+            pair[0] = HEX[usize::from(byte >> 4)];
+            pair[1] = HEX[usize::from(byte & 0xf)];
+        }
+        out[54] = if self.sampled { b'1' } else { b'0' };
         out
     }
 
@@ -135,6 +149,7 @@ mod tests {
         assert_eq!(ctx.trace_id, 0x4bf92f3577b34da6a3ce929d0e0e4736);
         assert_eq!(ctx.span_id, 0x00f067aa0ba902b7);
         assert!(ctx.sampled);
+        assert_eq!(ctx.to_header(), VALID);
     }
 
     #[test]

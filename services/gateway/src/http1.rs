@@ -11,6 +11,7 @@
 
 use std::future::Future as _;
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{ready, Context, Poll, Waker};
@@ -19,10 +20,10 @@ use bytes::{Buf as _, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version};
 use http_body::{Frame, SizeHint};
-use http_body_util::{Either, Full};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, Interest};
 use tokio::net::TcpStream;
 
+use crate::framing::{decode, has_token, invalid, parse_length, ChunkState, Decoded, Framing};
 use crate::respond::Body;
 use crate::upstream::Pool;
 
@@ -34,10 +35,6 @@ const MAX_HEADERS: usize = 100;
 const MAX_BUFFERED_BODY: u64 = 64 * 1024;
 /// Room made in the read buffer before each read.
 const READ_RESERVE: usize = 16 * 1024;
-/// A chunk-size line or a trailer section longer than this is not HTTP.
-const MAX_CHUNK_LINE: usize = 4 * 1024;
-const MAX_TRAILERS: usize = 16 * 1024;
-
 /// One connection to an upstream instance and the bytes read past the last response.
 pub(crate) struct Connection {
     stream: TcpStream,
@@ -138,10 +135,6 @@ impl std::fmt::Display for ExchangeError {
     }
 }
 
-fn invalid(message: &'static str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, message)
-}
-
 /// Sends `request` (from [`encode_request`]) on `connection` and reads the answer. A body that
 /// has arrived whole (or fits [`MAX_BUFFERED_BODY`]) is returned as one piece and the
 /// connection checked in to `pool` right here; otherwise the body streams and checks it in at
@@ -193,7 +186,7 @@ pub(crate) async fn exchange(
             if reusable {
                 pool.checkin(connection);
             }
-            return Ok(response.map(|()| Either::Right(Full::new(body))));
+            return Ok(response.map(|()| Body::Full(body)));
         }
     }
     let body = Streaming {
@@ -205,29 +198,7 @@ pub(crate) async fn exchange(
     if !matches!(framing, Framing::Length(_)) {
         response.headers_mut().remove(CONTENT_LENGTH);
     }
-    Ok(response.map(|()| Either::Left(body)))
-}
-
-/// How the body of a response is delimited (RFC 9112 §6.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    /// This many bytes are left.
-    Length(u64),
-    Chunked(ChunkState),
-    /// Until the upstream closes the connection.
-    UntilClose,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ChunkState {
-    /// Expecting a chunk-size line.
-    Size,
-    /// This many bytes of the current chunk are left.
-    Data(u64),
-    /// Expecting the CRLF after a chunk's data.
-    DataEnd,
-    /// After the last chunk: trailer fields (dropped) up to an empty line.
-    Trailers,
+    Ok(response.map(|()| Body::Streaming(body)))
 }
 
 /// Parses a complete response head off the front of `buffer`, skipping interim (1xx) answers.
@@ -236,20 +207,25 @@ fn parse_head(
     buffer: &mut BytesMut,
     head_request: bool,
 ) -> Result<Option<(Response<()>, Framing, bool)>, ExchangeError> {
+    let failed = |message| ExchangeError::Failed(invalid(message));
     loop {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut parsed = httparse::Response::new(&mut slots);
-        let length = match parsed.parse(buffer) {
+        // Uninitialised slots: filling a hundred of them would cost more than parsing a head.
+        let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+        let mut parsed = httparse::Response::new(&mut []);
+        let length = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut parsed,
+            buffer,
+            &mut slots,
+        ) {
             Ok(httparse::Status::Complete(length)) => length,
             Ok(httparse::Status::Partial) => return Ok(None),
-            Err(_) => return Err(ExchangeError::Failed(invalid("malformed response head"))),
+            Err(_) => return Err(failed("malformed response head")),
         };
         let code = parsed.code.unwrap_or(0);
-        let status = StatusCode::from_u16(code)
-            .map_err(|_| ExchangeError::Failed(invalid("malformed status code")))?;
+        let status = StatusCode::from_u16(code).map_err(|_| failed("malformed status code"))?;
         if status == StatusCode::SWITCHING_PROTOCOLS {
             // The gateway strips `Upgrade`: a 101 was never asked for.
-            return Err(ExchangeError::Failed(invalid("unexpected 101")));
+            return Err(failed("unexpected 101"));
         }
         if status.is_informational() {
             buffer.advance(length);
@@ -260,92 +236,64 @@ fn parse_head(
         } else {
             Version::HTTP_11
         };
-        // Header values are slices of the head, not copies: note where each one lies.
+        // Header values are slices of the head, not copies: note where each one lies. The
+        // framing fields are read on the way (RFC 9112 §6.3).
         let base = buffer.as_ptr() as usize;
         let mut fields = Vec::with_capacity(parsed.headers.len());
+        let mut last_coding_chunked = None;
+        let mut content_length = None;
+        let mut closes = false;
         for header in parsed.headers.iter() {
             let name = HeaderName::from_bytes(header.name.as_bytes())
-                .map_err(|_| ExchangeError::Failed(invalid("malformed header name")))?;
-            let start = header.value.as_ptr() as usize - base;
-            fields.push((name, start..start + header.value.len()));
+                .map_err(|_| failed("malformed header name"))?;
+            let value = header.value;
+            if name == TRANSFER_ENCODING {
+                let last = value.rsplit(|&b| b == b',').next().unwrap_or(b"");
+                last_coding_chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            } else if name == CONTENT_LENGTH {
+                let length =
+                    parse_length(value).ok_or_else(|| failed("malformed content-length"))?;
+                if content_length.is_some_and(|seen| seen != length) {
+                    return Err(failed("conflicting content-length"));
+                }
+                content_length = Some(length);
+            } else if name == CONNECTION {
+                closes |= has_token(value, b"close");
+            }
+            let start = value.as_ptr() as usize - base;
+            fields.push((name, start..start + value.len()));
         }
         let head = buffer.split_to(length).freeze();
-        let mut headers = HeaderMap::with_capacity(fields.len());
+        // Room for what the gateway adds (request id, CORS): the map never regrows.
+        let mut headers = HeaderMap::with_capacity(fields.len() + 4);
         for (name, range) in fields {
             let value = HeaderValue::from_maybe_shared(head.slice(range))
-                .map_err(|_| ExchangeError::Failed(invalid("malformed header value")))?;
+                .map_err(|_| failed("malformed header value"))?;
             headers.append(name, value);
         }
-        let framing = framing(status, &headers, head_request)?;
-        let closes = headers
-            .get_all(CONNECTION)
-            .iter()
-            .any(|value| has_token(value.as_bytes(), b"close"));
+        let framing = if head_request
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED
+        {
+            Framing::Length(0)
+        } else {
+            match (last_coding_chunked, content_length) {
+                (Some(true), _) => Framing::Chunked(ChunkState::Size),
+                (Some(false), _) | (None, None) => Framing::UntilClose,
+                (None, Some(length)) => Framing::Length(length),
+            }
+        };
         let reusable = version == Version::HTTP_11
             && !closes
             && framing != Framing::UntilClose
             // Both lengths given: the message is suspect, finish it and close.
-            && !(headers.contains_key(TRANSFER_ENCODING) && headers.contains_key(CONTENT_LENGTH));
+            && !(last_coding_chunked.is_some() && content_length.is_some());
         // The version stays the default: the client's side speaks its own.
         let mut response = Response::new(());
         *response.status_mut() = status;
         *response.headers_mut() = headers;
         return Ok(Some((response, framing, reusable)));
     }
-}
-
-fn framing(
-    status: StatusCode,
-    headers: &HeaderMap,
-    head_request: bool,
-) -> Result<Framing, ExchangeError> {
-    if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
-        return Ok(Framing::Length(0));
-    }
-    if let Some(last) = headers.get_all(TRANSFER_ENCODING).iter().next_back() {
-        let last_coding = last.as_bytes().rsplit(|&b| b == b',').next().unwrap_or(b"");
-        return Ok(
-            if last_coding.trim_ascii().eq_ignore_ascii_case(b"chunked") {
-                Framing::Chunked(ChunkState::Size)
-            } else {
-                Framing::UntilClose
-            },
-        );
-    }
-    let mut lengths = headers.get_all(CONTENT_LENGTH).iter();
-    let Some(first) = lengths.next() else {
-        return Ok(Framing::UntilClose);
-    };
-    let parse = |value: &HeaderValue| {
-        let text = value.as_bytes();
-        if text.is_empty() || !text.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        std::str::from_utf8(text).ok()?.parse::<u64>().ok()
-    };
-    let length =
-        parse(first).ok_or_else(|| ExchangeError::Failed(invalid("malformed content-length")))?;
-    if lengths.any(|other| parse(other) != Some(length)) {
-        return Err(ExchangeError::Failed(invalid("conflicting content-length")));
-    }
-    Ok(Framing::Length(length))
-}
-
-/// Whether a comma-separated header value lists `token` (case-insensitively).
-fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value
-        .split(|&b| b == b',')
-        .any(|item| item.trim_ascii().eq_ignore_ascii_case(token))
-}
-
-/// What is buffered of the `left` bytes still owed, counted off.
-fn take_up_to(left: &mut u64, buffer: &mut BytesMut) -> Decoded {
-    if buffer.is_empty() {
-        return Decoded::NeedMore;
-    }
-    let take = (*left).min(buffer.len() as u64);
-    *left -= take;
-    Decoded::Data(buffer.split_to(take as usize).freeze())
 }
 
 /// A response body read from the upstream connection as the client takes it; the connection
@@ -357,75 +305,12 @@ pub(crate) struct Streaming {
     pool: Rc<Pool>,
 }
 
-/// What the buffered bytes give.
-enum Decoded {
-    Data(Bytes),
-    End,
-    NeedMore,
-}
-
 impl Streaming {
-    /// The next piece of body out of `buffer`, by the framing.
-    fn decode(framing: &mut Framing, buffer: &mut BytesMut) -> io::Result<Decoded> {
-        loop {
-            match framing {
-                Framing::Length(0) => return Ok(Decoded::End),
-                Framing::Length(left) => return Ok(take_up_to(left, buffer)),
-                Framing::UntilClose => {
-                    if buffer.is_empty() {
-                        return Ok(Decoded::NeedMore);
-                    }
-                    return Ok(Decoded::Data(buffer.split().freeze()));
-                }
-                Framing::Chunked(state) => match state {
-                    ChunkState::Size => match httparse::parse_chunk_size(buffer) {
-                        Ok(httparse::Status::Complete((used, size))) => {
-                            buffer.advance(used);
-                            *state = if size == 0 {
-                                ChunkState::Trailers
-                            } else {
-                                ChunkState::Data(size)
-                            };
-                        }
-                        Ok(httparse::Status::Partial) if buffer.len() > MAX_CHUNK_LINE => {
-                            return Err(invalid("chunk size line too long"))
-                        }
-                        Ok(httparse::Status::Partial) => return Ok(Decoded::NeedMore),
-                        Err(_) => return Err(invalid("malformed chunk size")),
-                    },
-                    ChunkState::Data(left) => {
-                        let decoded = take_up_to(left, buffer);
-                        if *left == 0 {
-                            *state = ChunkState::DataEnd;
-                        }
-                        return Ok(decoded);
-                    }
-                    ChunkState::DataEnd => {
-                        if buffer.len() < 2 {
-                            return Ok(Decoded::NeedMore);
-                        }
-                        if &buffer[..2] != b"\r\n" {
-                            return Err(invalid("chunk data not followed by CRLF"));
-                        }
-                        buffer.advance(2);
-                        *state = ChunkState::Size;
-                    }
-                    ChunkState::Trailers => {
-                        match buffer.windows(2).position(|pair| pair == b"\r\n") {
-                            // An empty line ends the message.
-                            Some(0) => {
-                                buffer.advance(2);
-                                *framing = Framing::Length(0);
-                            }
-                            Some(line) => buffer.advance(line + 2),
-                            None if buffer.len() > MAX_TRAILERS => {
-                                return Err(invalid("trailers too large"))
-                            }
-                            None => return Ok(Decoded::NeedMore),
-                        }
-                    }
-                },
-            }
+    /// The whole body's length, when the upstream declared it (asked before reading).
+    pub(crate) fn length(&self) -> Option<u64> {
+        match self.framing {
+            Framing::Length(length) => Some(length),
+            _ => None,
         }
     }
 
@@ -452,7 +337,7 @@ impl http_body::Body for Streaming {
             let Some(connection) = this.connection.as_mut() else {
                 return Poll::Ready(None);
             };
-            match Self::decode(&mut this.framing, &mut connection.buffer) {
+            match decode(&mut this.framing, &mut connection.buffer) {
                 Ok(Decoded::Data(data)) => {
                     // The last bytes of a known length: hand the connection back now, as the
                     // server may not poll again once `is_end_stream` says so.

@@ -4,12 +4,14 @@
 //! worker), forwards the verified identity, balances over instances with passive health
 //! checks, rate-limits per client, answers CORS, and serves static content. Built for speed:
 //! one current-thread runtime per worker with its own `SO_REUSEPORT` listener and upstream
-//! connection pools, and hyper's connection API directly (DESIGN.md "Conventions" has the
-//! measurements behind that choice).
+//! connection pools, speaking HTTP/1.1 itself on both sides (`client_conn`, `http1`; ADRs 2,
+//! 5 and 6 have the measurements behind those choices).
 
 mod auth;
+mod client_conn;
 mod config;
 mod cors;
+mod framing;
 mod http1;
 mod limit;
 mod metrics;

@@ -3,7 +3,6 @@
 //! [`Shared`] is built once and read by every worker; [`Worker`] is one thread's state (token
 //! cache, connection pools, metric handles) and is never touched by another thread.
 
-use std::convert::Infallible;
 use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -15,7 +14,6 @@ use http::header::{
     CONTENT_LENGTH, CONTENT_TYPE, ETAG, HOST, IF_NONE_MATCH, ORIGIN,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use platform::auth::{JwtVerifier, TokenError};
 use platform::http::Problem;
 use platform::trace_context::TraceContext;
@@ -63,55 +61,6 @@ struct Route {
 const METRIC_UNMATCHED: usize = 0;
 const METRIC_BUILTIN: usize = 1;
 const METRIC_ROUTES: usize = 2;
-
-/// An oversized upload is read and dropped (up to this much, for up to `DRAIN_TIMEOUT`) before
-/// the 413, as nginx's lingering close does: answering mid-upload and closing makes clients
-/// meet a broken pipe instead of the answer.
-const DRAIN_MAX_BYTES: u64 = 16 << 20;
-const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// The client's body, whole: upstreams get it with its length, as with nginx's request
-/// buffering (a bodiless request costs nothing here).
-async fn read_body(body: Incoming, limit: u64) -> Result<Bytes, Response<Body>> {
-    let bound = usize::try_from(limit).unwrap_or(usize::MAX);
-    platform::http::read_body(body, bound)
-        .await
-        .map_err(|problem| match problem.status() {
-            // A chunked body has no declared length: it is cut where it crosses the limit.
-            StatusCode::PAYLOAD_TOO_LARGE => payload_too_large_closing(limit),
-            _ => respond::problem(&problem),
-        })
-}
-
-/// The gateway's 413, on a connection that is not reused: unread bytes of the body may follow.
-fn payload_too_large_closing(limit: u64) -> Response<Body> {
-    let mut response = respond::payload_too_large(limit);
-    response
-        .headers_mut()
-        .insert(CONNECTION, HeaderValue::from_static("close"));
-    response
-}
-
-/// The 413 for a declared length over the limit, after draining what the client still sends.
-async fn refuse_oversized_body(
-    request: Request<Incoming>,
-    declared: u64,
-    limit: u64,
-) -> Response<Body> {
-    use http_body_util::BodyExt as _;
-    if declared <= DRAIN_MAX_BYTES {
-        let mut body = request.into_body();
-        let drain = async {
-            while let Some(frame) = body.frame().await {
-                if frame.is_err() {
-                    break;
-                }
-            }
-        };
-        let _ = tokio::time::timeout(DRAIN_TIMEOUT, drain).await;
-    }
-    payload_too_large_closing(limit)
-}
 
 /// Read-only state of the whole gateway.
 pub(crate) struct Shared {
@@ -255,12 +204,17 @@ impl Worker {
         }
     }
 
+    /// The largest request body the client side reads.
+    pub(crate) fn body_limit(&self) -> u64 {
+        self.shared.body_limit
+    }
+
     /// Serves one request; never fails (every failure is a problem response).
     pub(crate) async fn handle(
         self: Rc<Self>,
         peer: Rc<Peer>,
-        request: Request<Incoming>,
-    ) -> Result<Response<Body>, Infallible> {
+        request: Request<Bytes>,
+    ) -> Response<Body> {
         let started = Instant::now();
         let request_id = request_id(request.headers());
         let origin = if self.shared.cors.enabled() {
@@ -294,14 +248,14 @@ impl Worker {
             micros = elapsed.as_micros() as u64,
             "request"
         );
-        Ok(response)
+        response
     }
 
     /// Picks what answers the request; returns the metric slot and the response.
     async fn dispatch(
         &self,
         peer: &Peer,
-        request: Request<Incoming>,
+        request: Request<Bytes>,
         request_id: &HeaderValue,
     ) -> (usize, Response<Body>) {
         let shared = &*self.shared;
@@ -329,7 +283,7 @@ impl Worker {
     }
 
     /// `/healthz`, `/readyz` and the static content, for GET and HEAD.
-    fn builtin(&self, request: &Request<Incoming>, path: &str) -> Option<Response<Body>> {
+    fn builtin(&self, request: &Request<Bytes>, path: &str) -> Option<Response<Body>> {
         let method = request.method();
         if method != Method::GET && method != Method::HEAD {
             return None;
@@ -373,19 +327,9 @@ impl Worker {
         peer: &Peer,
         route: &Route,
         metric: usize,
-        request: Request<Incoming>,
+        request: Request<Bytes>,
         request_id: &HeaderValue,
     ) -> Result<Response<Body>, Response<Body>> {
-        let shared = &*self.shared;
-        let declared_length = request
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if let Some(length) = declared_length.filter(|length| *length > shared.body_limit) {
-            return Err(refuse_oversized_body(request, length, shared.body_limit).await);
-        }
-
         let identity = match route.auth {
             AuthMode::None => None,
             mode => match request.headers().get(AUTHORIZATION) {
@@ -432,7 +376,6 @@ impl Worker {
 
         let (mut parts, body) = request.into_parts();
         prepare_headers(&mut parts.headers, peer, identity.as_ref(), request_id);
-        let body = read_body(body, shared.body_limit).await?;
         // Origin-form target whatever form the client used; the body with its length.
         let wire = http1::encode_request(&parts, &body);
 
@@ -453,7 +396,7 @@ impl Worker {
     async fn authenticate(&self, token: &[u8], metric: usize) -> Result<Identity, Response<Body>> {
         let now = unix_now();
         if let Some(identity) = self.tokens.borrow_mut().get(token, now) {
-            return Ok(identity.clone());
+            return Ok(identity);
         }
         let unauthorized =
             |detail: &str| respond::problem(&Problem::unauthorized(detail.to_owned()));
@@ -608,7 +551,7 @@ fn prepare_headers(
     headers.insert(X_REQUEST_ID, request_id.clone());
     let trace =
         TraceContext::continue_or_start(headers.get(TRACEPARENT).map(HeaderValue::as_bytes));
-    if let Ok(value) = HeaderValue::try_from(trace.to_header()) {
+    if let Ok(value) = HeaderValue::from_bytes(&trace.header_bytes()) {
         headers.insert(TRACEPARENT, value);
     }
 }

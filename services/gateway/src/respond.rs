@@ -1,20 +1,59 @@
 //! Response bodies and the gateway's own answers (problem+json, empty, static).
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
-use http_body_util::{Either, Full};
+use http_body::{Frame, SizeHint};
 use platform::http::Problem;
 
-/// What every response carries: an upstream's body still streaming, or one in hand (an
-/// upstream's, read whole, or the gateway's own).
-pub(crate) type Body = Either<crate::http1::Streaming, Full<Bytes>>;
+use crate::http1::Streaming;
+
+/// What every response carries: a body in hand (an upstream's, read whole, or the gateway's
+/// own), or an upstream's still streaming.
+pub(crate) enum Body {
+    Full(Bytes),
+    Streaming(Streaming),
+}
+
+/// For hyper (the admin listener) and tests; the client side writes bodies itself.
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            Self::Full(bytes) if bytes.is_empty() => Poll::Ready(None),
+            Self::Full(bytes) => Poll::Ready(Some(Ok(Frame::data(std::mem::take(bytes))))),
+            Self::Streaming(streaming) => Pin::new(streaming).poll_frame(context),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Full(bytes) => bytes.is_empty(),
+            Self::Streaming(streaming) => streaming.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Full(bytes) => SizeHint::with_exact(bytes.len() as u64),
+            Self::Streaming(streaming) => streaming.size_hint(),
+        }
+    }
+}
 
 pub(crate) const PROBLEM_JSON: HeaderValue = HeaderValue::from_static("application/problem+json");
 
 /// A full response the gateway produced itself.
 pub(crate) fn full(status: StatusCode, body: Bytes) -> Response<Body> {
-    let mut response = Response::new(Either::Right(Full::new(body)));
+    let mut response = Response::new(Body::Full(body));
     *response.status_mut() = status;
     response
 }

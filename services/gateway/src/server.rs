@@ -1,5 +1,6 @@
 //! Threads, listeners and connections: one current-thread runtime per worker, each with its own
-//! `SO_REUSEPORT` listener, plus an admin thread; graceful shutdown bounded by a drain deadline.
+//! `SO_REUSEPORT` listener and serving its clients itself (`client_conn`), plus an admin thread
+//! on hyper; graceful shutdown bounded by a drain deadline.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -22,6 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::client_conn::{self, Shutdown};
 use crate::proxy::{Peer, Shared, Worker};
 use crate::respond::{self, Body};
 use crate::{Config, StaticContent};
@@ -107,12 +109,24 @@ pub fn start(config: Config, static_content: StaticContent) -> anyhow::Result<Ga
                 run_thread(async move {
                     let worker = Rc::new(Worker::new(shared));
                     let listener = TcpListener::from_std(listener)?;
+                    let shutdown = Rc::new(Shutdown::default());
+                    let signal = Rc::clone(&shutdown);
+                    let mut stop_signal = stopped.clone();
+                    tokio::task::spawn_local(async move {
+                        let _ = stop_signal.wait_for(|stop| *stop).await;
+                        signal.begin();
+                    });
                     accept_loop(listener, stopped, drain, move |stream, peer| {
                         let worker = Rc::clone(&worker);
+                        let shutdown = Rc::clone(&shutdown);
                         let peer = Rc::new(Peer::new(peer.ip()));
-                        (stream, move |request| {
-                            Rc::clone(&worker).handle(Rc::clone(&peer), request)
-                        })
+                        async move {
+                            let body_limit = worker.body_limit();
+                            client_conn::serve(stream, body_limit, &shutdown, |request| {
+                                Rc::clone(&worker).handle(Rc::clone(&peer), request)
+                            })
+                            .await;
+                        }
                     })
                     .await;
                     Ok(())
@@ -140,9 +154,11 @@ pub fn start(config: Config, static_content: StaticContent) -> anyhow::Result<Ga
                         }
                     }
                 });
+                let for_connections = stopped.clone();
                 accept_loop(listener, stopped, drain, move |stream, _| {
                     let shared = Arc::clone(&shared);
-                    (stream, move |request| admin(Arc::clone(&shared), request))
+                    let service = move |request| admin(Arc::clone(&shared), request);
+                    serve_admin(stream, service, for_connections.clone())
                 })
                 .await;
                 Ok(())
@@ -201,24 +217,16 @@ fn reuseport_listener(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener>
 }
 
 /// Accepts until told to stop, then lets open connections finish for at most `drain`.
-async fn accept_loop<F, S, Fut>(
+async fn accept_loop<F, Fut>(
     listener: TcpListener,
     mut stopped: watch::Receiver<bool>,
     drain: Duration,
     connection: F,
 ) where
-    F: Fn(TcpStream, SocketAddr) -> (TcpStream, S),
-    S: Fn(Request<Incoming>) -> Fut + 'static,
-    Fut: Future<Output = Result<Response<Body>, Infallible>> + 'static,
+    F: Fn(TcpStream, SocketAddr) -> Fut,
+    Fut: Future<Output = ()> + 'static,
 {
-    let mut builder = http1::Builder::new();
-    builder
-        .keep_alive(true)
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30));
-    let builder = Rc::new(builder);
     let mut connections = JoinSet::new();
-    let for_connections = stopped.clone();
     loop {
         tokio::select! {
             biased;
@@ -226,9 +234,7 @@ async fn accept_loop<F, S, Fut>(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    let (stream, service) = connection(stream, peer);
-                    let builder = Rc::clone(&builder);
-                    connections.spawn_local(serve(builder, stream, service, for_connections.clone()));
+                    connections.spawn_local(connection(stream, peer));
                 }
                 Err(error) => {
                     // Out of descriptors and the like: back off instead of spinning.
@@ -252,15 +258,17 @@ async fn accept_loop<F, S, Fut>(
     }
 }
 
-async fn serve<S, Fut>(
-    builder: Rc<http1::Builder>,
-    stream: TcpStream,
-    service: S,
-    mut stopped: watch::Receiver<bool>,
-) where
+/// One admin connection, served by hyper (not the hot path).
+async fn serve_admin<S, Fut>(stream: TcpStream, service: S, mut stopped: watch::Receiver<bool>)
+where
     S: Fn(Request<Incoming>) -> Fut,
     Fut: Future<Output = Result<Response<Body>, Infallible>>,
 {
+    let mut builder = http1::Builder::new();
+    builder
+        .keep_alive(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30));
     let connection = builder.serve_connection(TokioIo::new(stream), service_fn(service));
     tokio::pin!(connection);
     tokio::select! {
