@@ -76,15 +76,19 @@ impl Shutdown {
 }
 
 /// Serves requests on `stream` until the client closes it, a request is refused, a timeout
-/// passes or the worker stops. Bodies over `body_limit` bytes are refused with 413.
-pub(crate) async fn serve<H, Fut>(
+/// passes or the worker stops. Bodies over `body_limit` bytes are refused with 413. `refused`
+/// completes the answers given here without the handler (request id, metrics), with the
+/// request's head when it was read.
+pub(crate) async fn serve<H, Fut, R>(
     stream: TcpStream,
     body_limit: u64,
     shutdown: &Shutdown,
     handler: H,
+    refused: R,
 ) where
     H: Fn(Request<Bytes>) -> Fut,
     Fut: Future<Output = Response<Body>>,
+    R: Fn(Option<&Request<()>>, &mut Response<Body>),
 {
     let mut connection = ClientConnection {
         stream,
@@ -95,7 +99,11 @@ pub(crate) async fn serve<H, Fut>(
         let head = match connection.read_head(shutdown).await {
             Ok(Some(head)) => head,
             Ok(None) => return,
-            Err(problem) => return connection.refuse(respond::problem(&problem), false).await,
+            Err(problem) => {
+                let mut response = respond::problem(&problem);
+                refused(None, &mut response);
+                return connection.refuse(response, false).await;
+            }
         };
         let answer = Answer {
             head_request: head.request.method() == Method::HEAD,
@@ -104,8 +112,9 @@ pub(crate) async fn serve<H, Fut>(
         };
         let body = match connection.read_body(&head, body_limit).await {
             Ok(body) => body,
-            Err(BodyError::Refused(response)) => {
-                return connection.refuse(*response, answer.http10).await
+            Err(BodyError::Refused(mut response)) => {
+                refused(Some(&head.request), &mut response);
+                return connection.refuse(*response, answer.http10).await;
             }
             Err(BodyError::Gone) => return,
         };
@@ -620,6 +629,13 @@ mod tests {
         respond::full(StatusCode::OK, Bytes::from(text))
     }
 
+    /// Marks the answers given without the handler, naming the request when its head was read.
+    fn mark_refusal(request: Option<&Request<()>>, response: &mut Response<Body>) {
+        let target = request.map_or("-".to_owned(), |r| r.uri().to_string());
+        let value = HeaderValue::from_str(&target).unwrap();
+        response.headers_mut().insert("x-refused", value);
+    }
+
     /// Serves one connection; `client` writes to it and gets what came back until it closed.
     async fn exchange<C, Fut>(shutdown: &Shutdown, client: C) -> String
     where
@@ -630,7 +646,7 @@ mod tests {
         let address = listener.local_addr().unwrap();
         let server = async {
             let (stream, _) = listener.accept().await.unwrap();
-            serve(stream, LIMIT, shutdown, echo).await;
+            serve(stream, LIMIT, shutdown, echo, mark_refusal).await;
         };
         let client = async {
             let stream = client(TcpStream::connect(address).await.unwrap()).await;
@@ -659,6 +675,7 @@ mod tests {
             answer.starts_with(&format!("HTTP/1.1 {status}")),
             "{answer}"
         );
+        assert!(answer.contains("x-refused: "), "{answer}");
         assert!(answer.contains("connection: close\r\n"), "{answer}");
         assert!(answer.contains(&format!("\"code\":\"{code}\"")), "{answer}");
         assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "{answer}");

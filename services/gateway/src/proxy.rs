@@ -209,6 +209,19 @@ impl Worker {
         self.shared.body_limit
     }
 
+    /// Completes an answer the client side gave before the request reached [`Self::handle`]
+    /// (a head or body it refused): a request id and the metrics, as every answer has.
+    pub(crate) fn refused(&self, request: Option<&Request<()>>, response: &mut Response<Body>) {
+        let request_id = request_id(request.map_or(&HeaderMap::new(), Request::headers));
+        response.headers_mut().insert(X_REQUEST_ID, request_id);
+        self.counters.record(
+            METRIC_BUILTIN,
+            &self.shared.metrics[METRIC_BUILTIN],
+            response.status().as_u16(),
+            0.0,
+        );
+    }
+
     /// Serves one request; never fails (every failure is a problem response).
     pub(crate) async fn handle(
         self: Rc<Self>,

@@ -122,10 +122,13 @@ pub fn start(config: Config, static_content: StaticContent) -> anyhow::Result<Ga
                         let peer = Rc::new(Peer::new(peer.ip()));
                         async move {
                             let body_limit = worker.body_limit();
-                            client_conn::serve(stream, body_limit, &shutdown, |request| {
-                                Rc::clone(&worker).handle(Rc::clone(&peer), request)
-                            })
-                            .await;
+                            let handler =
+                                |request| Rc::clone(&worker).handle(Rc::clone(&peer), request);
+                            let refused = |head: Option<&_>, response: &mut _| {
+                                worker.refused(head, response);
+                            };
+                            client_conn::serve(stream, body_limit, &shutdown, handler, refused)
+                                .await;
                         }
                     })
                     .await;

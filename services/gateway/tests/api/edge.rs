@@ -167,9 +167,22 @@ async fn a_wildcard_origin_allows_any() {
 async fn a_declared_body_over_the_limit_is_413_and_never_forwarded() {
     let app = spawn_app().await;
     let too_big = vec![b'x'; BODY_LIMIT as usize + 1];
-    app.send(app.request(Method::POST, "/a/x").body(too_big))
-        .await
-        .assert_problem(StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large");
+    let refused = app
+        .send(
+            app.request(Method::POST, "/a/x")
+                .header("x-request-id", "too-big-1")
+                .body(too_big),
+        )
+        .await;
+    refused.assert_problem(StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large");
+    // Refused before the proxy saw it, yet answered like any request: its id, its metric.
+    assert_eq!(refused.headers["x-request-id"], "too-big-1");
+    let metrics = app.admin_get("/metrics").await.text;
+    assert!(
+        // (No count: tests in one process share the recorder.)
+        metrics.contains(r#"gateway_requests_total{route="gateway",status="413"}"#),
+        "{metrics}"
+    );
     let fits = vec![b'x'; BODY_LIMIT as usize];
     let answer = app.send(app.request(Method::POST, "/a/x").body(fits)).await;
     assert_eq!(answer.body["body_len"], BODY_LIMIT);
