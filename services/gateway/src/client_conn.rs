@@ -22,9 +22,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf as _, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, EXPECT, HOST, TRANSFER_ENCODING};
-use http::{
-    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
-};
+use http::{HeaderName, Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt as _;
 use platform::http::Problem;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -32,7 +30,10 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::{timeout, timeout_at, Instant};
 
-use crate::framing::{decode, has_token, parse_length, ChunkState, Decoded, Framing};
+use crate::framing::{
+    decode, has_token, header_map, parse_length, put_header, put_length, span, ChunkState, Decoded,
+    Framing,
+};
 use crate::respond::{self, Body};
 
 /// A request head larger than this is refused with 431 (nginx allows four 8 KiB lines).
@@ -423,28 +424,6 @@ async fn send(stream: &mut TcpStream, bytes: &[u8]) -> io::Result<()> {
     }
 }
 
-fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
-}
-
-fn put_length(out: &mut Vec<u8>, length: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut left = length;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (left % 10) as u8;
-        left /= 10;
-        if left == 0 {
-            break;
-        }
-    }
-    put_header(out, b"content-length", &digits[at..]);
-}
-
 /// The `Date` of answers that carry none, formatted once a second per thread.
 struct DateCache {
     second: u64,
@@ -522,12 +501,7 @@ fn parse_head(buffer: &mut BytesMut) -> Result<Option<Head>, Problem> {
             .with_detail("the gateway does not tunnel"));
     }
     // Fields stay where they are in the head: note where each value lies.
-    let base = buffer.as_ptr() as usize;
-    let range = |slice: &[u8]| {
-        let start = slice.as_ptr() as usize - base;
-        start..start + slice.len()
-    };
-    let target = range(parsed.path.unwrap_or_default().as_bytes());
+    let target = span(buffer, parsed.path.unwrap_or_default().as_bytes());
     let mut framing = FramingFields::default();
     let mut fields: Vec<(HeaderName, Range<usize>)> = Vec::with_capacity(parsed.headers.len());
     for header in parsed.headers.iter() {
@@ -558,7 +532,7 @@ fn parse_head(buffer: &mut BytesMut) -> Result<Option<Head>, Problem> {
         } else if name == EXPECT {
             framing.expects_continue |= value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
         }
-        fields.push((name, range(value)));
+        fields.push((name, span(buffer, value)));
     }
     let body = if framing.transfer_encoding {
         if version == Version::HTTP_10 {
@@ -587,12 +561,8 @@ fn parse_head(buffer: &mut BytesMut) -> Result<Option<Head>, Problem> {
     let uri = Uri::from_maybe_shared(head.slice(target))
         .map_err(|_| bad_request("malformed request target"))?;
     // Room for what the proxy adds (forwarding, identity, tracing): the map never regrows.
-    let mut headers = HeaderMap::with_capacity(fields.len() + ADDED_HEADERS);
-    for (name, range) in fields {
-        let value = HeaderValue::from_maybe_shared(head.slice(range))
-            .map_err(|_| bad_request("malformed header value"))?;
-        headers.append(name, value);
-    }
+    let headers = header_map(&head, fields, ADDED_HEADERS)
+        .ok_or_else(|| bad_request("malformed header value"))?;
     let mut request = Request::new(());
     *request.method_mut() = method;
     *request.uri_mut() = uri;
@@ -609,6 +579,7 @@ fn parse_head(buffer: &mut BytesMut) -> Result<Option<Head>, Problem> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
     use tokio::io::{AsyncRead, AsyncWrite};
     use tokio::net::TcpListener;
 
@@ -880,17 +851,6 @@ mod tests {
         assert!(
             waited >= HEAD_TIMEOUT && waited < IDLE_TIMEOUT,
             "{waited:?}"
-        );
-    }
-
-    #[test]
-    fn lengths_are_written_in_decimal() {
-        let mut out = Vec::new();
-        put_length(&mut out, 0);
-        put_length(&mut out, 18_446_744_073_709_551_615);
-        assert_eq!(
-            out,
-            b"content-length: 0\r\ncontent-length: 18446744073709551615\r\n"
         );
     }
 }

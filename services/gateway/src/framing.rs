@@ -1,9 +1,12 @@
-//! Message framing shared by both sides of the gateway: how a body is delimited, and the
-//! decoder that counts off a length or undoes chunked coding (RFC 9112 §6–7).
+//! Message framing shared by both sides of the gateway: how a body is delimited, the decoder
+//! that counts off a length or undoes chunked coding (RFC 9112 §6–7), and the pieces both
+//! sides read and write heads with.
 
 use std::io;
+use std::ops::Range;
 
 use bytes::{Buf as _, Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// A chunk-size line or a trailer section longer than this is not HTTP.
 const MAX_CHUNK_LINE: usize = 4 * 1024;
@@ -131,6 +134,54 @@ pub(crate) fn parse_length(value: &[u8]) -> Option<u64> {
     )
 }
 
+/// Where `part`, a slice of `head` as httparse hands them out, lies in it.
+pub(crate) fn span(head: &[u8], part: &[u8]) -> Range<usize> {
+    let start = part.as_ptr() as usize - head.as_ptr() as usize;
+    start..start + part.len()
+}
+
+/// The header map of a parsed head, frozen: each value a slice of `head`, never a copy, and
+/// room for `room` fields more, so what the gateway adds never makes the map regrow. `None`
+/// when a value is not a field value.
+pub(crate) fn header_map(
+    head: &Bytes,
+    fields: Vec<(HeaderName, Range<usize>)>,
+    room: usize,
+) -> Option<HeaderMap> {
+    let mut headers = HeaderMap::with_capacity(fields.len() + room);
+    for (name, range) in fields {
+        headers.append(
+            name,
+            HeaderValue::from_maybe_shared(head.slice(range)).ok()?,
+        );
+    }
+    Some(headers)
+}
+
+/// One field line of a head being written.
+pub(crate) fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `content-length: <length>`, without the formatter.
+pub(crate) fn put_length(out: &mut Vec<u8>, length: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut left = length;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (left % 10) as u8;
+        left /= 10;
+        if left == 0 {
+            break;
+        }
+    }
+    put_header(out, b"content-length", &digits[at..]);
+}
+
 pub(crate) fn invalid(message: &'static str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message)
 }
@@ -154,5 +205,16 @@ mod tests {
         ] {
             assert_eq!(parse_length(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn lengths_are_written_in_decimal() {
+        let mut out = Vec::new();
+        put_length(&mut out, 0);
+        put_length(&mut out, 18_446_744_073_709_551_615);
+        assert_eq!(
+            out,
+            b"content-length: 0\r\ncontent-length: 18446744073709551615\r\n"
+        );
     }
 }

@@ -18,12 +18,15 @@ use std::task::{ready, Context, Poll, Waker};
 
 use bytes::{Buf as _, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version};
+use http::{HeaderName, Method, Response, StatusCode, Version};
 use http_body::{Frame, SizeHint};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, Interest};
 use tokio::net::TcpStream;
 
-use crate::framing::{decode, has_token, invalid, parse_length, ChunkState, Decoded, Framing};
+use crate::framing::{
+    decode, has_token, header_map, invalid, parse_length, put_header, put_length, span, ChunkState,
+    Decoded, Framing,
+};
 use crate::respond::Body;
 use crate::upstream::Pool;
 
@@ -97,16 +100,11 @@ pub(crate) fn encode_request(parts: &http::request::Parts, body: &[u8]) -> Vec<u
         if name == CONTENT_LENGTH || name == TRANSFER_ENCODING || name == EXPECT {
             continue;
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        put_header(&mut out, name.as_str().as_bytes(), value.as_bytes());
     }
     let carries_body = matches!(parts.method, Method::POST | Method::PUT | Method::PATCH);
     if carries_body || !body.is_empty() {
-        out.extend_from_slice(b"content-length: ");
-        out.extend_from_slice(body.len().to_string().as_bytes());
-        out.extend_from_slice(b"\r\n");
+        put_length(&mut out, body.len() as u64);
     }
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body);
@@ -238,7 +236,6 @@ fn parse_head(
         };
         // Header values are slices of the head, not copies: note where each one lies. The
         // framing fields are read on the way (RFC 9112 §6.3).
-        let base = buffer.as_ptr() as usize;
         let mut fields = Vec::with_capacity(parsed.headers.len());
         let mut last_coding_chunked = None;
         let mut content_length = None;
@@ -260,17 +257,12 @@ fn parse_head(
             } else if name == CONNECTION {
                 closes |= has_token(value, b"close");
             }
-            let start = value.as_ptr() as usize - base;
-            fields.push((name, start..start + value.len()));
+            fields.push((name, span(buffer, value)));
         }
         let head = buffer.split_to(length).freeze();
         // Room for what the gateway adds (request id, CORS): the map never regrows.
-        let mut headers = HeaderMap::with_capacity(fields.len() + 4);
-        for (name, range) in fields {
-            let value = HeaderValue::from_maybe_shared(head.slice(range))
-                .map_err(|_| failed("malformed header value"))?;
-            headers.append(name, value);
-        }
+        let headers =
+            header_map(&head, fields, 4).ok_or_else(|| failed("malformed header value"))?;
         let framing = if head_request
             || status == StatusCode::NO_CONTENT
             || status == StatusCode::NOT_MODIFIED
