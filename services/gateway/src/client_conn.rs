@@ -633,9 +633,9 @@ mod tests {
     }
 
     /// Sends `raw` and returns everything the server wrote until it closed the connection.
-    async fn send_raw(raw: &'static [u8]) -> String {
+    async fn send_raw(raw: impl AsRef<[u8]>) -> String {
         exchange(&Shutdown::default(), |mut stream| async move {
-            stream.write_all(raw).await.unwrap();
+            stream.write_all(raw.as_ref()).await.unwrap();
             stream
         })
         .await
@@ -729,7 +729,6 @@ mod tests {
             "A: b\r\n".repeat(101)
         );
         for raw in [long, many] {
-            let raw: &'static [u8] = raw.into_bytes().leak();
             assert_refused(
                 &send_raw(raw).await,
                 "431",
@@ -774,7 +773,6 @@ mod tests {
             "a".repeat(1024)
         );
         for raw in [declared, chunked] {
-            let raw: &'static [u8] = raw.into_bytes().leak();
             assert_refused(&send_raw(raw).await, "413", "payload-too-large");
         }
         // Waiting for `100 Continue`, a client sent nothing: the answer comes at once.
