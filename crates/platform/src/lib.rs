@@ -11,7 +11,7 @@ pub mod http;
 pub mod telemetry;
 pub mod trace_context;
 
-#[cfg(feature = "test-util")]
+#[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
 
 /// Re-exported so services name one version of the crates that appear in platform's API.
