@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::builder::PossibleValuesParser;
+use clap::{Parser, Subcommand};
 use platform::config::{load_section, ConfigSources};
 
 use crate::shop::{Shop, ShopOptions};
@@ -32,9 +33,15 @@ pub enum Command {
         data_dir: PathBuf,
     },
     /// Run one service from configuration (distributed mode: one process per service).
-    Serve { service: Service },
+    Serve {
+        #[arg(value_parser = service_names())]
+        service: String,
+    },
     /// Apply a service's database migrations and exit.
-    Migrate { service: Service },
+    Migrate {
+        #[arg(value_parser = service_names())]
+        service: String,
+    },
     /// Load the demo catalog into an empty catalog database; optionally add generated products.
     Seed {
         /// Also insert this many generated products (varied names, prices and stock in the demo
@@ -52,11 +59,9 @@ pub enum Command {
     Openapi,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum Service {
-    Gateway,
-    Identity,
-    Catalog,
+/// The service names of the registry (and the gateway), as clap offers them.
+fn service_names() -> PossibleValuesParser {
+    PossibleValuesParser::new(crate::registry::names())
 }
 
 /// Runs a parsed command line; errors are printed with their causes.
@@ -81,14 +86,14 @@ pub fn main(cli: Cli) -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
-    let sources = ConfigSources::from_process(crate::DEFAULTS, cli.config.as_deref());
+    let sources = ConfigSources::from_process(crate::defaults()?, cli.config.as_deref());
     match cli.command {
         Command::Up { data_dir } => up(data_dir, sources).await,
-        Command::Serve { service } => serve(service, &sources).await,
-        Command::Migrate { service } => migrate(service, &sources).await,
+        Command::Serve { service } => serve(&service, &sources).await,
+        Command::Migrate { service } => migrate(&service, &sources).await,
         Command::Seed { generate, seed } => {
             init_telemetry(&sources)?;
-            let config: catalog::Config = load_section(&sources, catalog::SERVICE)?;
+            let config = platform::service::load::<catalog::Catalog>(&sources)?;
             let report = catalog::seed_demo_from_config(&config).await?;
             println!("{report}");
             if generate > 0 {
@@ -102,7 +107,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Defaults => {
-            print!("{}", crate::DEFAULTS);
+            print!("{}", crate::defaults()?);
             Ok(())
         }
         Command::Openapi => {
@@ -139,10 +144,12 @@ async fn up(data_dir: PathBuf, sources: ConfigSources) -> anyhow::Result<()> {
         "  metrics       http://{}/metrics (gateway), http://<service>/metrics",
         a.gateway_admin
     );
-    println!(
-        "  identity      http://{}   catalog http://{}",
-        a.identity, a.catalog
-    );
+    for service in &a.services {
+        println!(
+            "  {:<13} http://{} (internal http://{})",
+            service.name, service.public, service.internal
+        );
+    }
     if let (Some(email), Some(password)) = (&a.admin_email, &a.admin_password) {
         println!("  admin login   {email} / {password}");
     }
@@ -154,40 +161,26 @@ async fn up(data_dir: PathBuf, sources: ConfigSources) -> anyhow::Result<()> {
     shop.stop().await
 }
 
-async fn serve(service: Service, sources: &ConfigSources) -> anyhow::Result<()> {
+async fn serve(name: &str, sources: &ConfigSources) -> anyhow::Result<()> {
     init_telemetry(sources)?;
     let shutdown = platform::http::shutdown_signal();
-    match service {
-        Service::Gateway => {
-            let config: gateway::Config = load_section(sources, gateway::SERVICE)?;
-            gateway::run(config, crate::shop::static_content()?, shutdown).await
-        }
-        Service::Identity => {
-            let config: identity::Config = load_section(sources, identity::SERVICE)?;
-            let listener = listen(config.listen).await?;
-            identity::run(config, listener, shutdown).await
-        }
-        Service::Catalog => {
-            let config: catalog::Config = load_section(sources, catalog::SERVICE)?;
-            let listener = listen(config.listen).await?;
-            catalog::run(config, listener, shutdown).await
-        }
+    if name == gateway::SERVICE {
+        let config: gateway::Config = load_section(sources, gateway::SERVICE)?;
+        return gateway::run(config, crate::shop::static_content()?, shutdown).await;
     }
+    let entry = crate::registry::find(name).with_context(|| format!("no service `{name}`"))?;
+    let launch = (entry.load)(sources)?;
+    let listeners = platform::service::Listeners::bind(name, launch.common()).await?;
+    launch.run(listeners, Box::pin(shutdown)).await
 }
 
-async fn listen(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("failed to listen on {addr}"))
-}
-
-async fn migrate(service: Service, sources: &ConfigSources) -> anyhow::Result<()> {
+async fn migrate(name: &str, sources: &ConfigSources) -> anyhow::Result<()> {
     init_telemetry(sources)?;
-    match service {
-        Service::Gateway => anyhow::bail!("the gateway has no database"),
-        Service::Identity => identity::migrate(&load_section(sources, identity::SERVICE)?).await?,
-        Service::Catalog => catalog::migrate(&load_section(sources, catalog::SERVICE)?).await?,
+    if name == gateway::SERVICE {
+        anyhow::bail!("the gateway has no database");
     }
+    let entry = crate::registry::find(name).with_context(|| format!("no service `{name}`"))?;
+    (entry.load)(sources)?.migrate().await?;
     println!("migrations applied");
     Ok(())
 }

@@ -1,43 +1,50 @@
-//! What the embedded mode derives from its data directory: SQLite files, the development
-//! signing key and the bootstrap admin's password, all kept between runs.
+//! What the embedded mode derives from its data directory: a SQLite file per service, what
+//! each service asks for in this mode (the development signing key, demo data), the bootstrap
+//! admin's password and the internal token, all kept between runs.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
+use crate::registry::toml_string;
+
 /// The bootstrap admin's e-mail in the embedded mode, unless configured otherwise.
 pub const ADMIN_EMAIL: &str = "admin@micromart.local";
 
-/// A TOML layer that sits between the embedded defaults and the operator's file/env.
-pub fn config_layer(data_dir: &Path) -> anyhow::Result<String> {
+/// The TOML layers that sit between the embedded defaults and the operator's file/env.
+pub fn config_layers(data_dir: &Path) -> anyhow::Result<Vec<String>> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("failed to create the data directory {}", data_dir.display()))?;
     let data_dir = data_dir
         .canonicalize()
         .context("failed to resolve the data directory")?;
-    let admin_password = admin_password(&data_dir)?;
-    let sqlite = |name: &str| toml_string(&format!("sqlite://{}", data_dir.join(name).display()));
-    Ok(format!(
-        "[identity]\n\
-         database_url = {identity_db}\n\
-         signing_key_file = {key_file}\n\
-         generate_signing_key = true\n\
-         admin_email = {admin_email}\n\
-         admin_password = {admin_password}\n\
-         [catalog]\n\
-         database_url = {catalog_db}\n\
-         seed_demo_if_empty = true\n",
-        identity_db = sqlite("identity.db"),
-        catalog_db = sqlite("catalog.db"),
-        key_file = toml_string(&data_dir.join("identity-signing.key").display().to_string()),
-        admin_email = toml_string(ADMIN_EMAIL),
-        admin_password = toml_string(&admin_password),
-    ))
+    // The directory as the inside of a TOML string, for the services' `{data_dir}`.
+    let quoted = toml_string(&data_dir.display().to_string());
+    let data_dir_text = &quoted[1..quoted.len() - 1];
+    let mut layers = Vec::new();
+    for entry in crate::registry::SERVICES {
+        let database = data_dir.join(format!("{}.db", entry.name));
+        layers.push(format!(
+            "[{name}]\ndatabase_url = {url}\n{embedded}\n",
+            name = entry.name,
+            url = toml_string(&format!("sqlite://{}", database.display())),
+            embedded = entry.embedded.replace("{data_dir}", data_dir_text),
+        ));
+    }
+    layers.push(format!(
+        "[identity]\nadmin_email = {email}\nadmin_password = {password}\n\
+         [internal]\ntoken = {token}\n",
+        email = toml_string(ADMIN_EMAIL),
+        password = toml_string(&kept_secret(&data_dir, "admin-password", 20)?),
+        token = toml_string(&kept_secret(&data_dir, "internal-token", 40)?),
+    ));
+    Ok(layers)
 }
 
-/// The admin password generated on the first run and kept in the data dir (mode 0600).
-fn admin_password(data_dir: &Path) -> anyhow::Result<String> {
-    let path: PathBuf = data_dir.join("admin-password");
+/// A random secret generated on the first run and kept in the data dir (mode 0600): the
+/// admin's password, the internal token.
+fn kept_secret(data_dir: &Path, name: &str, length: usize) -> anyhow::Result<String> {
+    let path: PathBuf = data_dir.join(name);
     if let Ok(existing) = std::fs::read_to_string(&path) {
         let existing = existing.trim().to_owned();
         if !existing.is_empty() {
@@ -45,10 +52,9 @@ fn admin_password(data_dir: &Path) -> anyhow::Result<String> {
         }
     }
     use rand::distributions::{Alphanumeric, DistString as _};
-    let password = Alphanumeric.sample_string(&mut rand::thread_rng(), 20);
-    write_private(&path, &password)
-        .with_context(|| format!("failed to write {}", path.display()))?;
-    Ok(password)
+    let secret = Alphanumeric.sample_string(&mut rand::thread_rng(), length);
+    write_private(&path, &secret).with_context(|| format!("failed to write {}", path.display()))?;
+    Ok(secret)
 }
 
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
@@ -63,29 +69,34 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     options.open(path)?.write_all(contents.as_bytes())
 }
 
-/// A TOML basic string, escaped.
-fn toml_string(value: &str) -> String {
-    toml::Value::String(value.to_owned()).to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn the_layer_is_valid_toml_and_keeps_the_password_between_runs() {
+    fn the_layers_are_valid_toml_and_keep_their_secrets_between_runs() {
         let dir = tempfile::tempdir().unwrap();
-        let first = config_layer(dir.path()).unwrap();
-        let second = config_layer(dir.path()).unwrap();
+        let first = config_layers(dir.path()).unwrap();
+        let second = config_layers(dir.path()).unwrap();
         assert_eq!(first, second);
-        let parsed: toml::Value = toml::from_str(&first).unwrap();
-        assert!(parsed["identity"]["database_url"]
-            .as_str()
-            .unwrap()
-            .ends_with("identity.db"));
+        let parsed: Vec<toml::Table> = first.iter().map(|l| toml::from_str(l).unwrap()).collect();
+        for entry in crate::registry::SERVICES {
+            let url = parsed
+                .iter()
+                .find_map(|layer| layer.get(entry.name)?.get("database_url")?.as_str())
+                .unwrap();
+            assert!(url.ends_with(&format!("{}.db", entry.name)), "{url}");
+        }
+        let secrets = parsed.last().unwrap();
         assert_eq!(
-            parsed["identity"]["admin_password"].as_str().unwrap().len(),
+            secrets["identity"]["admin_password"]
+                .as_str()
+                .unwrap()
+                .len(),
             20
         );
+        assert_eq!(secrets["internal"]["token"].as_str().unwrap().len(), 40);
+        let key_file = parsed[0]["identity"]["signing_key_file"].as_str().unwrap();
+        assert!(key_file.starts_with(&*dir.path().canonicalize().unwrap().to_string_lossy()));
     }
 }

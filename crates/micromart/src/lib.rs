@@ -4,7 +4,21 @@
 pub mod cli;
 pub mod embedded;
 pub mod openapi;
+pub mod registry;
 pub mod shop;
 
-/// The commented defaults of every section, embedded in the binary.
-pub const DEFAULTS: &str = include_str!("../config/micromart.default.toml");
+/// The commented defaults of the shop-wide sections (telemetry, internal, the gateway's own).
+const BASE_DEFAULTS: &str = include_str!("../config/micromart.default.toml");
+
+/// Every default, as `micromart defaults` prints it: the shop-wide sections, the gateway's
+/// upstreams and routes to each service, then each service's own section.
+pub fn defaults() -> anyhow::Result<String> {
+    let mut text = String::from(BASE_DEFAULTS);
+    text.push('\n');
+    text.push_str(&registry::gateway_defaults()?);
+    for entry in registry::SERVICES {
+        text.push('\n');
+        text.push_str(entry.defaults);
+    }
+    Ok(text)
+}

@@ -24,8 +24,9 @@ pub fn document() -> OpenApi {
             .build()]))
         .build();
     utoipa::Modify::modify(&platform::http::openapi::BearerScheme, &mut document);
-    document.merge(identity::openapi());
-    document.merge(catalog::openapi());
+    for entry in crate::registry::SERVICES {
+        document.merge((entry.openapi)());
+    }
     document_edge_responses(&mut document);
     document
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use platform::config::{load_section, ConfigSources};
-use tokio::net::TcpListener;
+use platform::service::Listeners;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -28,10 +28,39 @@ pub struct ShopOptions {
 pub struct ShopAddresses {
     pub gateway: SocketAddr,
     pub gateway_admin: SocketAddr,
-    pub identity: SocketAddr,
-    pub catalog: SocketAddr,
+    /// Each service's public and internal addresses, in registry order.
+    pub services: Vec<ServiceAddresses>,
     pub admin_email: Option<String>,
     pub admin_password: Option<String>,
+}
+
+/// Where one service listens.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceAddresses {
+    pub name: &'static str,
+    pub public: SocketAddr,
+    pub internal: SocketAddr,
+}
+
+impl ShopAddresses {
+    /// The addresses of the service called `name`.
+    pub fn service(&self, name: &str) -> Option<&ServiceAddresses> {
+        self.services.iter().find(|s| s.name == name)
+    }
+}
+
+/// The admin login the embedded mode bootstraps, read from identity's section without
+/// depending on identity's settings type.
+#[derive(Debug, Default, serde::Deserialize)]
+struct AdminLogin {
+    admin_email: Option<String>,
+    admin_password: Option<platform::config::Secret>,
+}
+
+impl platform::config::Validate for AdminLogin {
+    fn validate(&self) -> Result<(), platform::config::ConfigError> {
+        Ok(())
+    }
 }
 
 /// A running embedded shop.
@@ -44,52 +73,65 @@ pub struct Shop {
 }
 
 impl Shop {
-    /// Loads configuration, starts identity and catalog, then the gateway in front of them,
-    /// and returns once every part answers its readiness probe.
+    /// Loads configuration, starts every service of the registry, then the gateway in front
+    /// of them, and returns once every part answers its readiness probe.
     pub async fn start(options: ShopOptions) -> anyhow::Result<Self> {
         let started = Instant::now();
+        let mut defaults = vec![Cow::Owned(crate::defaults()?)];
+        defaults.extend(
+            crate::embedded::config_layers(&options.data_dir)?
+                .into_iter()
+                .map(Cow::Owned),
+        );
         let sources = ConfigSources {
-            defaults: vec![
-                Cow::Borrowed(crate::DEFAULTS),
-                Cow::Owned(crate::embedded::config_layer(&options.data_dir)?),
-            ],
+            defaults,
             file: options.config_file.clone(),
             env: options.env.clone(),
         };
-        let mut identity_config: identity::Config = load_section(&sources, identity::SERVICE)?;
-        let mut catalog_config: catalog::Config = load_section(&sources, catalog::SERVICE)?;
+        // Every configuration is loaded and checked before anything starts.
+        let mut launches = Vec::new();
+        for entry in crate::registry::SERVICES {
+            launches.push((entry.load)(&sources)?);
+        }
         let mut gateway_config: gateway::Config = load_section(&sources, gateway::SERVICE)?;
+        let admin: AdminLogin = load_section(&sources, "identity").unwrap_or_default();
         if options.ephemeral_ports {
-            identity_config.listen.set_port(0);
-            catalog_config.listen.set_port(0);
+            for launch in &mut launches {
+                launch.common_mut().listen.set_port(0);
+                launch.common_mut().internal_listen.set_port(0);
+            }
             gateway_config.listen.set_port(0);
             gateway_config.admin_listen.set_port(0);
         }
-        let admin_email = identity_config.admin_email.clone();
-        let admin_password = identity_config
-            .admin_password
-            .as_ref()
-            .map(|p| p.expose().to_owned());
 
-        let identity_listener = bind(identity_config.listen, identity::SERVICE).await?;
-        let catalog_listener = bind(catalog_config.listen, catalog::SERVICE).await?;
-        let identity_addr = identity_listener.local_addr()?;
-        let catalog_addr = catalog_listener.local_addr()?;
-
+        let mut bound = Vec::new();
+        for launch in launches {
+            let listeners = Listeners::bind(launch.name(), launch.common()).await?;
+            bound.push((launch, listeners));
+        }
         let shutdown = CancellationToken::new();
-        let services = vec![
-            RunningService::spawn(identity::SERVICE, &shutdown, |stop| {
-                identity::run(identity_config, identity_listener, stop.cancelled_owned())
-            }),
-            RunningService::spawn(catalog::SERVICE, &shutdown, |stop| {
-                catalog::run(catalog_config, catalog_listener, stop.cancelled_owned())
-            }),
-        ];
-
-        // In one process the gateway's upstreams are exactly the listeners just bound.
-        point_gateway_at(&mut gateway_config, identity::SERVICE, identity_addr);
-        point_gateway_at(&mut gateway_config, catalog::SERVICE, catalog_addr);
-        gateway_config.auth.jwks_url = format!("http://{identity_addr}/.well-known/jwks.json");
+        let mut services = Vec::new();
+        let mut addresses = Vec::new();
+        for (launch, listeners) in bound {
+            let (public, internal) = listeners.local_addrs()?;
+            let name = launch.name();
+            addresses.push(ServiceAddresses {
+                name,
+                public,
+                internal,
+            });
+            // In one process the gateway's upstreams are exactly the listeners just bound.
+            if let Some(upstream) = gateway_config.upstreams.get_mut(name) {
+                upstream.instances = vec![format!("http://{public}")];
+            }
+            services.push(RunningService::spawn(name, &shutdown, |stop| {
+                launch.run(listeners, Box::pin(stop.cancelled_owned()))
+            }));
+        }
+        if let Some(identity) = addresses.iter().find(|s| s.name == "identity") {
+            gateway_config.auth.jwks_url =
+                format!("http://{}/.well-known/jwks.json", identity.public);
+        }
         let gateway =
             match static_content().and_then(|content| gateway::start(gateway_config, content)) {
                 Ok(gateway) => gateway,
@@ -107,10 +149,9 @@ impl Shop {
             addresses: ShopAddresses {
                 gateway: gateway.local_addr(),
                 gateway_admin: gateway.admin_addr(),
-                identity: identity_addr,
-                catalog: catalog_addr,
-                admin_email,
-                admin_password,
+                services: addresses,
+                admin_email: admin.admin_email,
+                admin_password: admin.admin_password.map(|p| p.expose().to_owned()),
             },
             started_in: Duration::ZERO,
             shutdown,
@@ -129,11 +170,12 @@ impl Shop {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
             .build()?;
-        let probes = [
-            (identity::SERVICE, self.addresses.identity),
-            (catalog::SERVICE, self.addresses.catalog),
-            (gateway::SERVICE, self.addresses.gateway),
-        ];
+        let probes = self
+            .addresses
+            .services
+            .iter()
+            .map(|s| (s.name, s.public))
+            .chain([(gateway::SERVICE, self.addresses.gateway)]);
         let deadline = Instant::now() + Duration::from_secs(60);
         for (name, addr) in probes {
             loop {
@@ -216,18 +258,6 @@ impl RunningService {
             .await
             .with_context(|| format!("{name} panicked"))?
             .with_context(|| format!("{name} failed"))
-    }
-}
-
-async fn bind(addr: SocketAddr, service: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("{service}: failed to listen on {addr}"))
-}
-
-fn point_gateway_at(config: &mut gateway::Config, upstream: &str, addr: SocketAddr) {
-    if let Some(upstream) = config.upstreams.get_mut(upstream) {
-        upstream.instances = vec![format!("http://{addr}")];
     }
 }
 

@@ -26,6 +26,9 @@ use crate::http::problem::Problem;
 pub const USER_ID_HEADER: &str = "x-micromart-user-id";
 pub const USER_ROLES_HEADER: &str = "x-micromart-user-roles";
 
+/// The header that carries the deployment's service credential to an internal API.
+pub const INTERNAL_TOKEN_HEADER: &str = "x-micromart-internal-token";
+
 /// What a user may do. Serialized lowercase in tokens and headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -388,6 +391,23 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
+/// A caller with the admin role. As a `FromRequestParts` extractor it is judged before any
+/// body extractor (axum runs those last), so a caller without the role gets 401/403 before
+/// its body is read: authorization comes before validation, and a refused caller learns
+/// nothing about what its body would have been found to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admin(pub Caller);
+
+impl<S: Send + Sync> FromRequestParts<S> for Admin {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let caller = <Caller as FromRequestParts<S>>::from_request_parts(parts, state).await?;
+        caller.require(Role::Admin)?;
+        Ok(Self(caller))
+    }
+}
+
 impl<S: Send + Sync> OptionalFromRequestParts<S> for Caller {
     type Rejection = Problem;
 
@@ -495,6 +515,27 @@ mod tests {
             .unwrap();
         assert_eq!(caller.user_id, user_id);
         assert!(caller.require(Role::Admin).is_ok());
+
+        let (mut parts, _) = axum::http::Request::builder()
+            .header(USER_ID_HEADER, user_id.to_string())
+            .header(USER_ROLES_HEADER, "customer")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let refused = <Admin as FromRequestParts<()>>::from_request_parts(&mut parts, &())
+            .await
+            .unwrap_err();
+        assert_eq!(refused.status(), axum::http::StatusCode::FORBIDDEN);
+        let (mut parts, _) = axum::http::Request::builder()
+            .header(USER_ID_HEADER, user_id.to_string())
+            .header(USER_ROLES_HEADER, "admin")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let admin = <Admin as FromRequestParts<()>>::from_request_parts(&mut parts, &())
+            .await
+            .unwrap();
+        assert_eq!(admin.0.user_id, user_id);
 
         let request = axum::http::Request::builder()
             .header(USER_ID_HEADER, "nope")

@@ -41,9 +41,9 @@ impl ConfigSources {
     }
 
     /// Defaults plus the real process environment and an optional file.
-    pub fn from_process(defaults: &'static str, file: Option<&Path>) -> Self {
+    pub fn from_process(defaults: impl Into<Cow<'static, str>>, file: Option<&Path>) -> Self {
         Self {
-            defaults: vec![Cow::Borrowed(defaults)],
+            defaults: vec![defaults.into()],
             file: file.map(Path::to_path_buf),
             env: std::env::vars()
                 .filter(|(k, _)| k.starts_with(ENV_PREFIX))
@@ -74,6 +74,29 @@ pub trait Validate {
     fn validate(&self) -> Result<(), ConfigError>;
 }
 
+/// A configuration value that must never be printed: keys, passwords, database URLs (which
+/// may hold a password), shared tokens. `Debug` shows `[redacted]`.
+#[derive(Clone, serde::Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself; call only where it is used.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
 /// Loads and validates a configuration from its layered sources.
 pub fn load<T: DeserializeOwned + Validate>(sources: &ConfigSources) -> Result<T, ConfigError> {
     let config: T = figment(sources)?.extract().map_err(from_figment)?;
@@ -95,7 +118,8 @@ pub fn load_section<T: DeserializeOwned + Validate>(
     Ok(config)
 }
 
-fn figment(sources: &ConfigSources) -> Result<Figment, ConfigError> {
+/// The merged layers, for loaders that read several sections (the service kit).
+pub(crate) fn figment(sources: &ConfigSources) -> Result<Figment, ConfigError> {
     let mut figment = Figment::new();
     for layer in &sources.defaults {
         figment = figment.merge(Toml::string(layer));
@@ -126,7 +150,87 @@ fn env_key(name: &str) -> Option<String> {
     Some(rest.to_ascii_lowercase().replace("__", "."))
 }
 
-fn from_figment(error: figment::Error) -> ConfigError {
+/// The field names of a plain struct, as its `Deserialize` implementation declares them
+/// (serde hands them to `deserialize_struct`); `None` for anything else (maps, flattened
+/// structs). Lets a loader that splits one section across two structs still refuse keys
+/// that neither knows.
+pub fn field_names<'de, T: serde::Deserialize<'de>>() -> Option<&'static [&'static str]> {
+    use serde::de::{self, Visitor};
+
+    struct Collector<'a>(&'a mut Option<&'static [&'static str]>);
+
+    #[derive(Debug)]
+    struct Stop;
+    impl std::fmt::Display for Stop {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("field names collected")
+        }
+    }
+    impl std::error::Error for Stop {}
+    impl de::Error for Stop {
+        fn custom<M: std::fmt::Display>(_: M) -> Self {
+            Stop
+        }
+    }
+
+    impl<'de> de::Deserializer<'de> for Collector<'_> {
+        type Error = Stop;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+            Err(Stop)
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            _visitor: V,
+        ) -> Result<V::Value, Stop> {
+            *self.0 = Some(fields);
+            Err(Stop)
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+
+    let mut fields = None;
+    let _ = T::deserialize(Collector(&mut fields));
+    fields
+}
+
+/// Refuses every key of `section` that no known field names, suggesting the closest one: a
+/// misspelt key would otherwise leave its setting at the default without a word.
+pub(crate) fn refuse_unknown_keys(
+    figment: &Figment,
+    section: &str,
+    known: &[&str],
+) -> Result<(), ConfigError> {
+    let Ok(value) = figment.find_value(section) else {
+        return Ok(());
+    };
+    let Some(dict) = value.as_dict() else {
+        return Err(ConfigError::new(section, "must be a table"));
+    };
+    for key in dict.keys() {
+        if known.contains(&key.as_str()) {
+            continue;
+        }
+        let closest = known
+            .iter()
+            .map(|candidate| (strsim::jaro_winkler(key, candidate), candidate))
+            .filter(|(score, _)| *score > 0.8)
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        let message = match closest {
+            Some((_, candidate)) => format!("unknown key; did you mean `{candidate}`?"),
+            None => "unknown key".to_owned(),
+        };
+        return Err(ConfigError::new(format!("{section}.{key}"), message));
+    }
+    Ok(())
+}
+
+pub(crate) fn from_figment(error: figment::Error) -> ConfigError {
     let key = error.path.join(".");
     let key = if key.is_empty() {
         "<root>".to_owned()
@@ -220,6 +324,36 @@ mod tests {
         let mut src = sources(&[]);
         src.file = Some("/nonexistent/micromart.toml".into());
         assert_eq!(load::<Root>(&src).unwrap_err().key, "--config");
+    }
+
+    #[test]
+    fn field_names_come_from_the_struct_and_unknown_keys_are_refused_with_a_suggestion() {
+        assert_eq!(
+            field_names::<Section>(),
+            Some(&["port", "name", "tags"][..])
+        );
+        assert_eq!(
+            field_names::<std::collections::BTreeMap<String, u8>>(),
+            None
+        );
+        let figment = figment(&sources(&[("MICROMART_SVC__NAEM", "x")])).unwrap();
+        let error = refuse_unknown_keys(&figment, "svc", &["port", "name", "tags"]).unwrap_err();
+        assert_eq!(error.key, "svc.naem");
+        assert!(error.message.contains("did you mean `name`"), "{error}");
+        let figment = figment_of(&sources(&[]));
+        assert!(refuse_unknown_keys(&figment, "svc", &["port", "name", "tags"]).is_ok());
+        assert!(refuse_unknown_keys(&figment, "absent", &[]).is_ok());
+    }
+
+    fn figment_of(sources: &ConfigSources) -> Figment {
+        figment(sources).unwrap()
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let secret = Secret::new("hunter2");
+        assert_eq!(format!("{secret:?}"), "[redacted]");
+        assert_eq!(secret.expose(), "hunter2");
     }
 
     #[derive(Debug, Deserialize)]

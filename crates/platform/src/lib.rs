@@ -6,15 +6,20 @@
 
 pub mod auth;
 pub mod config;
+#[cfg(feature = "db")]
 pub mod db;
 pub mod http;
+#[cfg(feature = "service")]
+pub mod service;
 pub mod telemetry;
 pub mod trace_context;
+pub mod validation;
 
-#[cfg(any(test, feature = "test-util"))]
+#[cfg(all(any(test, feature = "test-util"), feature = "service"))]
 pub mod test_util;
 
 /// Re-exported so services name one version of the crates that appear in platform's API.
+#[cfg(feature = "db")]
 pub use sqlx;
 
 /// Current time, truncated to microseconds: what both databases can store losslessly.

@@ -1,9 +1,217 @@
-//! Helpers for the services' tests (feature `test-util`): throwaway databases on both engines
-//! and a macro that runs one repository test suite against each.
+//! Helpers for the services' tests (feature `test-util`): throwaway databases on both engines,
+//! a macro that runs one repository test suite against each, and a running service on port 0
+//! with typed answers for API tests.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
+use reqwest::header::HeaderMap;
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::INTERNAL_TOKEN_HEADER;
+use crate::config::{ConfigSources, Secret};
 use crate::db::{Db, PoolConfig};
+use crate::service::{Listeners, Service, ServiceConfig};
+
+/// The internal token every test server is given.
+pub const TEST_INTERNAL_TOKEN: &str = "test-internal-token-0123456789abcdef";
+
+/// A service's configuration for a test: its shipped defaults, then listeners on 127.0.0.1:0
+/// and a fresh SQLite file in `dir`, then `section` (the section's keys as TOML, without the
+/// `[name]` header; `[name.sub]` tables may follow); the internal token is
+/// [`TEST_INTERNAL_TOKEN`].
+pub fn service_config<S: Service>(
+    dir: &std::path::Path,
+    section: &str,
+) -> ServiceConfig<S::Settings> {
+    let defaults = format!(
+        "[{name}]\nlisten = \"127.0.0.1:0\"\ninternal_listen = \"127.0.0.1:0\"\n\
+         database_url = {url}\n",
+        name = S::NAME,
+        url = toml_string(&format!("sqlite://{}/{}.db", dir.display(), S::NAME)),
+    );
+    let overrides = format!("[{}]\n{section}\n", S::NAME);
+    let sources = ConfigSources {
+        defaults: vec![S::DEFAULTS.into(), defaults.into(), overrides.into()],
+        file: None,
+        env: Vec::new(),
+    };
+    let mut config = crate::service::load::<S>(&sources)
+        .unwrap_or_else(|error| panic!("the test config of {} is invalid: {error}", S::NAME));
+    config.internal.token = Some(Secret::new(TEST_INTERNAL_TOKEN));
+    config
+}
+
+fn toml_string(text: &str) -> String {
+    let escaped = text.replace('\\', "\\\\").replace('"', "\\\"");
+    format!("\"{escaped}\"")
+}
+
+/// A service running in this process on its own two listeners, stopped when dropped.
+pub struct TestServer {
+    /// The public API's address.
+    pub address: SocketAddr,
+    /// The internal API's address.
+    pub internal_address: SocketAddr,
+    pub client: reqwest::Client,
+    stop: CancellationToken,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestServer {
+    /// Starts `S` with `config` through the kit's own `run` (the path production takes) and
+    /// returns once its `/readyz` answers 200.
+    pub async fn start<S: Service>(mut config: ServiceConfig<S::Settings>) -> Self {
+        crate::telemetry::init_for_tests();
+        // Bind what the config names (port 0 in tests) and run on those listeners.
+        let listeners = Listeners::bind(S::NAME, &config.common)
+            .await
+            .expect("test listeners bind");
+        let (address, internal_address) = listeners.local_addrs().expect("bound addresses");
+        config.common.listen = address;
+        config.common.internal_listen = internal_address;
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(crate::service::run::<S>(
+            config,
+            listeners,
+            stop.clone().cancelled_owned(),
+        ));
+        let server = Self {
+            address,
+            internal_address,
+            client: reqwest::Client::new(),
+            stop,
+            task: Some(task),
+        };
+        server.wait_until_ready().await;
+        server
+    }
+
+    async fn wait_until_ready(&self) {
+        for _ in 0..400 {
+            if self.task.as_ref().is_some_and(|t| t.is_finished()) {
+                panic!("the service stopped during start-up");
+            }
+            let ready = self.client.get(self.url("/readyz")).send().await;
+            if ready.is_ok_and(|r| r.status().is_success()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the service did not become ready within 10 s");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    pub fn internal_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.internal_address)
+    }
+
+    /// A request to the public API.
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, self.url(path))
+    }
+
+    /// A request to the internal API, carrying the test deployment's internal token.
+    pub fn internal(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client
+            .request(method, self.internal_url(path))
+            .header(INTERNAL_TOKEN_HEADER, TEST_INTERNAL_TOKEN)
+    }
+
+    /// Sends a request and reads the whole answer.
+    pub async fn send(&self, request: RequestBuilder) -> Answer {
+        Answer::read(request.send().await.expect("the request is sent")).await
+    }
+
+    /// Stops the service (draining) and asserts it stopped cleanly.
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.expect("the service task").expect("a clean stop");
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// An answer: status, headers and the JSON body (`Null` when empty or not JSON).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    pub async fn read(response: reqwest::Response) -> Self {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("a body");
+        Self {
+            status,
+            headers,
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        }
+    }
+
+    /// Asserts this status, with the body in the message when it differs.
+    #[track_caller]
+    pub fn assert_status(&self, status: StatusCode) -> &Self {
+        assert_eq!(self.status, status, "{}", self.body);
+        self
+    }
+
+    /// Asserts a problem+json answer with this status and code.
+    #[track_caller]
+    pub fn assert_problem(&self, status: StatusCode, code: &str) -> &Self {
+        assert_eq!(self.status, status, "{}", self.body);
+        assert_eq!(
+            self.headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
+            Some(crate::http::PROBLEM_JSON),
+            "{}",
+            self.body
+        );
+        assert_eq!(self.body["code"], code, "{}", self.body);
+        assert_eq!(
+            self.body["type"],
+            format!("{}{code}", crate::http::problem::PROBLEM_TYPE_BASE),
+            "{}",
+            self.body
+        );
+        self
+    }
+
+    /// The fields named by a validation problem.
+    pub fn violated_fields(&self) -> Vec<String> {
+        self.body["errors"]
+            .as_array()
+            .map(|errors| {
+                errors
+                    .iter()
+                    .filter_map(|e| e["field"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The `id` of the answered resource.
+    #[track_caller]
+    pub fn id(&self) -> String {
+        self.body["id"].as_str().expect("an id").to_owned()
+    }
+}
 
 /// Where tests find PostgreSQL; `scripts/test` exports it when it starts a private server.
 pub const POSTGRES_URL_VAR: &str = "MICROMART_TEST_POSTGRES_URL";

@@ -1,24 +1,15 @@
-//! The `[catalog]` configuration section.
-
-use std::net::SocketAddr;
+//! The catalog's own settings: the keys of `[catalog]` beside the common ones
+//! (`listen`, `internal_listen`, `database_url`, `pool`, `http`) that every service has.
 
 use platform::config::{ConfigError, Validate};
-use platform::db::PoolConfig;
-use platform::http::HttpConfig;
 use serde::Deserialize;
 
+/// The catalog's whole configuration, as the service kit loads it.
+pub type Config = platform::service::ServiceConfig<Settings>;
+
 /// Settings of the catalog service (`[catalog]`, env `MICROMART_CATALOG__*`).
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config {
-    /// Where the HTTP API listens.
-    pub listen: SocketAddr,
-    /// `sqlite://...` or `postgres://...`; may hold a password, so it is never logged.
-    pub database_url: String,
-    #[serde(default)]
-    pub pool: PoolConfig,
-    #[serde(default)]
-    pub http: HttpConfig,
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
     /// How often expired reservations are released.
     #[serde(default = "default_sweep_interval_ms")]
     pub reservation_sweep_interval_ms: u64,
@@ -45,34 +36,8 @@ fn default_page_size_max() -> u32 {
     100
 }
 
-impl std::fmt::Debug for Config {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Config")
-            .field("listen", &self.listen)
-            .field("database_url", &"<redacted>")
-            .field("pool", &self.pool)
-            .field("http", &self.http)
-            .field(
-                "reservation_sweep_interval_ms",
-                &self.reservation_sweep_interval_ms,
-            )
-            .field(
-                "default_reservation_ttl_secs",
-                &self.default_reservation_ttl_secs,
-            )
-            .field("page_size_max", &self.page_size_max)
-            .field("seed_demo_if_empty", &self.seed_demo_if_empty)
-            .finish()
-    }
-}
-
-impl Validate for Config {
+impl Validate for Settings {
     fn validate(&self) -> Result<(), ConfigError> {
-        if self.database_url.trim().is_empty() {
-            return Err(ConfigError::new("database_url", "must not be empty"));
-        }
-        platform::db::Engine::from_url(&self.database_url)
-            .map_err(|e| ConfigError::new("database_url", e.to_string()))?;
         if !(1..=1_000).contains(&self.page_size_max) {
             return Err(ConfigError::new("page_size_max", "must be from 1 to 1000"));
         }
@@ -94,39 +59,34 @@ impl Validate for Config {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use platform::config::{load_section, ConfigSources};
+    use platform::config::ConfigSources;
+    use platform::service::Service as _;
 
-    fn sources(toml: &str, env: &[(&str, &str)]) -> ConfigSources {
-        ConfigSources::from_toml(toml.to_owned(), env)
+    use crate::Catalog;
+
+    fn load(env: &[(&str, &str)]) -> Result<super::Config, platform::config::ConfigError> {
+        platform::service::load::<Catalog>(&ConfigSources::from_toml(Catalog::DEFAULTS, env))
     }
 
-    const MINIMAL: &str =
-        "[catalog]\nlisten = \"127.0.0.1:8082\"\ndatabase_url = \"sqlite://x.db\"\n";
-
     #[test]
-    fn defaults_fill_the_optional_keys() {
-        let config: Config = load_section(&sources(MINIMAL, &[]), "catalog").unwrap();
-        assert_eq!(config.page_size_max, 100);
-        assert_eq!(config.reservation_sweep_interval_ms, 5_000);
-        assert_eq!(config.default_reservation_ttl_secs, 900);
-        assert!(!config.seed_demo_if_empty);
+    fn the_shipped_defaults_load_and_keep_the_database_url_out_of_logs() {
+        let config = load(&[("MICROMART_CATALOG__DATABASE_URL", "sqlite://x.db")]).unwrap();
+        assert_eq!(config.settings.page_size_max, 100);
+        assert_eq!(config.settings.reservation_sweep_interval_ms, 5_000);
+        assert_eq!(config.settings.default_reservation_ttl_secs, 900);
+        assert!(!config.settings.seed_demo_if_empty);
+        assert_eq!(config.common.listen.port(), 8082);
+        assert_eq!(config.common.internal_listen.port(), 9082);
         assert!(!format!("{config:?}").contains("x.db"));
     }
 
     #[test]
     fn bad_values_name_their_key() {
-        let error = load_section::<Config>(
-            &sources(MINIMAL, &[("MICROMART_CATALOG__PAGE_SIZE_MAX", "0")]),
-            "catalog",
-        )
-        .unwrap_err();
+        let error = load(&[("MICROMART_CATALOG__PAGE_SIZE_MAX", "0")]).unwrap_err();
         assert_eq!(error.key, "catalog.page_size_max");
-        let error = load_section::<Config>(
-            &sources(MINIMAL, &[("MICROMART_CATALOG__DATABASE_URL", "mysql://x")]),
-            "catalog",
-        )
-        .unwrap_err();
+        let error = load(&[("MICROMART_CATALOG__DATABASE_URL", "mysql://x")]).unwrap_err();
         assert_eq!(error.key, "catalog.database_url");
+        let error = load(&[("MICROMART_CATALOG__PAGE_SIZE_MAXX", "3")]).unwrap_err();
+        assert_eq!(error.key, "catalog.page_size_maxx");
     }
 }

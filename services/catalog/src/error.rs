@@ -1,8 +1,7 @@
 //! The catalog's one error type and its problem+json rendering.
 
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use platform::http::{FieldViolation, Problem};
+use platform::http::{FieldViolation, Problem, ToProblem};
 
 use crate::domain::listing::{InvalidCursor, ListError};
 
@@ -73,70 +72,79 @@ impl From<ListError> for CatalogError {
     }
 }
 
-impl CatalogError {
+platform::problem_types! {
+    /// Every problem type the catalog emits besides the shared ones.
+    pub const PROBLEM_TYPES;
+    /// Another product has this SKU.
+    pub const SKU_TAKEN = (CONFLICT, "sku-taken", "Conflict");
+    /// Another category has this slug.
+    pub const SLUG_TAKEN = (CONFLICT, "slug-taken", "Conflict");
+    /// A category with products or subcategories cannot be deleted.
+    pub const CATEGORY_NOT_EMPTY = (CONFLICT, "category-not-empty", "Conflict");
+    /// A replacement without `If-Match`.
+    pub const PRECONDITION_REQUIRED = (PRECONDITION_REQUIRED, "precondition-required", "Precondition required");
+    /// `If-Match` does not name the current version.
+    pub const PRECONDITION_FAILED = (PRECONDITION_FAILED, "precondition-failed", "Precondition failed");
+    /// A cursor the server did not issue.
+    pub const INVALID_CURSOR = (BAD_REQUEST, "invalid-cursor", "Invalid cursor");
+    /// An import of more lines than allowed.
+    pub const IMPORT_TOO_LARGE = (PAYLOAD_TOO_LARGE, "import-too-large", "Import too large");
+    /// On-hand stock cannot go below what is reserved.
+    pub const STOCK_BELOW_RESERVED = (CONFLICT, "stock-below-reserved", "Conflict");
+    /// Not every line of a reservation can be covered; nothing is held.
+    pub const INSUFFICIENT_STOCK = (CONFLICT, "insufficient-stock", "Conflict");
+    /// The same order id reserved again with different lines.
+    pub const RESERVATION_MISMATCH = (UNPROCESSABLE_ENTITY, "reservation-mismatch", "Reservation mismatch");
+    /// Commit or release of a reservation that is no longer active.
+    pub const RESERVATION_NOT_ACTIVE = (CONFLICT, "reservation-not-active", "Conflict");
+}
+
+impl ToProblem for CatalogError {
     /// The problem a client sees.
-    pub fn to_problem(&self) -> Problem {
+    fn to_problem(&self) -> Problem {
         match self {
             Self::Validation(violations) => Problem::validation(violations.clone()),
             Self::NotFound(what) => Problem::not_found(format!("no such {what}")),
             Self::SkuTaken => {
-                Problem::conflict("sku-taken", "another product already has this sku")
+                Problem::new(SKU_TAKEN).with_detail("another product already has this sku")
             }
             Self::SlugTaken => {
-                Problem::conflict("slug-taken", "another category already has this slug")
+                Problem::new(SLUG_TAKEN).with_detail("another category already has this slug")
             }
-            Self::CategoryNotEmpty => Problem::conflict(
-                "category-not-empty",
-                "the category still has products or subcategories",
-            ),
-            Self::PreconditionRequired => Problem::new(
-                StatusCode::PRECONDITION_REQUIRED,
-                "precondition-required",
-                "Precondition required",
-            )
-            .with_detail("send If-Match with the ETag of the version you are replacing"),
-            Self::PreconditionFailed => Problem::new(
-                StatusCode::PRECONDITION_FAILED,
-                "precondition-failed",
-                "Precondition failed",
-            )
-            .with_detail("the product changed since you read it; fetch it again"),
+            Self::CategoryNotEmpty => Problem::new(CATEGORY_NOT_EMPTY)
+                .with_detail("the category still has products or subcategories"),
+            Self::PreconditionRequired => Problem::new(PRECONDITION_REQUIRED)
+                .with_detail("send If-Match with the ETag of the version you are replacing"),
+            Self::PreconditionFailed => Problem::new(PRECONDITION_FAILED)
+                .with_detail("the product changed since you read it; fetch it again"),
             Self::InvalidCursor(cursor) => {
-                Problem::new(StatusCode::BAD_REQUEST, "invalid-cursor", "Invalid cursor")
-                    .with_detail(cursor.to_string())
+                Problem::new(INVALID_CURSOR).with_detail(cursor.to_string())
             }
-            Self::ImportTooLarge(max) => Problem::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "import-too-large",
-                "Import too large",
-            )
-            .with_detail(format!("an import may have at most {max} lines")),
+            Self::ImportTooLarge(max) => Problem::new(IMPORT_TOO_LARGE)
+                .with_detail(format!("an import may have at most {max} lines")),
             Self::Http(problem) => problem.clone(),
             Self::Internal(_) => Problem::internal(),
-            Self::StockBelowReserved { on_hand, reserved } => Problem::conflict(
-                "stock-below-reserved",
-                format!("on hand would be {on_hand}, below the {reserved} units reserved"),
-            ),
-            Self::ReservationMismatch => Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "reservation-mismatch",
-                "Reservation mismatch",
-            )
-            .with_detail("this order id was already reserved with different lines"),
-            Self::ReservationNotActive { status } => Problem::conflict(
-                "reservation-not-active",
-                format!("the reservation is {status}"),
-            ),
+            Self::StockBelowReserved { on_hand, reserved } => Problem::new(STOCK_BELOW_RESERVED)
+                .with_detail(format!(
+                    "on hand would be {on_hand}, below the {reserved} units reserved"
+                )),
+            Self::ReservationMismatch => Problem::new(RESERVATION_MISMATCH)
+                .with_detail("this order id was already reserved with different lines"),
+            Self::ReservationNotActive { status } => Problem::new(RESERVATION_NOT_ACTIVE)
+                .with_detail(format!("the reservation is {status}")),
+        }
+    }
+
+    fn internal_cause(&self) -> Option<&anyhow::Error> {
+        match self {
+            Self::Internal(error) => Some(error),
+            _ => None,
         }
     }
 }
 
 impl IntoResponse for CatalogError {
     fn into_response(self) -> Response {
-        if let Self::Internal(error) = &self {
-            // The cause stays in the log, inside the request span; the client gets an opaque 500.
-            tracing::error!(error = %format!("{error:#}"), "catalog request failed");
-        }
-        self.to_problem().into_response()
+        platform::http::error_response(&self)
     }
 }

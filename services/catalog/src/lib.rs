@@ -1,7 +1,8 @@
 //! The catalog service: products, categories, browsing and full-text search, the admin API,
 //! and (see `store::inventory`, `http::inventory`) stock and reservations.
 //!
-//! A library: the `micromart` CLI loads [`Config`] and calls [`run`] (or [`build`] to compose).
+//! A library: [`Catalog`] is its entry for the service kit, which loads its [`Config`] and
+//! runs it; the `micromart` CLI lists it in its registry.
 
 mod config;
 pub mod domain;
@@ -11,16 +12,15 @@ mod seed;
 pub mod store;
 mod sweeper;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use platform::db::Db;
-use tokio_util::sync::CancellationToken;
+use platform::service::{PublicRoute, RouteAuth, Service, ServiceParts};
 
-pub use config::Config;
-pub use error::CatalogError;
+pub use config::{Config, Settings};
+pub use error::{CatalogError, PROBLEM_TYPES};
 pub use seed::{bulk_insert, generate_products, seed_demo, ProductGenerator, SeedReport};
 pub use store::Store;
 
@@ -31,51 +31,54 @@ pub const SERVICE: &str = "catalog";
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
-    pub config: Arc<Config>,
+    pub settings: Arc<Settings>,
 }
 
-/// Connects to the database and applies the migrations.
-async fn open(config: &Config) -> anyhow::Result<Store> {
-    let db = Db::connect(&config.database_url, &config.pool)
-        .await
-        .context("failed to open the catalog database")?;
-    let store = Store::new(db);
-    store.migrate().await?;
-    Ok(store)
-}
+/// The catalog, as the service kit runs it.
+pub struct Catalog;
 
-/// Builds the state and the mounted router (migrating, and seeding when configured).
-async fn build_state(config: Config) -> anyhow::Result<(axum::Router, AppState)> {
-    let store = open(&config).await?;
-    if config.seed_demo_if_empty {
-        let report = seed_demo(&store).await?;
-        tracing::info!(%report, "demo seeding");
+impl Service for Catalog {
+    const NAME: &'static str = SERVICE;
+    const DEFAULTS: &'static str = include_str!("../config.default.toml");
+    const EMBEDDED: &'static str = "seed_demo_if_empty = true";
+    const ROUTES: &'static [PublicRoute] = &[
+        PublicRoute::new("/api/v1/products", RouteAuth::Optional),
+        PublicRoute::new("/api/v1/categories", RouteAuth::Optional),
+    ];
+    const PROBLEM_TYPES: &'static [platform::http::ProblemType] = PROBLEM_TYPES;
+    type Settings = Settings;
+
+    fn migrations() -> platform::service::Migrations {
+        store::MIGRATIONS
     }
-    let state = AppState {
-        store: store.clone(),
-        config: Arc::new(config),
-    };
-    let api = http::router(state.clone());
-    let router = platform::http::mount(
-        api,
-        SERVICE,
-        &state.config.http,
-        Arc::new(store.db().clone()),
-    );
-    Ok((router, state))
+
+    async fn build(config: &Config, db: Db) -> anyhow::Result<ServiceParts> {
+        let store = Store::new(db);
+        if config.settings.seed_demo_if_empty {
+            let report = seed_demo(&store).await?;
+            tracing::info!(%report, "demo seeding");
+        }
+        let state = AppState {
+            store: store.clone(),
+            settings: Arc::new(config.settings.clone()),
+        };
+        let sweep_every = Duration::from_millis(config.settings.reservation_sweep_interval_ms);
+        Ok(ServiceParts::new(http::public_router(state.clone()))
+            .with_internal(http::internal_router(state))
+            .with_task(move |stop| sweeper::run_sweeper(store, sweep_every, stop)))
+    }
+
+    fn openapi() -> utoipa::openapi::OpenApi {
+        use utoipa::OpenApi as _;
+        http::CatalogApi::openapi()
+    }
 }
 
-/// The catalog's router with the platform stack, ready to serve (no background tasks: [`run`]
-/// starts the reservation sweeper).
-pub async fn build(config: Config) -> anyhow::Result<axum::Router> {
-    Ok(build_state(config).await?.0)
-}
-
-/// Applies the catalog's migrations and exits.
-pub async fn migrate(config: &Config) -> anyhow::Result<()> {
-    let store = open(config).await?;
-    store.db().close().await;
-    Ok(())
+/// Connects to the database and applies the migrations (for the CLI's seeding commands).
+async fn open(config: &Config) -> anyhow::Result<Store> {
+    Ok(Store::new(
+        platform::service::open::<Catalog>(&config.common).await?,
+    ))
 }
 
 /// Loads the demo catalog into the configured database if it has no products yet.
@@ -116,36 +119,6 @@ pub async fn generate_from_config(config: &Config, n: usize, seed: u64) -> anyho
     result
 }
 
-/// Serves the catalog on `listener` until `shutdown` resolves, with the reservation sweeper
-/// running alongside.
-pub async fn run(
-    config: Config,
-    listener: tokio::net::TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let (router, state) = build_state(config).await?;
-    let stop = CancellationToken::new();
-    let sweeper = sweeper::spawn_sweeper(
-        state.store.clone(),
-        Duration::from_millis(state.config.reservation_sweep_interval_ms),
-        stop.clone(),
-    );
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "catalog listening");
-    }
-    let served = platform::http::serve(listener, router, shutdown).await;
-    stop.cancel();
-    let _ = sweeper.await;
-    state.store.db().close().await;
-    served.context("the catalog server failed")
-}
-
-/// The OpenAPI description of the catalog's public routes.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    use utoipa::OpenApi as _;
-    http::CatalogApi::openapi()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,16 +127,7 @@ mod tests {
     #[tokio::test]
     async fn generated_data_sets_load_in_batches_and_a_repeated_seed_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let sources = platform::config::ConfigSources {
-            defaults: vec![format!(
-                "[catalog]\nlisten = \"127.0.0.1:0\"\ndatabase_url = \"sqlite://{}/catalog.db\"\n",
-                dir.path().display()
-            )
-            .into()],
-            file: None,
-            env: Vec::new(),
-        };
-        let config: Config = platform::config::load_section(&sources, SERVICE).unwrap();
+        let config = platform::test_util::service_config::<Catalog>(dir.path(), "");
         // More than one batch.
         assert_eq!(
             generate_from_config(&config, 10_050, 5).await.unwrap(),

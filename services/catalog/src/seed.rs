@@ -148,14 +148,16 @@ pub async fn seed_demo(store: &Store) -> anyhow::Result<SeedReport> {
     let mut products = Vec::with_capacity(demo.products.len());
     for p in &demo.products {
         let invalid = |e: String| anyhow::anyhow!("demo product {}: {e}", p.sku);
+        let invalid_money = |e: contracts::InvalidMoney| invalid(e.to_string());
         products.push(NewProduct {
             sku: Sku::parse(&p.sku).map_err(invalid)?,
             name: p.name.clone(),
             description: p.description.clone(),
-            price: Money {
-                amount: p.price.amount,
-                currency: Currency::parse(&p.price.currency).map_err(invalid)?,
-            },
+            price: Money::new(
+                p.price.amount,
+                Currency::parse(&p.price.currency).map_err(invalid_money)?,
+            )
+            .map_err(invalid_money)?,
             category_id: *ids
                 .get(&p.category)
                 .with_context(|| format!("demo category {} is missing", p.category))?,
@@ -345,11 +347,7 @@ impl ProductGenerator {
                     rng.pick(USES),
                     rng.pick(COLOURS),
                 );
-                let currency = if rng.below(4) == 0 {
-                    usd.clone()
-                } else {
-                    eur.clone()
-                }?;
+                let currency = if rng.below(4) == 0 { usd } else { eur }?;
                 let mut attributes = BTreeMap::new();
                 attributes.insert("material".to_owned(), material.to_lowercase());
                 attributes.insert("colour".to_owned(), rng.pick(COLOURS).to_owned());

@@ -11,36 +11,30 @@ use crate::store::Store;
 /// Reservations expired per store call; a backlog is drained batch after batch.
 pub(crate) const SWEEP_BATCH: i64 = 200;
 
-/// Starts the background task that releases expired reservations every `interval`
-/// until `shutdown` is cancelled. A failed sweep is logged and retried at the next tick.
-pub fn spawn_sweeper(
-    store: Store,
-    interval: Duration,
-    shutdown: CancellationToken,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(interval);
-        // After a stall, sweep once rather than catching up on every missed tick.
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                _ = ticks.tick() => {}
-            }
-            // Stop between batches too, so shutdown does not wait for a whole backlog.
-            let swept = tokio::select! {
-                () = shutdown.cancelled() => break,
-                swept = sweep(&store, platform::now()) => swept,
-            };
-            match swept {
-                Ok(0) => {}
-                Ok(expired) => tracing::info!(expired, "expired reservations"),
-                Err(error) => {
-                    tracing::warn!(error = %format!("{error:#}"), "reservation sweep failed");
-                }
+/// Releases expired reservations every `interval` until `shutdown` is cancelled: the
+/// catalog's background task. A failed sweep is logged and retried at the next tick.
+pub async fn run_sweeper(store: Store, interval: Duration, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(interval);
+    // After a stall, sweep once rather than catching up on every missed tick.
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            _ = ticks.tick() => {}
+        }
+        // Stop between batches too, so shutdown does not wait for a whole backlog.
+        let swept = tokio::select! {
+            () = shutdown.cancelled() => break,
+            swept = sweep(&store, platform::now()) => swept,
+        };
+        match swept {
+            Ok(0) => {}
+            Ok(expired) => tracing::info!(expired, "expired reservations"),
+            Err(error) => {
+                tracing::warn!(error = %format!("{error:#}"), "reservation sweep failed");
             }
         }
-    })
+    }
 }
 
 /// Expires every reservation due at `now`, batch after batch; returns how many.

@@ -454,12 +454,7 @@ fn bad_request(detail: &str) -> Problem {
 }
 
 fn head_too_large() -> Problem {
-    Problem::new(
-        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-        "request-header-fields-too-large",
-        "Request header fields too large",
-    )
-    .with_detail(format!(
+    Problem::new(crate::respond::HEAD_TOO_LARGE).with_detail(format!(
         "the request head is over {MAX_HEAD_BYTES} bytes or {MAX_HEADERS} fields"
     ))
 }

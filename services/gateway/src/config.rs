@@ -240,6 +240,13 @@ pub(crate) fn parse_instance(url: &str) -> Result<(String, u16), String> {
     Ok((host.to_owned(), port))
 }
 
+/// Whether a route prefix would send some `/internal/...` path upstream (as `/`, `/internal`
+/// or anything under it would).
+fn routes_internal_paths(prefix: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    prefix.is_empty() || prefix == "/internal" || prefix.starts_with("/internal/")
+}
+
 impl Validate for Config {
     fn validate(&self) -> Result<(), ConfigError> {
         if self.body_limit_bytes == 0 {
@@ -304,6 +311,12 @@ impl Validate for Config {
                 return Err(ConfigError::new(
                     format!("{key}.prefix"),
                     "must start with /",
+                ));
+            }
+            if routes_internal_paths(&route.prefix) {
+                return Err(ConfigError::new(
+                    format!("{key}.prefix"),
+                    "would route /internal paths: services' internal APIs are never exposed",
                 ));
             }
             if !self.upstreams.contains_key(&route.upstream) {
@@ -391,6 +404,18 @@ mod tests {
     fn a_route_to_an_unknown_upstream_is_refused() {
         let text = BASE.replace("upstream = \"catalog\"", "upstream = \"nope\"");
         assert_eq!(error(&text), "gateway.routes[0].upstream");
+    }
+
+    #[test]
+    fn no_route_may_reach_an_internal_api() {
+        for prefix in ["/", "/internal", "/internal/", "/internal/v1/reservations"] {
+            let text = BASE.replace("\"/api/v1/products\"", &format!("{prefix:?}"));
+            assert_eq!(error(&text), "gateway.routes[0].prefix", "{prefix}");
+        }
+        for prefix in ["/internals", "/api/internal"] {
+            let text = BASE.replace("\"/api/v1/products\"", &format!("{prefix:?}"));
+            assert_eq!(parse(&text).routes[0].prefix, prefix);
+        }
     }
 
     #[test]

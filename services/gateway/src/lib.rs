@@ -26,6 +26,7 @@ use std::future::Future;
 pub use config::{
     AuthConfig, AuthMode, Config, CorsConfig, RateLimitConfig, RouteConfig, UpstreamConfig,
 };
+pub use respond::PROBLEM_TYPES;
 pub use server::{start, Gateway};
 pub use static_content::StaticContent;
 

@@ -625,12 +625,8 @@ fn health(ok: bool) -> Response<Body> {
 fn preflight(cors: &Cors, origin: &HeaderValue) -> Response<Body> {
     if !cors.allows(origin) {
         return respond::problem(
-            &Problem::new(
-                StatusCode::FORBIDDEN,
-                "cors-origin-forbidden",
-                "Origin not allowed",
-            )
-            .with_detail("this origin may not call the API from a browser"),
+            &Problem::new(respond::CORS_ORIGIN_FORBIDDEN)
+                .with_detail("this origin may not call the API from a browser"),
         );
     }
     let mut response = respond::empty(StatusCode::NO_CONTENT);

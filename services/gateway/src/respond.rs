@@ -102,21 +102,26 @@ pub(crate) fn rate_limited(retry_after_secs: u64) -> Response<Body> {
     response
 }
 
+platform::problem_types! {
+    /// Every problem type the gateway emits besides the shared ones.
+    pub const PROBLEM_TYPES;
+    /// A request head over the limits.
+    pub const HEAD_TOO_LARGE = (REQUEST_HEADER_FIELDS_TOO_LARGE, "request-header-fields-too-large", "Request header fields too large");
+    /// A CORS preflight from an origin that is not allowed.
+    pub const CORS_ORIGIN_FORBIDDEN = (FORBIDDEN, "cors-origin-forbidden", "Origin not allowed");
+    /// No upstream instance accepted the connection.
+    pub const BAD_GATEWAY = (BAD_GATEWAY, "bad-gateway", "Bad gateway");
+    /// The upstream did not answer in time.
+    pub const GATEWAY_TIMEOUT = (GATEWAY_TIMEOUT, "gateway-timeout", "Gateway timeout");
+}
+
 pub(crate) fn bad_gateway() -> Response<Body> {
-    problem(
-        &Problem::new(StatusCode::BAD_GATEWAY, "bad-gateway", "Bad gateway")
-            .with_detail("the upstream service could not be reached"),
-    )
+    problem(&Problem::new(BAD_GATEWAY).with_detail("the upstream service could not be reached"))
 }
 
 pub(crate) fn gateway_timeout() -> Response<Body> {
     problem(
-        &Problem::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "gateway-timeout",
-            "Gateway timeout",
-        )
-        .with_detail("the upstream service did not answer in time"),
+        &Problem::new(GATEWAY_TIMEOUT).with_detail("the upstream service did not answer in time"),
     )
 }
 

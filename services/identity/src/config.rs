@@ -1,27 +1,19 @@
-//! The `[identity]` configuration section.
+//! Identity's own settings: the keys of `[identity]` beside the common ones (`listen`,
+//! `internal_listen`, `database_url`, `pool`, `http`) that every service has.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use platform::config::{ConfigError, Validate};
-use platform::db::PoolConfig;
-use platform::http::HttpConfig;
+use platform::config::{ConfigError, Secret, Validate};
 use serde::Deserialize;
 
 use crate::domain::{Email, Password};
 
+/// Identity's whole configuration, as the service kit loads it.
+pub type Config = platform::service::ServiceConfig<Settings>;
+
 /// Settings of the identity service (`[identity]`, env `MICROMART_IDENTITY__*`).
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config {
-    /// Where the HTTP API listens.
-    pub listen: SocketAddr,
-    /// `sqlite://...` or `postgres://...`; may hold a password, so it is never logged.
-    pub database_url: String,
-    #[serde(default)]
-    pub pool: PoolConfig,
-    #[serde(default)]
-    pub http: HttpConfig,
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
     /// The `iss` claim of access tokens.
     #[serde(default = "default_issuer")]
     pub issuer: String,
@@ -83,28 +75,6 @@ impl PasswordHashConfig {
     }
 }
 
-/// A configuration value that must never be printed (keys, passwords).
-#[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself; call only where it is used.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
 fn default_issuer() -> String {
     "micromart".to_owned()
 }
@@ -133,34 +103,11 @@ fn default_parallelism() -> u32 {
     1
 }
 
-impl std::fmt::Debug for Config {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Config")
-            .field("listen", &self.listen)
-            .field("database_url", &"[redacted]")
-            .field("pool", &self.pool)
-            .field("http", &self.http)
-            .field("issuer", &self.issuer)
-            .field("audience", &self.audience)
-            .field("access_ttl_secs", &self.access_ttl_secs)
-            .field("refresh_ttl_secs", &self.refresh_ttl_secs)
-            .field("signing_key", &self.signing_key)
-            .field("signing_key_file", &self.signing_key_file)
-            .field("generate_signing_key", &self.generate_signing_key)
-            .field("admin_email", &self.admin_email)
-            .field("admin_password", &self.admin_password)
-            .field("password_hash", &self.password_hash)
-            .finish()
-    }
-}
-
 /// Access tokens must be short-lived and refresh tokens outlive them; a year caps both.
 const MAX_TTL_SECS: u64 = 365 * 24 * 3600;
 
-impl Validate for Config {
+impl Validate for Settings {
     fn validate(&self) -> Result<(), ConfigError> {
-        platform::db::Engine::from_url(&self.database_url)
-            .map_err(|e| ConfigError::new("database_url", e.to_string()))?;
         if self.issuer.trim().is_empty() {
             return Err(ConfigError::new("issuer", "must not be empty"));
         }
@@ -222,51 +169,50 @@ impl Validate for Config {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use platform::config::{load_section, ConfigSources};
+    use platform::config::{ConfigError, ConfigSources};
+    use platform::service::Service as _;
 
-    fn sources(toml: &str, env: &[(&str, &str)]) -> ConfigSources {
-        ConfigSources::from_toml(toml.to_owned(), env)
+    use crate::Identity;
+
+    fn load(env: &[(&str, &str)]) -> Result<super::Config, ConfigError> {
+        platform::service::load::<Identity>(&ConfigSources::from_toml(Identity::DEFAULTS, env))
     }
-
-    const MINIMAL: &str = "[identity]\nlisten = \"127.0.0.1:8081\"\ndatabase_url = \"sqlite://x.db\"\nsigning_key_file = \"/tmp/key\"\n";
 
     #[test]
     fn defaults_fill_the_optional_keys() {
-        let config: Config = load_section(&sources(MINIMAL, &[]), "identity").unwrap();
-        assert_eq!(config.issuer, "micromart");
-        assert_eq!(config.audience, "micromart");
-        assert_eq!(config.access_ttl_secs, 900);
-        assert_eq!(config.refresh_ttl_secs, 2_592_000);
-        assert!(!config.generate_signing_key);
-        assert_eq!(config.password_hash.memory_kib, 19_456);
-        assert_eq!(config.password_hash.iterations, 2);
-        assert_eq!(config.password_hash.parallelism, 1);
+        let config = load(&[]).unwrap();
+        let settings = &config.settings;
+        assert_eq!(settings.issuer, "micromart");
+        assert_eq!(settings.audience, "micromart");
+        assert_eq!(settings.access_ttl_secs, 900);
+        assert_eq!(settings.refresh_ttl_secs, 2_592_000);
+        assert!(!settings.generate_signing_key);
+        assert_eq!(settings.password_hash.memory_kib, 19_456);
+        assert_eq!(settings.password_hash.iterations, 2);
+        assert_eq!(settings.password_hash.parallelism, 1);
+        assert_eq!(config.common.listen.port(), 8081);
+        assert_eq!(config.common.internal_listen.port(), 9081);
     }
 
     #[test]
     fn a_missing_signing_key_names_identity_signing_key() {
-        let toml = "[identity]\nlisten = \"127.0.0.1:8081\"\ndatabase_url = \"sqlite://x.db\"\n";
-        let error = load_section::<Config>(&sources(toml, &[]), "identity").unwrap_err();
+        let toml = Identity::DEFAULTS.replace("signing_key_file", "# signing_key_file");
+        let error =
+            platform::service::load::<Identity>(&ConfigSources::from_toml(toml, &[])).unwrap_err();
         assert_eq!(error.key, "identity.signing_key");
     }
 
     #[test]
     fn secrets_never_print() {
-        let config: Config = load_section(
-            &sources(
-                MINIMAL,
-                &[
-                    (
-                        "MICROMART_IDENTITY__SIGNING_KEY",
-                        "c2VjcmV0LWtleS1tYXRlcmlhbA",
-                    ),
-                    ("MICROMART_IDENTITY__ADMIN_EMAIL", "root@example.com"),
-                    ("MICROMART_IDENTITY__ADMIN_PASSWORD", "hunter2hunter2"),
-                ],
+        let config = load(&[
+            (
+                "MICROMART_IDENTITY__SIGNING_KEY",
+                "c2VjcmV0LWtleS1tYXRlcmlhbA",
             ),
-            "identity",
-        )
+            ("MICROMART_IDENTITY__ADMIN_EMAIL", "root@example.com"),
+            ("MICROMART_IDENTITY__ADMIN_PASSWORD", "hunter2hunter2"),
+            ("MICROMART_IDENTITY__DATABASE_URL", "sqlite://x.db"),
+        ])
         .unwrap();
         let printed = format!("{config:?}");
         assert!(!printed.contains("c2VjcmV0"), "{printed}");
@@ -277,39 +223,19 @@ mod tests {
 
     #[test]
     fn admin_settings_are_checked_together() {
-        let error = load_section::<Config>(
-            &sources(
-                MINIMAL,
-                &[("MICROMART_IDENTITY__ADMIN_EMAIL", "root@example.com")],
-            ),
-            "identity",
-        )
-        .unwrap_err();
+        let error = load(&[("MICROMART_IDENTITY__ADMIN_EMAIL", "root@example.com")]).unwrap_err();
         assert_eq!(error.key, "identity.admin_password");
-        let error = load_section::<Config>(
-            &sources(
-                MINIMAL,
-                &[
-                    ("MICROMART_IDENTITY__ADMIN_EMAIL", "root@example.com"),
-                    ("MICROMART_IDENTITY__ADMIN_PASSWORD", "short"),
-                ],
-            ),
-            "identity",
-        )
+        let error = load(&[
+            ("MICROMART_IDENTITY__ADMIN_EMAIL", "root@example.com"),
+            ("MICROMART_IDENTITY__ADMIN_PASSWORD", "short"),
+        ])
         .unwrap_err();
         assert_eq!(error.key, "identity.admin_password");
     }
 
     #[test]
     fn argon2_cost_is_validated() {
-        let error = load_section::<Config>(
-            &sources(
-                MINIMAL,
-                &[("MICROMART_IDENTITY__PASSWORD_HASH__MEMORY_KIB", "1")],
-            ),
-            "identity",
-        )
-        .unwrap_err();
+        let error = load(&[("MICROMART_IDENTITY__PASSWORD_HASH__MEMORY_KIB", "1")]).unwrap_err();
         assert_eq!(error.key, "identity.password_hash");
     }
 }

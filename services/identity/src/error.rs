@@ -1,8 +1,7 @@
 //! The identity service's one error type and its problem+json rendering.
 
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use platform::http::{FieldViolation, Problem};
+use platform::http::{FieldViolation, Problem, ToProblem};
 
 /// Everything an identity operation can fail with. 4xx variants carry what the client needs;
 /// `Internal` is logged and answered with an opaque 500.
@@ -39,41 +38,45 @@ impl From<Vec<FieldViolation>> for IdentityError {
     }
 }
 
-impl IdentityError {
+platform::problem_types! {
+    /// Every problem type identity emits besides the shared ones.
+    pub const PROBLEM_TYPES;
+    /// An account with this email exists.
+    pub const EMAIL_TAKEN = (CONFLICT, "email-taken", "Conflict");
+    /// Wrong email or password: one answer for both, on purpose.
+    pub const INVALID_CREDENTIALS = (UNAUTHORIZED, "invalid-credentials", "Invalid credentials");
+    /// Unknown, expired, revoked or reused refresh token.
+    pub const INVALID_REFRESH_TOKEN = (UNAUTHORIZED, "invalid-refresh-token", "Invalid refresh token");
+}
+
+impl ToProblem for IdentityError {
     /// The problem a client sees.
-    pub fn to_problem(&self) -> Problem {
+    fn to_problem(&self) -> Problem {
         match self {
             Self::Validation(violations) => Problem::validation(violations.clone()),
-            Self::EmailTaken => Problem::conflict(
-                "email-taken",
-                "an account with this email address already exists",
-            ),
-            Self::InvalidCredentials => Problem::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid-credentials",
-                "Invalid credentials",
-            )
-            .with_detail("the email address or password is wrong"),
-            Self::InvalidRefreshToken => Problem::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid-refresh-token",
-                "Invalid refresh token",
-            )
-            .with_detail("the refresh token is unknown, expired or revoked; log in again"),
+            Self::EmailTaken => Problem::new(EMAIL_TAKEN)
+                .with_detail("an account with this email address already exists"),
+            Self::InvalidCredentials => Problem::new(INVALID_CREDENTIALS)
+                .with_detail("the email address or password is wrong"),
+            Self::InvalidRefreshToken => Problem::new(INVALID_REFRESH_TOKEN)
+                .with_detail("the refresh token is unknown, expired or revoked; log in again"),
             Self::UserNotFound => Problem::not_found("the user no longer exists"),
             Self::Http(problem) => problem.clone(),
             Self::Internal(_) => Problem::internal(),
+        }
+    }
+
+    fn internal_cause(&self) -> Option<&anyhow::Error> {
+        match self {
+            Self::Internal(error) => Some(error),
+            _ => None,
         }
     }
 }
 
 impl IntoResponse for IdentityError {
     fn into_response(self) -> Response {
-        if let Self::Internal(error) = &self {
-            // The cause stays in the log, inside the request span; the client gets an opaque 500.
-            tracing::error!(error = %format!("{error:#}"), "identity request failed");
-        }
-        self.to_problem().into_response()
+        platform::http::error_response(&self)
     }
 }
 
@@ -85,7 +88,10 @@ mod tests {
     fn internal_errors_are_opaque() {
         let problem =
             IdentityError::Internal(anyhow::anyhow!("db password is hunter2")).to_problem();
-        assert_eq!(problem.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            problem.status(),
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR
+        );
         assert!(!format!("{:?}", problem.body()).contains("hunter2"));
     }
 

@@ -2,7 +2,8 @@
 //! JWTs plus opaque rotating refresh tokens with reuse detection) and the JWKS the gateway
 //! verifies tokens with.
 //!
-//! A library: the `micromart` CLI loads [`Config`] and calls [`run`] (or [`build`] to compose).
+//! A library: [`Identity`] is its entry for the service kit, which loads its [`Config`] and
+//! runs it; the `micromart` CLI lists it in its registry.
 
 mod config;
 pub mod domain;
@@ -11,16 +12,16 @@ pub mod http;
 mod security;
 pub mod store;
 
-use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use jsonwebtoken::jwk::JwkSet;
 use platform::auth::{Ed25519Key, Role};
 use platform::db::Db;
+use platform::service::{PublicRoute, RouteAuth, Service, ServiceParts};
 
-pub use config::{Config, PasswordHashConfig, Secret};
-pub use error::IdentityError;
+pub use config::{Config, PasswordHashConfig, Settings};
+pub use error::{IdentityError, PROBLEM_TYPES};
 pub use security::{load_signing_key, PasswordHasher};
 pub use store::Store;
 
@@ -46,14 +47,36 @@ pub struct AppState {
     pub tokens: Arc<Tokens>,
 }
 
-/// Connects to the database and applies the migrations.
-async fn open(config: &Config) -> anyhow::Result<Store> {
-    let db = Db::connect(&config.database_url, &config.pool)
-        .await
-        .context("failed to open the identity database")?;
-    let store = Store::new(db);
-    store.migrate().await?;
-    Ok(store)
+/// Identity, as the service kit runs it.
+pub struct Identity;
+
+impl Service for Identity {
+    const NAME: &'static str = SERVICE;
+    const DEFAULTS: &'static str = include_str!("../config.default.toml");
+    const EMBEDDED: &'static str =
+        "signing_key_file = \"{data_dir}/identity-signing.key\"\ngenerate_signing_key = true";
+    const ROUTES: &'static [PublicRoute] = &[
+        // Login: argon2 is expensive, guessing is cheap.
+        PublicRoute::new("/api/v1/sessions", RouteAuth::Optional).rate_limited(5, 10),
+        PublicRoute::new("/api/v1/users", RouteAuth::Optional),
+        PublicRoute::new("/.well-known/jwks.json", RouteAuth::None),
+    ];
+    const PROBLEM_TYPES: &'static [platform::http::ProblemType] = PROBLEM_TYPES;
+    type Settings = Settings;
+
+    fn migrations() -> platform::service::Migrations {
+        store::MIGRATIONS
+    }
+
+    async fn build(config: &Config, db: Db) -> anyhow::Result<ServiceParts> {
+        let state = build_state(&config.settings, Store::new(db)).await?;
+        Ok(ServiceParts::new(http::router(state)))
+    }
+
+    fn openapi() -> utoipa::openapi::OpenApi {
+        use utoipa::OpenApi as _;
+        http::IdentityApi::openapi()
+    }
 }
 
 fn ttl(secs: u64, key: &str) -> anyhow::Result<chrono::Duration> {
@@ -61,16 +84,14 @@ fn ttl(secs: u64, key: &str) -> anyhow::Result<chrono::Duration> {
     Ok(chrono::Duration::seconds(secs))
 }
 
-/// Builds the state: key, hasher, database, admin bootstrap.
-async fn build_state(config: &Config) -> anyhow::Result<AppState> {
-    // The key first: a missing key should fail before anything touches the database.
+/// Builds the state: key, hasher, admin bootstrap.
+async fn build_state(config: &Settings, store: Store) -> anyhow::Result<AppState> {
     let key = load_signing_key(config)?;
     let params = config
         .password_hash
         .params()
         .map_err(|e| anyhow::anyhow!("`identity.password_hash` is invalid: {e}"))?;
     let hasher = PasswordHasher::new(params).await?;
-    let store = open(config).await?;
     let tokens = Tokens {
         jwks: JwkSet {
             keys: vec![key.public_jwk()],
@@ -94,7 +115,7 @@ async fn build_state(config: &Config) -> anyhow::Result<AppState> {
 
 /// Ensures the configured administrator exists and has the admin role. An existing account
 /// keeps its password: the config only seeds it.
-async fn bootstrap_admin(state: &AppState, config: &Config) -> anyhow::Result<()> {
+async fn bootstrap_admin(state: &AppState, config: &Settings) -> anyhow::Result<()> {
     let (Some(email), Some(password)) = (&config.admin_email, &config.admin_password) else {
         return Ok(());
     };
@@ -141,51 +162,4 @@ async fn bootstrap_admin(state: &AppState, config: &Config) -> anyhow::Result<()
             "failed to create the bootstrap admin: {other}"
         )),
     }
-}
-
-/// Identity's router with the platform stack, ready to serve.
-pub async fn build(config: Config) -> anyhow::Result<axum::Router> {
-    let state = build_state(&config).await?;
-    let readiness = Arc::new(state.store.db().clone());
-    Ok(platform::http::mount(
-        http::router(state),
-        SERVICE,
-        &config.http,
-        readiness,
-    ))
-}
-
-/// Applies identity's migrations and exits.
-pub async fn migrate(config: &Config) -> anyhow::Result<()> {
-    let store = open(config).await?;
-    store.db().close().await;
-    Ok(())
-}
-
-/// Serves identity on `listener` until `shutdown` resolves.
-pub async fn run(
-    config: Config,
-    listener: tokio::net::TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let state = build_state(&config).await?;
-    let db = state.store.db().clone();
-    let router = platform::http::mount(
-        http::router(state),
-        SERVICE,
-        &config.http,
-        Arc::new(db.clone()),
-    );
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "identity listening");
-    }
-    let served = platform::http::serve(listener, router, shutdown).await;
-    db.close().await;
-    served.context("the identity server failed")
-}
-
-/// The OpenAPI description of identity's public routes.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    use utoipa::OpenApi as _;
-    http::IdentityApi::openapi()
 }

@@ -10,7 +10,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier 
 use argon2::{Algorithm, Argon2, Params, Version};
 use platform::auth::Ed25519Key;
 
-use crate::config::Config;
+use crate::config::Settings;
 
 /// Hashes and verifies passwords with argon2id at the configured cost.
 #[derive(Clone)]
@@ -75,7 +75,7 @@ impl PasswordHasher {
 
 /// The signing key from `signing_key`, else from `signing_key_file` (generated there when
 /// `generate_signing_key` is set and the file is missing). Fails naming `identity.signing_key`.
-pub fn load_signing_key(config: &Config) -> anyhow::Result<Ed25519Key> {
+pub fn load_signing_key(config: &Settings) -> anyhow::Result<Ed25519Key> {
     if let Some(key) = &config.signing_key {
         return Ed25519Key::from_base64(key.expose())
             .context("`identity.signing_key` is not a base64 PKCS#8 Ed25519 key");
@@ -146,16 +146,14 @@ fn generate_key_file(path: &Path) -> anyhow::Result<Ed25519Key> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
+    use platform::config::Secret;
 
     fn cheap() -> Params {
         Params::new(8, 1, 1, None).unwrap()
     }
 
-    fn config(toml_extra: &str) -> Config {
-        let toml =
-            format!("listen = \"127.0.0.1:0\"\ndatabase_url = \"sqlite://x.db\"\n{toml_extra}");
-        let value: toml::Value = toml::from_str(&toml).unwrap();
+    fn config(toml: &str) -> Settings {
+        let value: toml::Value = toml::from_str(toml).unwrap();
         value.try_into().unwrap()
     }
 

@@ -35,12 +35,7 @@ where
                 } else {
                     format!("{path}: {}", error.inner())
                 };
-                Problem::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "validation-failed",
-                    "Validation failed",
-                )
-                .with_detail(detail)
+                Problem::new(super::problem::VALIDATION_FAILED).with_detail(detail)
             })
     }
 }
@@ -58,12 +53,9 @@ where
 fn problem_for(rejection: JsonRejection) -> Problem {
     match rejection {
         JsonRejection::JsonSyntaxError(e) => Problem::malformed_json(source_text(&e)),
-        JsonRejection::JsonDataError(e) => Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation-failed",
-            "Validation failed",
-        )
-        .with_detail(source_text(&e)),
+        JsonRejection::JsonDataError(e) => {
+            Problem::new(super::problem::VALIDATION_FAILED).with_detail(source_text(&e))
+        }
         JsonRejection::MissingJsonContentType(_) => {
             Problem::from_status(StatusCode::UNSUPPORTED_MEDIA_TYPE)
                 .with_detail("expected `Content-Type: application/json`")

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::ListenerExt as _;
@@ -21,9 +21,13 @@ use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use tower_http::catch_panic::CatchPanicLayer;
 
+pub use axum::http::StatusCode;
 pub use json::Json;
 pub use observe::{RequestId, REQUEST_ID_HEADER};
-pub use problem::{FieldViolation, Problem, ProblemBody, PROBLEM_JSON};
+pub use problem::{
+    error_response, FieldViolation, Problem, ProblemBody, ProblemType, ToProblem,
+    PLATFORM_PROBLEMS, PROBLEM_JSON,
+};
 
 /// HTTP server settings shared by every service.
 #[derive(Debug, Clone, Deserialize)]
@@ -59,6 +63,7 @@ pub trait Readiness: Send + Sync + 'static {
     fn check(&self) -> BoxFuture<'_, anyhow::Result<()>>;
 }
 
+#[cfg(feature = "db")]
 impl Readiness for crate::db::Db {
     fn check(&self) -> BoxFuture<'_, anyhow::Result<()>> {
         Box::pin(self.ping())
@@ -97,21 +102,59 @@ fn is_body_too_large(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// Wraps a service's API router with the shared stack and operational endpoints.
+/// Wraps a service's public API router with the shared stack and operational endpoints.
+/// Paths under `/internal` are refused here whatever the router holds: internal APIs are
+/// served on their own listener ([`mount_internal`]).
 pub fn mount(
     api: Router,
     service: &'static str,
     config: &HttpConfig,
     readiness: Arc<dyn Readiness>,
 ) -> Router {
-    // Install the recorder before the first request so its metrics are not lost.
-    let _ = crate::telemetry::metrics();
     let operational = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(move || readyz(readiness.clone())))
         .route("/metrics", get(metrics));
-    api.merge(operational)
+    let routed = api
+        .merge(operational)
+        .fallback(|| async { Problem::not_found("no such route") });
+    stack(routed, service, config, Door::Public)
+}
+
+/// Wraps a service's internal API router (`/internal/...`) with the shared stack, behind the
+/// deployment's service credential: a request without the right `x-micromart-internal-token`
+/// is answered 401 before any route sees it; with no token configured, every request is.
+#[cfg(feature = "service")]
+pub fn mount_internal(
+    api: Router,
+    service: &'static str,
+    config: &HttpConfig,
+    token: Option<&crate::config::Secret>,
+) -> Router {
+    use crate::service::internal::{require_internal_token, ExpectedToken};
+    // The fallback sits behind the guard too: without the credential, an unknown path and a
+    // known one get the same 401, so the door tells a prober nothing.
+    let guarded = api
         .fallback(|| async { Problem::not_found("no such route") })
+        .layer(axum::middleware::from_fn_with_state(
+            ExpectedToken::new(token),
+            require_internal_token,
+        ));
+    stack(guarded, service, config, Door::Internal)
+}
+
+/// Which listener a stack serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Door {
+    Public,
+    #[cfg_attr(not(feature = "service"), allow(dead_code))]
+    Internal,
+}
+
+fn stack(router: Router, service: &'static str, config: &HttpConfig, door: Door) -> Router {
+    // Install the recorder before the first request so its metrics are not lost.
+    let _ = crate::telemetry::metrics();
+    router
         // The limit itself is enforced when `observe` buffers the body; extractors get the
         // same bound instead of axum's default.
         .layer(DefaultBodyLimit::max(config.body_limit_bytes))
@@ -122,6 +165,7 @@ pub fn mount(
         .layer(axum::middleware::from_fn_with_state(
             observe::ObserveState::new(
                 service,
+                door,
                 Duration::from_millis(config.request_timeout_ms),
                 config.body_limit_bytes,
             ),

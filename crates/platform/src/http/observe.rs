@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use tracing::Instrument as _;
 
 use super::problem::{Problem, PROBLEM_JSON};
+use super::Door;
 use crate::trace_context::{TraceContext, TRACEPARENT};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -22,18 +23,31 @@ pub struct RequestId(pub Arc<str>);
 #[derive(Clone)]
 pub struct ObserveState {
     service: &'static str,
+    door: Door,
     timeout: Duration,
     body_limit: usize,
 }
 
 impl ObserveState {
-    pub fn new(service: &'static str, timeout: Duration, body_limit: usize) -> Self {
+    pub(crate) fn new(
+        service: &'static str,
+        door: Door,
+        timeout: Duration,
+        body_limit: usize,
+    ) -> Self {
         Self {
             service,
+            door,
             timeout,
             body_limit,
         }
     }
+}
+
+/// Whether a path belongs to the internal API, which a public listener never serves.
+fn is_internal_path(path: &str) -> bool {
+    path.strip_prefix("/internal")
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// Reads the whole (limited) request body before the handler runs. A handler that answers
@@ -94,7 +108,12 @@ pub async fn observe(
         status = tracing::field::Empty,
     );
 
+    let public_door = state.door == Door::Public;
     let handled = async {
+        if public_door && is_internal_path(request.uri().path()) {
+            // Whatever a service mounted by mistake, the public door has no internal API.
+            return Problem::not_found("no such route").into_response();
+        }
         match buffer_body(request, state.body_limit).await {
             Ok(request) => next.run(request).await,
             Err(response) => response,

@@ -13,6 +13,81 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 /// Problem types are `PROBLEM_TYPE_BASE` + a stable code, documented in `docs/problems.md`.
 pub const PROBLEM_TYPE_BASE: &str = "https://micromart.dev/problems/";
 
+/// One kind of failure: a stable code (the last segment of its `type` URI), its status and
+/// title. Every problem the code can emit is built from one of these constants, and each
+/// crate lists its own in one slice ([`PLATFORM_PROBLEMS`], a service's `PROBLEM_TYPES`), so
+/// that a test can hold the documentation to the code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProblemType {
+    pub code: &'static str,
+    pub status: StatusCode,
+    pub title: &'static str,
+}
+
+/// Declares problem-type constants and the slice that lists them all:
+///
+/// ```ignore
+/// platform::problem_types! {
+///     /// Every problem type the catalog emits.
+///     pub const PROBLEM_TYPES;
+///     /// Another product has this SKU.
+///     pub const SKU_TAKEN = (CONFLICT, "sku-taken", "Conflict");
+/// }
+/// ```
+#[macro_export]
+macro_rules! problem_types {
+    (
+        $(#[$list_meta:meta])* $list_vis:vis const $list:ident;
+        $( $(#[$meta:meta])* $vis:vis const $name:ident = ($status:ident, $code:literal, $title:literal); )+
+    ) => {
+        $(
+            $(#[$meta])*
+            $vis const $name: $crate::http::ProblemType = $crate::http::ProblemType {
+                code: $code,
+                status: $crate::http::StatusCode::$status,
+                title: $title,
+            };
+        )+
+        $(#[$list_meta])*
+        $list_vis const $list: &[$crate::http::ProblemType] = &[$($name),+];
+    };
+}
+
+problem_types! {
+    /// The problem types the shared stack emits in every service (and the gateway).
+    pub const PLATFORM_PROBLEMS;
+    /// A query string, path parameter or request the server will not read.
+    pub const BAD_REQUEST = (BAD_REQUEST, "bad-request", "Bad request");
+    /// The body is not parseable JSON.
+    pub const MALFORMED_JSON = (BAD_REQUEST, "malformed-json", "Malformed JSON body");
+    /// No valid credential.
+    pub const UNAUTHORIZED = (UNAUTHORIZED, "unauthorized", "Authentication required");
+    /// Authenticated, but not allowed.
+    pub const FORBIDDEN = (FORBIDDEN, "forbidden", "Forbidden");
+    /// No such route or resource.
+    pub const NOT_FOUND = (NOT_FOUND, "not-found", "Not found");
+    /// The route exists, the method does not.
+    pub const METHOD_NOT_ALLOWED = (METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed");
+    /// No representation the client accepts.
+    pub const NOT_ACCEPTABLE = (NOT_ACCEPTABLE, "not-acceptable", "Not acceptable");
+    /// The client took too long to send its request.
+    pub const REQUEST_TIMEOUT = (REQUEST_TIMEOUT, "request-timeout", "Request timeout");
+    /// The body is over the limit.
+    pub const PAYLOAD_TOO_LARGE = (PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large");
+    /// The body's media type is not one the route reads.
+    pub const UNSUPPORTED_MEDIA_TYPE = (UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type");
+    /// Well-formed, but breaks the rules.
+    pub const VALIDATION_FAILED = (UNPROCESSABLE_ENTITY, "validation-failed", "Validation failed");
+    /// Too many requests from this client.
+    pub const RATE_LIMITED = (TOO_MANY_REQUESTS, "rate-limited", "Too many requests");
+    /// An unexpected failure, logged and never detailed.
+    pub const INTERNAL = (INTERNAL_SERVER_ERROR, "internal", "Internal server error");
+    /// A dependency is unreachable, or the request took too long inside the service.
+    pub const UNAVAILABLE = (SERVICE_UNAVAILABLE, "unavailable", "Service unavailable");
+    /// Any other 4xx produced outside a handler.
+    pub const HTTP_ERROR = (BAD_REQUEST, "http-error", "Request failed");
+}
+
 /// One invalid field of a request, reported with a 422.
 #[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq)]
 pub struct FieldViolation {
@@ -62,23 +137,26 @@ pub struct Problem(Box<ProblemParts>);
 #[derive(Debug, Clone)]
 struct ProblemParts {
     status: StatusCode,
-    code: Cow<'static, str>,
-    title: Cow<'static, str>,
+    code: &'static str,
+    title: &'static str,
     detail: Option<String>,
     errors: Vec<FieldViolation>,
     headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Problem {
-    pub fn new(
-        status: StatusCode,
-        code: impl Into<Cow<'static, str>>,
-        title: impl Into<Cow<'static, str>>,
-    ) -> Self {
+    /// A problem of this type, with no detail yet.
+    pub fn new(kind: ProblemType) -> Self {
+        Self::with_status(kind, kind.status)
+    }
+
+    /// A problem of this type answered with another status: only [`HTTP_ERROR`] does that,
+    /// standing for whichever bare 4xx it replaces.
+    fn with_status(kind: ProblemType, status: StatusCode) -> Self {
         Self(Box::new(ProblemParts {
             status,
-            code: code.into(),
-            title: title.into(),
+            code: kind.code,
+            title: kind.title,
             detail: None,
             errors: Vec::new(),
             headers: Vec::new(),
@@ -99,23 +177,18 @@ impl Problem {
         self.0.status
     }
 
-    pub fn code(&self) -> &str {
-        &self.0.code
+    pub fn code(&self) -> &'static str {
+        self.0.code
     }
 
     /// 400: the body is not parseable JSON.
     pub fn malformed_json(detail: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "malformed-json",
-            "Malformed JSON body",
-        )
-        .with_detail(detail)
+        Self::new(MALFORMED_JSON).with_detail(detail)
     }
 
     /// 400: a query string or path parameter that cannot be parsed.
     pub fn bad_request(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad-request", "Bad request").with_detail(detail)
+        Self::new(BAD_REQUEST).with_detail(detail)
     }
 
     /// 422: the request is well-formed but breaks the rules; lists every broken field.
@@ -125,12 +198,7 @@ impl Problem {
             .map(|e| format!("{}: {}", e.field, e.message))
             .collect::<Vec<_>>()
             .join("; ");
-        let mut problem = Self::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation-failed",
-            "Validation failed",
-        )
-        .with_detail(detail);
+        let mut problem = Self::new(VALIDATION_FAILED).with_detail(detail);
         problem.0.errors = errors;
         problem
     }
@@ -142,26 +210,18 @@ impl Problem {
 
     /// 401 with the `WWW-Authenticate` challenge RFC 6750 asks for.
     pub fn unauthorized(detail: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "Authentication required",
-        )
-        .with_detail(detail)
-        .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))
+        Self::new(UNAUTHORIZED)
+            .with_detail(detail)
+            .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))
     }
 
     /// 403: authenticated, but not allowed.
     pub fn forbidden(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden").with_detail(detail)
+        Self::new(FORBIDDEN).with_detail(detail)
     }
 
     pub fn not_found(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not-found", "Not found").with_detail(detail)
-    }
-
-    pub fn conflict(code: impl Into<Cow<'static, str>>, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, code, "Conflict").with_detail(detail)
+        Self::new(NOT_FOUND).with_detail(detail)
     }
 
     /// 413: the request body is over the service's limit.
@@ -172,55 +232,64 @@ impl Problem {
 
     /// 500 with an opaque body: the cause is logged by the caller, never sent.
     pub fn internal() -> Self {
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "Internal server error",
-        )
-        .with_detail("an unexpected error occurred; it has been logged")
+        Self::new(INTERNAL).with_detail("an unexpected error occurred; it has been logged")
     }
 
     /// 503: a dependency (database, upstream) is unavailable.
     pub fn unavailable(detail: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "Service unavailable",
-        )
-        .with_detail(detail)
+        Self::new(UNAVAILABLE).with_detail(detail)
     }
 
     /// A generic problem for a bare status produced outside our handlers (404 route, 405, 413...).
     pub fn from_status(status: StatusCode) -> Self {
-        let (code, title): (&'static str, &'static str) = match status {
-            StatusCode::NOT_FOUND => ("not-found", "Not found"),
-            StatusCode::METHOD_NOT_ALLOWED => ("method-not-allowed", "Method not allowed"),
-            StatusCode::PAYLOAD_TOO_LARGE => ("payload-too-large", "Payload too large"),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-                ("unsupported-media-type", "Unsupported media type")
-            }
-            StatusCode::REQUEST_TIMEOUT => ("request-timeout", "Request timeout"),
-            StatusCode::NOT_ACCEPTABLE => ("not-acceptable", "Not acceptable"),
-            StatusCode::TOO_MANY_REQUESTS => ("rate-limited", "Too many requests"),
-            StatusCode::BAD_REQUEST => ("bad-request", "Bad request"),
-            StatusCode::UNPROCESSABLE_ENTITY => ("validation-failed", "Validation failed"),
-            StatusCode::SERVICE_UNAVAILABLE => ("unavailable", "Service unavailable"),
-            s if s.is_server_error() => ("internal", "Internal server error"),
-            _ => ("http-error", "Request failed"),
+        let kind = match status {
+            StatusCode::NOT_FOUND => NOT_FOUND,
+            StatusCode::METHOD_NOT_ALLOWED => METHOD_NOT_ALLOWED,
+            StatusCode::PAYLOAD_TOO_LARGE => PAYLOAD_TOO_LARGE,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => UNSUPPORTED_MEDIA_TYPE,
+            StatusCode::REQUEST_TIMEOUT => REQUEST_TIMEOUT,
+            StatusCode::NOT_ACCEPTABLE => NOT_ACCEPTABLE,
+            StatusCode::TOO_MANY_REQUESTS => RATE_LIMITED,
+            StatusCode::BAD_REQUEST => BAD_REQUEST,
+            StatusCode::UNPROCESSABLE_ENTITY => VALIDATION_FAILED,
+            StatusCode::SERVICE_UNAVAILABLE => UNAVAILABLE,
+            s if s.is_server_error() => INTERNAL,
+            _ => HTTP_ERROR,
         };
-        Self::new(status, code, title)
+        Self::with_status(kind, status)
     }
 
     pub fn body(&self) -> ProblemBody {
         ProblemBody {
             type_uri: format!("{PROBLEM_TYPE_BASE}{}", self.0.code),
-            title: self.0.title.clone(),
+            title: Cow::Borrowed(self.0.title),
             status: self.0.status.as_u16(),
             detail: self.0.detail.clone(),
-            code: self.0.code.clone(),
+            code: Cow::Borrowed(self.0.code),
             errors: self.0.errors.clone(),
         }
     }
+}
+
+/// A service's error enum, as the shared stack answers it: the problem a client sees, and the
+/// cause to log when the failure is the service's own.
+pub trait ToProblem {
+    fn to_problem(&self) -> Problem;
+
+    /// The cause of an internal failure: logged inside the request span, never sent.
+    fn internal_cause(&self) -> Option<&anyhow::Error> {
+        None
+    }
+}
+
+/// The one way from a service's error to its answer: an internal cause is logged with every
+/// context it carries, and the client gets the problem (an opaque 500 for internal causes).
+/// Services call it from their error type's `IntoResponse`.
+pub fn error_response<E: ToProblem>(error: &E) -> Response {
+    if let Some(cause) = error.internal_cause() {
+        tracing::error!(error = %format!("{cause:#}"), "request failed");
+    }
+    error.to_problem().into_response()
 }
 
 impl IntoResponse for Problem {
@@ -265,6 +334,27 @@ mod tests {
         );
         assert_eq!(body["status"], 422);
         assert_eq!(body["errors"][0]["field"], "email");
+    }
+
+    #[test]
+    fn platform_codes_are_unique_and_bare_statuses_map_to_listed_types() {
+        let mut codes: Vec<&str> = PLATFORM_PROBLEMS.iter().map(|t| t.code).collect();
+        codes.sort_unstable();
+        let before = codes.len();
+        codes.dedup();
+        assert_eq!(codes.len(), before, "a code is listed twice");
+        for status in 400..600 {
+            let Ok(status) = StatusCode::from_u16(status) else {
+                continue;
+            };
+            let problem = Problem::from_status(status);
+            assert_eq!(problem.status(), status);
+            assert!(
+                PLATFORM_PROBLEMS.iter().any(|t| t.code == problem.code()),
+                "{status} maps to an unlisted code {}",
+                problem.code()
+            );
+        }
     }
 
     #[test]

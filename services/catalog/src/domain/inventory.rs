@@ -16,12 +16,10 @@ use uuid::Uuid;
 use super::product::STOCK_MAX;
 use super::Violations;
 
-/// At most this many distinct lines in one reservation.
-pub const MAX_LINES: usize = 100;
-/// Upper bound of one line's quantity (before merging).
-pub const MAX_LINE_QUANTITY: i64 = 1_000_000;
-/// Upper bound of a caller-chosen time to live: one day.
-pub const MAX_TTL_SECS: u64 = 86_400;
+/// The limits of a reservation are part of the internal API's contract: at most
+/// `MAX_LINES` lines, `MAX_LINE_QUANTITY` units a line (before merging), a time to live of at
+/// most `MAX_TTL_SECS`.
+pub use contracts::inventory::{Shortage, MAX_LINES, MAX_LINE_QUANTITY, MAX_TTL_SECS};
 
 /// One requested line as the client sent it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,15 +189,6 @@ pub struct Reservation {
     pub status: ReservationStatus,
     pub expires_at: DateTime<Utc>,
     pub lines: Vec<ReservationLine>,
-}
-
-/// A line that could not be reserved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Shortage {
-    pub product_id: Uuid,
-    pub requested: i64,
-    /// What could be sold at the time (0 for a product without stock or inactive).
-    pub available: i64,
 }
 
 /// The first answer to a reserve, stored so a repeat gets exactly the same one.

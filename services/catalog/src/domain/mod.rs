@@ -6,36 +6,7 @@ pub mod inventory;
 pub mod listing;
 pub mod product;
 
-use platform::http::FieldViolation;
-
-/// Collects field violations while a whole input is checked, so a client sees them all at once.
-#[derive(Debug, Default)]
-pub(crate) struct Violations(Vec<FieldViolation>);
-
-impl Violations {
-    pub(crate) fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.0.push(FieldViolation::new(field, message));
-    }
-
-    /// Keeps the value of `result`, or records its error under `field`.
-    pub(crate) fn check<T>(&mut self, field: &str, result: Result<T, String>) -> Option<T> {
-        match result {
-            Ok(value) => Some(value),
-            Err(message) => {
-                self.add(field, message);
-                None
-            }
-        }
-    }
-
-    pub(crate) fn finish(self) -> Result<(), Vec<FieldViolation>> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(self.0)
-        }
-    }
-}
+pub(crate) use platform::validation::Violations;
 
 /// A text of at most `max` characters as sent, at least `min` after trimming, without control
 /// characters.

@@ -55,46 +55,26 @@ impl From<Sku> for String {
     }
 }
 
-/// An ISO 4217 currency code: three uppercase ASCII letters.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Currency([u8; 3]);
+/// Prices are money as every service spells it.
+pub use contracts::{Currency, Money};
 
-impl Currency {
-    pub fn parse(text: &str) -> Result<Self, String> {
-        match text.as_bytes() {
-            [a, b, c] if [a, b, c].iter().all(|x| x.is_ascii_uppercase()) => Ok(Self([*a, *b, *c])),
-            _ => Err("must be an ISO 4217 code of three uppercase letters".to_owned()),
-        }
+/// A product's price from its draft: every violation reported under `price.*`.
+pub fn parse_price(amount: i64, currency: &str) -> Result<Money, Vec<FieldViolation>> {
+    let mut violations = Violations::default();
+    if amount < 0 {
+        violations.add(
+            "price.amount",
+            contracts::InvalidMoney::Negative.to_string(),
+        );
     }
-
-    pub fn as_str(&self) -> &str {
-        // Three ASCII uppercase letters by construction.
-        std::str::from_utf8(&self.0).unwrap_or("XXX")
-    }
-}
-
-/// A price in minor units (cents) of a currency; never negative.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Money {
-    pub amount: i64,
-    pub currency: Currency,
-}
-
-impl Money {
-    pub fn parse(amount: i64, currency: &str) -> Result<Self, Vec<FieldViolation>> {
-        let mut violations = Violations::default();
-        if amount < 0 {
-            violations.add("price.amount", "must not be negative");
-        }
-        let currency = violations.check("price.currency", Currency::parse(currency));
-        violations.finish()?;
-        match currency {
-            Some(currency) => Ok(Self { amount, currency }),
-            None => Err(vec![FieldViolation::new(
-                "price.currency",
-                "must be an ISO 4217 code",
-            )]),
-        }
+    let currency = violations.check("price.currency", Currency::parse(currency));
+    violations.finish()?;
+    match currency.map(|currency| Money::new(amount, currency)) {
+        Some(Ok(price)) => Ok(price),
+        _ => Err(vec![FieldViolation::new(
+            "price",
+            "must be a non-negative amount in an ISO 4217 currency",
+        )]),
     }
 }
 
@@ -225,7 +205,7 @@ impl NewProduct {
             "description",
             bounded_text(&draft.description, 0, DESCRIPTION_MAX),
         );
-        let price = match Money::parse(draft.price.amount, &draft.price.currency) {
+        let price = match parse_price(draft.price.amount, &draft.price.currency) {
             Ok(price) => Some(price),
             Err(errors) => {
                 for error in errors {
@@ -351,8 +331,8 @@ mod tests {
         for bad in ["eur", "EU", "EURO", "E1R", ""] {
             assert!(Currency::parse(bad).is_err(), "{bad}");
         }
-        assert!(Money::parse(0, "USD").is_ok());
-        let errors = Money::parse(-1, "usd").unwrap_err();
+        assert!(parse_price(0, "USD").is_ok());
+        let errors = parse_price(-1, "usd").unwrap_err();
         let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["price.amount", "price.currency"]);
     }
@@ -429,7 +409,7 @@ mod tests {
 
         #[test]
         fn negative_prices_never_parse(amount in i64::MIN..0) {
-            prop_assert!(Money::parse(amount, "EUR").is_err());
+            prop_assert!(parse_price(amount, "EUR").is_err());
         }
     }
 }

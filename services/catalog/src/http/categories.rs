@@ -5,7 +5,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use platform::auth::{Caller, Role};
+use platform::auth::Admin;
 use platform::http::{Json, ProblemBody};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -97,10 +97,9 @@ pub async fn get_category(
     ))]
 pub async fn create_category(
     State(state): State<AppState>,
-    caller: Caller,
+    _admin: Admin,
     Json(draft): Json<CategoryDraft>,
 ) -> Result<Response, CatalogError> {
-    caller.require(Role::Admin)?;
     let new = NewCategory::parse(&draft)?;
     let category = state.store.create_category(&new).await?;
     let location = format!("/api/v1/categories/{}", category.id);
@@ -126,11 +125,10 @@ pub async fn create_category(
     ))]
 pub async fn update_category(
     State(state): State<AppState>,
-    caller: Caller,
+    _admin: Admin,
     Path(id): Path<String>,
     Json(draft): Json<CategoryDraft>,
 ) -> Result<Json<CategoryResponse>, CatalogError> {
-    caller.require(Role::Admin)?;
     let id = path_id(&id, "category")?;
     let new = NewCategory::parse(&draft)?;
     Ok(Json(state.store.update_category(id, &new).await?.into()))
@@ -149,10 +147,9 @@ pub async fn update_category(
     ))]
 pub async fn delete_category(
     State(state): State<AppState>,
-    caller: Caller,
+    _admin: Admin,
     Path(id): Path<String>,
 ) -> Result<StatusCode, CatalogError> {
-    caller.require(Role::Admin)?;
     let id = path_id(&id, "category")?;
     state.store.delete_category(id).await?;
     Ok(StatusCode::NO_CONTENT)

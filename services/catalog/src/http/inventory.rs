@@ -12,7 +12,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use chrono::{DateTime, Utc};
-use platform::auth::{Caller, Role};
+use contracts::inventory as wire;
+use platform::auth::Admin;
 use platform::http::{Json, Problem, ProblemBody, PROBLEM_JSON};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -38,7 +39,7 @@ pub struct InternalApi;
 /// Internal reservation routes (`/internal/v1/...`).
 pub fn internal_router() -> Router<AppState> {
     Router::new()
-        .route("/internal/v1/reservations", post(reserve))
+        .route(wire::RESERVATIONS_PATH, post(reserve))
         .route("/internal/v1/reservations/{order_id}", get(get_reservation))
         .route(
             "/internal/v1/reservations/{order_id}/commit",
@@ -63,53 +64,11 @@ pub fn admin_router() -> Router<AppState> {
 // ---------------------------------------------------------------------------------------------
 // Reservations (internal)
 
-/// A product and quantity to reserve.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LineRequest {
-    pub product_id: Uuid,
-    /// Lines of the same product are added up.
-    #[schema(minimum = 1, maximum = 1_000_000)]
-    pub quantity: i64,
-}
-
-/// Reserve every line for an order, or none.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ReserveRequest {
-    /// The idempotency key: a repeat with the same lines gets the first answer.
-    pub order_id: Uuid,
-    #[schema(min_items = 1, max_items = 100)]
-    pub lines: Vec<LineRequest>,
-    /// How long the stock is held (default from the service's config).
-    #[schema(minimum = 1, maximum = 86_400)]
-    pub ttl_secs: Option<u64>,
-}
-
-/// A reserved line.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct LineResponse {
-    pub product_id: Uuid,
-    #[schema(minimum = 1)]
-    pub quantity: i64,
-}
-
-/// A reservation's state.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ReservationResponse {
-    pub order_id: Uuid,
-    pub status: ReservationStatus,
-    /// When an active reservation stops holding stock.
-    pub expires_at: DateTime<Utc>,
-    /// One line per product, sorted by product id.
-    pub lines: Vec<LineResponse>,
-}
-
-impl From<Reservation> for ReservationResponse {
+impl From<Reservation> for wire::Reservation {
     fn from(reservation: Reservation) -> Self {
         Self {
             order_id: reservation.order_id,
-            status: reservation.status,
+            status: reservation.status.into(),
             expires_at: reservation.expires_at,
             lines: reservation
                 .lines
@@ -118,7 +77,7 @@ impl From<Reservation> for ReservationResponse {
                     |ReservationLine {
                          product_id,
                          quantity,
-                     }| LineResponse {
+                     }| wire::ReservedLine {
                         product_id,
                         quantity,
                     },
@@ -128,13 +87,16 @@ impl From<Reservation> for ReservationResponse {
     }
 }
 
-/// A line that could not be reserved.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ShortageResponse {
-    pub product_id: Uuid,
-    pub requested: i64,
-    /// Units that could be sold at the time (0 for an inactive product).
-    pub available: i64,
+impl From<ReservationStatus> for wire::ReservationStatus {
+    fn from(status: ReservationStatus) -> Self {
+        match status {
+            ReservationStatus::Active => Self::Active,
+            ReservationStatus::Committed => Self::Committed,
+            ReservationStatus::Released => Self::Released,
+            ReservationStatus::Expired => Self::Expired,
+            ReservationStatus::Rejected => Self::Rejected,
+        }
+    }
 }
 
 /// The 409 `insufficient-stock` body: a problem plus the short lines.
@@ -142,22 +104,22 @@ pub struct ShortageResponse {
 pub struct InsufficientStockBody {
     #[serde(flatten)]
     pub problem: ProblemBody,
-    pub order_id: Uuid,
-    pub shortages: Vec<ShortageResponse>,
+    #[serde(flatten)]
+    pub shortages: wire::InsufficientStock,
 }
 
 /// Reserves stock for an order, all lines or none. Idempotent by `order_id`.
 #[utoipa::path(post, path = "/internal/v1/reservations", tag = "inventory-internal",
-    request_body = ReserveRequest,
+    request_body = wire::ReserveRequest,
     responses(
-        (status = 201, description = "Every line is held (also the replay of an earlier success)", body = ReservationResponse),
+        (status = 201, description = "Every line is held (also the replay of an earlier success)", body = wire::Reservation),
         (status = 400, description = "Malformed JSON", body = ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "Not enough stock (`insufficient-stock`, nothing held; also its replay), or the order was already released (`reservation-not-active`)", body = InsufficientStockBody, content_type = "application/problem+json"),
         (status = 422, description = "Invalid lines or unknown products (`validation-failed`), or a repeat with other lines (`reservation-mismatch`)", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn reserve(
     State(state): State<AppState>,
-    Json(body): Json<ReserveRequest>,
+    Json(body): Json<wire::ReserveRequest>,
 ) -> Result<Response, CatalogError> {
     let draft = ReserveDraft {
         order_id: body.order_id,
@@ -171,7 +133,7 @@ pub async fn reserve(
             .collect(),
         ttl_secs: body.ttl_secs,
     };
-    let request = ReservationRequest::parse(draft, state.config.default_reservation_ttl_secs)?;
+    let request = ReservationRequest::parse(draft, state.settings.default_reservation_ttl_secs)?;
     let reserved = state.store.reserve(&request, platform::now()).await?;
     if !reserved.replayed {
         tracing::info!(order_id = %request.order_id, outcome = reserved.outcome.label(), "reserve");
@@ -184,7 +146,7 @@ fn outcome_response(outcome: ReserveOutcome) -> Response {
     match outcome {
         ReserveOutcome::Reserved(reservation) => (
             StatusCode::CREATED,
-            axum::Json(ReservationResponse::from(reservation)),
+            axum::Json(wire::Reservation::from(reservation)),
         )
             .into_response(),
         ReserveOutcome::Rejected {
@@ -196,21 +158,14 @@ fn outcome_response(outcome: ReserveOutcome) -> Response {
 
 fn insufficient_stock(order_id: Uuid, shortages: Vec<Shortage>) -> Response {
     let ids: Vec<String> = shortages.iter().map(|s| s.product_id.to_string()).collect();
-    let problem = Problem::conflict(
-        "insufficient-stock",
-        format!("not enough stock for products: {}", ids.join(", ")),
-    );
+    let problem = Problem::new(crate::error::INSUFFICIENT_STOCK)
+        .with_detail(format!("not enough stock for products: {}", ids.join(", ")));
     let body = InsufficientStockBody {
         problem: problem.body(),
-        order_id,
-        shortages: shortages
-            .into_iter()
-            .map(|s| ShortageResponse {
-                product_id: s.product_id,
-                requested: s.requested,
-                available: s.available,
-            })
-            .collect(),
+        shortages: wire::InsufficientStock {
+            order_id,
+            shortages,
+        },
     };
     let mut response = (StatusCode::CONFLICT, axum::Json(body)).into_response();
     response
@@ -223,13 +178,13 @@ fn insufficient_stock(order_id: Uuid, shortages: Vec<Shortage>) -> Response {
 #[utoipa::path(get, path = "/internal/v1/reservations/{order_id}", tag = "inventory-internal",
     params(("order_id" = Uuid, Path, description = "The order's id")),
     responses(
-        (status = 200, description = "The reservation", body = ReservationResponse),
+        (status = 200, description = "The reservation", body = wire::Reservation),
         (status = 404, description = "No reservation for this order", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn get_reservation(
     State(state): State<AppState>,
     Path(order_id): Path<String>,
-) -> Result<axum::Json<ReservationResponse>, CatalogError> {
+) -> Result<axum::Json<wire::Reservation>, CatalogError> {
     let order_id = path_id(&order_id, "reservation")?;
     let reservation = state
         .store
@@ -245,14 +200,14 @@ pub async fn get_reservation(
 #[utoipa::path(post, path = "/internal/v1/reservations/{order_id}/commit", tag = "inventory-internal",
     params(("order_id" = Uuid, Path, description = "The order's id")),
     responses(
-        (status = 200, description = "Committed (now or before)", body = ReservationResponse),
+        (status = 200, description = "Committed (now or before)", body = wire::Reservation),
         (status = 404, description = "No reservation for this order", body = ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "Released, expired or rejected (`reservation-not-active`)", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn commit_reservation(
     State(state): State<AppState>,
     Path(order_id): Path<String>,
-) -> Result<axum::Json<ReservationResponse>, CatalogError> {
+) -> Result<axum::Json<wire::Reservation>, CatalogError> {
     let order_id = path_id(&order_id, "reservation")?;
     let reservation = state
         .store
@@ -267,13 +222,13 @@ pub async fn commit_reservation(
 #[utoipa::path(post, path = "/internal/v1/reservations/{order_id}/release", tag = "inventory-internal",
     params(("order_id" = Uuid, Path, description = "The order's id")),
     responses(
-        (status = 200, description = "Released (now or before), expired or rejected", body = ReservationResponse),
+        (status = 200, description = "Released (now or before), expired or rejected", body = wire::Reservation),
         (status = 409, description = "Already committed (`reservation-not-active`)", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn release_reservation(
     State(state): State<AppState>,
     Path(order_id): Path<String>,
-) -> Result<axum::Json<ReservationResponse>, CatalogError> {
+) -> Result<axum::Json<wire::Reservation>, CatalogError> {
     let order_id = path_id(&order_id, "reservation")?;
     let reservation = state
         .store
@@ -342,10 +297,9 @@ pub struct AdjustStockRequest {
     ))]
 pub async fn get_stock(
     State(state): State<AppState>,
-    caller: Caller,
+    _admin: Admin,
     Path(id): Path<String>,
 ) -> Result<axum::Json<StockResponse>, CatalogError> {
-    caller.require(Role::Admin)?;
     let id = path_id(&id, "product")?;
     Ok(axum::Json(state.store.stock_level(id).await?.into()))
 }
@@ -366,11 +320,10 @@ pub async fn get_stock(
     ))]
 pub async fn set_stock(
     State(state): State<AppState>,
-    caller: Caller,
+    _admin: Admin,
     Path(id): Path<String>,
     Json(body): Json<SetStockRequest>,
 ) -> Result<axum::Json<StockResponse>, CatalogError> {
-    caller.require(Role::Admin)?;
     let id = path_id(&id, "product")?;
     let on_hand = inventory::parse_on_hand(body.on_hand).map_err(|v| vec![v])?;
     let level = state
@@ -398,11 +351,10 @@ pub async fn set_stock(
     ))]
 pub async fn adjust_stock(
     State(state): State<AppState>,
-    caller: Caller,
+    _admin: Admin,
     Path(id): Path<String>,
     Json(body): Json<AdjustStockRequest>,
 ) -> Result<axum::Json<StockResponse>, CatalogError> {
-    caller.require(Role::Admin)?;
     let id = path_id(&id, "product")?;
     let delta = inventory::parse_delta(body.delta).map_err(|v| vec![v])?;
     let level = state

@@ -10,14 +10,20 @@ use utoipa::OpenApi;
 
 use crate::AppState;
 
-/// Every catalog route (public, admin, internal), without the platform stack.
-pub fn router(state: AppState) -> Router {
+/// The public routes (browsing for anyone, administration for admins), without the shared
+/// stack: what the gateway exposes.
+pub fn public_router(state: AppState) -> Router {
     Router::new()
         .merge(products::router())
         .merge(categories::router())
         .merge(inventory::admin_router())
-        .merge(inventory::internal_router())
         .with_state(state)
+}
+
+/// The internal routes (reservations), served on the internal listener behind the
+/// deployment's internal token.
+pub fn internal_router(state: AppState) -> Router {
+    inventory::internal_router().with_state(state)
 }
 
 /// The public API (what the gateway exposes), for the shop's merged OpenAPI document.
@@ -53,7 +59,7 @@ pub(crate) fn path_id(text: &str, what: &'static str) -> Result<uuid::Uuid, crat
 mod tests {
     #[test]
     fn the_openapi_document_describes_the_public_routes_only() {
-        let document = crate::openapi();
+        let document = <crate::Catalog as platform::service::Service>::openapi();
         let paths: Vec<&String> = document.paths.paths.keys().collect();
         for expected in [
             "/api/v1/products",

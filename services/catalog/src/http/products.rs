@@ -9,7 +9,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use platform::auth::{Caller, Role};
+use platform::auth::{Admin, Caller, Role};
 use platform::http::{FieldViolation, Json, Problem, ProblemBody};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -164,7 +164,7 @@ pub async fn list_products(
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<ProductPage>, CatalogError> {
     let Query(params) = params.map_err(|e| Problem::bad_request(e.body_text()))?;
-    let query = ProductQuery::parse(&params, state.config.page_size_max)?;
+    let query = ProductQuery::parse(&params, state.settings.page_size_max)?;
     if query.include_inactive && !is_admin(&caller) {
         return Err(Problem::forbidden("only admins may list inactive products").into());
     }
@@ -234,10 +234,9 @@ pub async fn get_product(
     ))]
 pub async fn create_product(
     State(state): State<AppState>,
-    caller: Caller,
+    _admin: Admin,
     Json(draft): Json<ProductDraft>,
 ) -> Result<Response, CatalogError> {
-    caller.require(Role::Admin)?;
     let new = NewProduct::parse(&draft)?;
     let product = state.store.create_product(&new).await?;
     let location = format!("/api/v1/products/{}", product.id);
@@ -264,12 +263,11 @@ pub async fn create_product(
     ))]
 pub async fn replace_product(
     State(state): State<AppState>,
-    caller: Caller,
+    _admin: Admin,
     Path(id): Path<String>,
     headers: HeaderMap,
     Json(draft): Json<ProductDraft>,
 ) -> Result<Response, CatalogError> {
-    caller.require(Role::Admin)?;
     let id = path_id(&id, "product")?;
     // The body is judged before the precondition: an invalid replacement is a 422 whatever
     // version it names.
@@ -304,10 +302,9 @@ pub async fn replace_product(
     ))]
 pub async fn deactivate_product(
     State(state): State<AppState>,
-    caller: Caller,
+    _admin: Admin,
     Path(id): Path<String>,
 ) -> Result<StatusCode, CatalogError> {
-    caller.require(Role::Admin)?;
     let id = path_id(&id, "product")?;
     state.store.deactivate_product(id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -327,11 +324,10 @@ pub async fn deactivate_product(
     ))]
 pub async fn import_products(
     State(state): State<AppState>,
-    caller: Caller,
+    _admin: Admin,
     headers: HeaderMap,
     body: String,
 ) -> Result<Json<ImportReport>, CatalogError> {
-    caller.require(Role::Admin)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -18,6 +18,12 @@ pub use product::Page;
 static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// The catalog's migrations, one folder per engine.
+pub const MIGRATIONS: platform::service::Migrations = platform::service::Migrations {
+    sqlite: &SQLITE,
+    postgres: &POSTGRES,
+};
+
 /// The catalog's storage: categories, products and (see `inventory`) stock.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -35,7 +41,9 @@ impl Store {
 
     /// Applies the catalog's migrations for the store's engine.
     pub async fn migrate(&self) -> anyhow::Result<()> {
-        self.db.migrate(&SQLITE, &POSTGRES).await
+        self.db
+            .migrate(MIGRATIONS.sqlite, MIGRATIONS.postgres)
+            .await
     }
 }
 

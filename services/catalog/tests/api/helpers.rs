@@ -1,14 +1,15 @@
-//! `spawn_app()` and the typed helpers every API test uses.
+//! `spawn_app()` and the catalog's typed helpers; the server and its answers come from the
+//! platform's test kit.
 
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
-
+use catalog::Catalog;
 use platform::auth::{USER_ID_HEADER, USER_ROLES_HEADER};
-use reqwest::header::HeaderMap;
+use platform::test_util::TestServer;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{json, Value};
-use tokio_util::sync::CancellationToken;
+
+pub use platform::test_util::Answer;
 
 /// Who a request is sent as: the gateway forwards these identities as headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,51 +21,8 @@ pub enum As {
 
 /// A running catalog with its own SQLite database.
 pub struct TestApp {
-    pub address: SocketAddr,
-    pub client: reqwest::Client,
-    shutdown: CancellationToken,
-    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    pub server: TestServer,
     _dir: tempfile::TempDir,
-}
-
-/// An answer: status, headers and the JSON body (`Null` when empty or not JSON).
-#[derive(Debug)]
-pub struct Answer {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: Value,
-}
-
-impl Answer {
-    /// Asserts a problem+json answer with this status and code.
-    #[track_caller]
-    pub fn assert_problem(&self, status: StatusCode, code: &str) -> &Self {
-        assert_eq!(self.status, status, "{}", self.body);
-        assert_eq!(
-            self.headers["content-type"], "application/problem+json",
-            "{}",
-            self.body
-        );
-        assert_eq!(self.body["code"], code, "{}", self.body);
-        self
-    }
-
-    /// The fields named by a validation problem.
-    pub fn violated_fields(&self) -> Vec<String> {
-        self.body["errors"]
-            .as_array()
-            .map(|errors| {
-                errors
-                    .iter()
-                    .filter_map(|e| e["field"].as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    pub fn id(&self) -> String {
-        self.body["id"].as_str().expect("an id").to_owned()
-    }
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -73,56 +31,30 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts the catalog on 127.0.0.1:0; `seed` turns on `seed_demo_if_empty`.
 pub async fn spawn_app_with(seed: bool) -> TestApp {
-    platform::telemetry::init_for_tests();
     let dir = tempfile::tempdir().expect("a temp dir");
-    let database_url = format!("sqlite://{}/catalog.db", dir.path().display());
-    let sources = platform::config::ConfigSources {
-        defaults: vec![format!(
-            "[catalog]\nlisten = \"127.0.0.1:0\"\ndatabase_url = \"{database_url}\"\n\
-             seed_demo_if_empty = {seed}\nreservation_sweep_interval_ms = 100\n"
-        )
-        .into()],
-        file: None,
-        env: Vec::new(),
-    };
-    let config: catalog::Config =
-        platform::config::load_section(&sources, catalog::SERVICE).expect("a valid config");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a free port");
-    let address = listener.local_addr().expect("a local address");
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(catalog::run(
-        config,
-        listener,
-        shutdown.clone().cancelled_owned(),
-    ));
-    let app = TestApp {
-        address,
-        client: reqwest::Client::new(),
-        shutdown,
-        server: Some(server),
+    let config = platform::test_util::service_config::<Catalog>(
+        dir.path(),
+        &format!("seed_demo_if_empty = {seed}\nreservation_sweep_interval_ms = 100"),
+    );
+    TestApp {
+        server: TestServer::start::<Catalog>(config).await,
         _dir: dir,
-    };
-    // `run` migrates (and seeds) before it serves: wait until it answers.
-    for _ in 0..200 {
-        if let Ok(response) = app.client.get(app.url("/readyz")).send().await {
-            if response.status().is_success() {
-                return app;
-            }
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
-    panic!("the catalog did not become ready");
 }
 
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.address, path)
+        self.server.url(path)
     }
 
+    /// A request as `who`. Paths under `/internal/` go to the internal listener with the
+    /// deployment's token, as another service calls them.
     pub fn request(&self, method: Method, path: &str, who: As) -> RequestBuilder {
-        let request = self.client.request(method, self.url(path));
+        let request = if path.starts_with("/internal/") {
+            self.server.internal(method, path)
+        } else {
+            self.server.request(method, path)
+        };
         let roles = match who {
             As::Anonymous => return request,
             As::Customer => "customer",
@@ -134,15 +66,7 @@ impl TestApp {
     }
 
     pub async fn send(&self, request: RequestBuilder) -> Answer {
-        let response = request.send().await.expect("the request is sent");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.bytes().await.expect("a body");
-        Answer {
-            status,
-            headers,
-            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        }
+        self.server.send(request).await
     }
 
     pub async fn get(&self, path: &str, who: As) -> Answer {
@@ -199,20 +123,8 @@ impl TestApp {
         }
     }
 
-    pub async fn stop(mut self) {
-        self.shutdown.cancel();
-        if let Some(server) = self.server.take() {
-            server
-                .await
-                .expect("the server task")
-                .expect("a clean stop");
-        }
-    }
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
+    pub async fn stop(self) {
+        self.server.stop().await;
     }
 }
 

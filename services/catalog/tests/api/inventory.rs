@@ -99,7 +99,13 @@ async fn reserve_commit_and_replay() {
     let read = app.get(&path, As::Anonymous).await;
     assert_eq!((read.status, &read.body), (StatusCode::OK, &committed.body));
 
-    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap();
+    let metrics = app
+        .server
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(metrics.status(), StatusCode::OK);
     let text = metrics.text().await.unwrap();
     assert!(text.contains("reservations_total"), "{text}");
@@ -399,4 +405,78 @@ async fn admins_set_and_adjust_stock_but_never_below_reserved() {
     put(json!({"on_hand": 9}), As::Admin)
         .await
         .assert_problem(StatusCode::NOT_FOUND, "not-found");
+}
+
+#[tokio::test]
+async fn the_internal_api_asks_for_the_deployment_token_and_the_public_door_has_none() {
+    let app = spawn_app().await;
+    let grinder = stocked_product(&app, "DOOR-1", 3).await;
+    let order = order_id();
+    let lines = json!([{"product_id": grinder, "quantity": 1}]);
+    let body = json!({"order_id": order, "lines": lines});
+    let internal = app.server.internal_url("/internal/v1/reservations");
+    let client = &app.server.client;
+
+    // No token, a wrong one, or only the identity headers a gateway forwards: 401. An unknown
+    // internal path answers the same, so the door tells a prober nothing.
+    for request in [
+        client.post(&internal).json(&body),
+        client
+            .post(&internal)
+            .header(platform::auth::INTERNAL_TOKEN_HEADER, "wrong-token")
+            .json(&body),
+        client
+            .post(&internal)
+            .header(platform::auth::USER_ID_HEADER, order_id())
+            .header(platform::auth::USER_ROLES_HEADER, "admin")
+            .json(&body),
+        client.get(app.server.internal_url("/internal/v1/nothing-here")),
+    ] {
+        app.send(request)
+            .await
+            .assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    assert_eq!(
+        stock(&app, &grinder).await,
+        (3, 0, 3),
+        "nothing was reserved"
+    );
+
+    // The public port never serves the internal API, whoever asks.
+    for who in [As::Anonymous, As::Admin] {
+        let public = app.server.url("/internal/v1/reservations");
+        let request = match who {
+            As::Anonymous => client.post(&public),
+            _ => client
+                .post(&public)
+                .header(platform::auth::USER_ID_HEADER, order_id())
+                .header(platform::auth::USER_ROLES_HEADER, "admin")
+                .header(
+                    platform::auth::INTERNAL_TOKEN_HEADER,
+                    platform::test_util::TEST_INTERNAL_TOKEN,
+                ),
+        };
+        app.send(request.json(&body))
+            .await
+            .assert_problem(StatusCode::NOT_FOUND, "not-found");
+    }
+    app.send(
+        client.get(
+            app.server
+                .url(&format!("/internal/v1/reservations/{order}")),
+        ),
+    )
+    .await
+    .assert_problem(StatusCode::NOT_FOUND, "not-found");
+    assert_eq!(
+        stock(&app, &grinder).await,
+        (3, 0, 3),
+        "nothing was reserved"
+    );
+
+    // With the token, the same call reserves.
+    reserve(&app, &order, lines)
+        .await
+        .assert_status(StatusCode::CREATED);
+    assert_eq!(stock(&app, &grinder).await, (3, 1, 2));
 }

@@ -233,6 +233,49 @@ async fn customers_get_403_and_anonymous_callers_401_on_admin_routes() {
 }
 
 #[tokio::test]
+async fn a_caller_without_the_role_is_refused_before_its_body_is_judged() {
+    let app = spawn_app().await;
+    let category = app.create_category("grinders", None).await;
+    let existing = app.create_product(&product("GR-1", &category, 100)).await;
+    let id = existing["id"].as_str().expect("an id");
+    let product_path = format!("/api/v1/products/{id}");
+    let category_path = format!("/api/v1/categories/{category}");
+    let stock_path = format!("/api/v1/products/{id}/stock");
+    let adjust_path = format!("/api/v1/products/{id}/stock/adjustments");
+    for (who, status, code) in [
+        (As::Customer, StatusCode::FORBIDDEN, "forbidden"),
+        (As::Anonymous, StatusCode::UNAUTHORIZED, "unauthorized"),
+    ] {
+        // Bodies an admin would get a 422, 400 or 415 for.
+        let schema_invalid = json!({"sku": "X"});
+        let requests = [
+            app.request(Method::POST, "/api/v1/products", who)
+                .json(&schema_invalid),
+            app.request(Method::POST, "/api/v1/products", who)
+                .header("content-type", "application/json")
+                .body("{not json"),
+            app.request(Method::POST, "/api/v1/products", who)
+                .header("content-type", "text/plain")
+                .body("sku"),
+            app.request(Method::PUT, &product_path, who)
+                .json(&schema_invalid),
+            app.request(Method::POST, "/api/v1/categories", who)
+                .json(&json!({"slug": 7})),
+            app.request(Method::PUT, &category_path, who)
+                .json(&json!([])),
+            app.request(Method::PUT, &stock_path, who)
+                .json(&json!({"on_hand": -1})),
+            app.request(Method::POST, &adjust_path, who)
+                .json(&json!({"delta": "x"})),
+        ];
+        for request in requests {
+            app.send(request).await.assert_problem(status, code);
+        }
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn invalid_input_gets_a_problem_and_changes_nothing() {
     let app = spawn_app().await;
     let category = app.create_category("grinders", None).await;

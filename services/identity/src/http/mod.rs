@@ -6,7 +6,7 @@ pub mod users;
 
 use axum::Router;
 use platform::http::openapi::BearerScheme;
-use platform::http::FieldViolation;
+use platform::validation::Violations;
 use utoipa::OpenApi;
 
 use crate::AppState;
@@ -37,36 +37,14 @@ pub fn router(state: AppState) -> Router {
 )]
 pub struct IdentityApi;
 
-/// Collects the violations of a whole request, so a client learns every bad field at once.
-#[derive(Default)]
-pub(crate) struct Violations(Vec<FieldViolation>);
-
-impl Violations {
-    /// The parsed value of a required field, or `None` after recording why it is unusable.
-    pub(crate) fn check<T>(
-        &mut self,
-        field: &str,
-        raw: Option<&str>,
-        parse: impl FnOnce(&str) -> Result<T, crate::domain::Invalid>,
-    ) -> Option<T> {
-        let Some(raw) = raw else {
-            self.0.push(FieldViolation::new(field, "is required"));
-            return None;
-        };
-        match parse(raw) {
-            Ok(value) => Some(value),
-            Err(invalid) => {
-                self.0.push(FieldViolation::new(field, invalid.0));
-                None
-            }
-        }
-    }
-
-    pub(crate) fn into_result(self) -> Result<(), crate::IdentityError> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(crate::IdentityError::Validation(self.0))
-        }
-    }
+/// Checks a field the request must carry: its parsed value, or `None` after recording that
+/// it is missing or why it is unusable.
+pub(crate) fn required_field<T>(
+    violations: &mut Violations,
+    field: &str,
+    raw: Option<&str>,
+    parse: impl FnOnce(&str) -> Result<T, crate::domain::Invalid>,
+) -> Option<T> {
+    let raw = violations.required(field, raw)?;
+    violations.check(field, parse(raw).map_err(|invalid| invalid.0))
 }

@@ -6,10 +6,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post};
 use axum::Router;
 use platform::http::{FieldViolation, Json, ProblemBody};
+use platform::validation::Violations;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::Violations;
+use super::required_field;
 use crate::domain::session::{hash_refresh_token, is_refresh_token_shaped, RefreshToken};
 use crate::domain::{Email, User};
 use crate::store::{NewRefreshToken, Rotation};
@@ -90,11 +91,16 @@ pub async fn login(
     Json(request): Json<LoginRequest>,
 ) -> Result<Response, IdentityError> {
     let mut violations = Violations::default();
-    let email = violations.check("email", request.email.as_deref(), |raw| Ok(raw.to_owned()));
-    let password = violations.check("password", request.password.as_deref(), |raw| {
+    let email = required_field(&mut violations, "email", request.email.as_deref(), |raw| {
         Ok(raw.to_owned())
     });
-    violations.into_result()?;
+    let password = required_field(
+        &mut violations,
+        "password",
+        request.password.as_deref(),
+        |raw| Ok(raw.to_owned()),
+    );
+    violations.finish()?;
     let (Some(email), Some(password)) = (email, password) else {
         return Err(anyhow::anyhow!("validation passed without values").into());
     };

@@ -7,11 +7,12 @@ use axum::routing::{get, post};
 use axum::Router;
 use platform::auth::{Caller, Role};
 use platform::http::{FieldViolation, Json, ProblemBody};
+use platform::validation::Violations;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::Violations;
+use super::required_field;
 use crate::domain::{Email, Password, User, UserName};
 use crate::store::NewUser;
 use crate::{AppState, IdentityError};
@@ -103,12 +104,25 @@ pub async fn register(
     Json(registration): Json<Registration>,
 ) -> Result<Response, IdentityError> {
     let mut violations = Violations::default();
-    let email = violations.check("email", registration.email.as_deref(), Email::parse);
-    let password = violations.check("password", registration.password.as_deref(), |raw| {
-        Password::parse(raw, email.as_ref())
-    });
-    let name = violations.check("name", registration.name.as_deref(), UserName::parse);
-    violations.into_result()?;
+    let email = required_field(
+        &mut violations,
+        "email",
+        registration.email.as_deref(),
+        Email::parse,
+    );
+    let password = required_field(
+        &mut violations,
+        "password",
+        registration.password.as_deref(),
+        |raw| Password::parse(raw, email.as_ref()),
+    );
+    let name = required_field(
+        &mut violations,
+        "name",
+        registration.name.as_deref(),
+        UserName::parse,
+    );
+    violations.finish()?;
     let (Some(email), Some(password), Some(name)) = (email, password, name) else {
         return Err(anyhow::anyhow!("validation passed without values").into());
     };
@@ -170,8 +184,8 @@ pub async fn update_me(
     let user = match patch.name {
         Some(raw) => {
             let mut violations = Violations::default();
-            let name = violations.check("name", Some(&raw), UserName::parse);
-            violations.into_result()?;
+            let name = required_field(&mut violations, "name", Some(&raw), UserName::parse);
+            violations.finish()?;
             let Some(name) = name else {
                 return Err(anyhow::anyhow!("validation passed without a name").into());
             };

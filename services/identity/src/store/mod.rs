@@ -13,6 +13,12 @@ pub use users::{Credentials, NewUser};
 static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// Identity's migrations, one folder per engine.
+pub const MIGRATIONS: platform::service::Migrations = platform::service::Migrations {
+    sqlite: &SQLITE,
+    postgres: &POSTGRES,
+};
+
 /// Identity's repository: users and refresh tokens.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -30,7 +36,9 @@ impl Store {
 
     /// Applies identity's migrations for the database's engine.
     pub async fn migrate(&self) -> anyhow::Result<()> {
-        self.db.migrate(&SQLITE, &POSTGRES).await
+        self.db
+            .migrate(MIGRATIONS.sqlite, MIGRATIONS.postgres)
+            .await
     }
 }
 

@@ -1,8 +1,10 @@
 //! `spawn_app()`: identity on 127.0.0.1:0 with a fresh SQLite database, and typed helpers.
+//! The server and its answers come from the platform's test kit.
 
-use identity::{Config, Store};
+use identity::{Config, Identity, Store};
 use platform::auth::{Caller, Role, USER_ID_HEADER, USER_ROLES_HEADER};
 use platform::db::{Db, PoolConfig};
+use platform::test_util::{Answer, TestServer};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -11,35 +13,30 @@ pub const ADMIN_PASSWORD: &str = "admin-password-42";
 pub const PASSWORD: &str = "correct horse battery";
 
 pub struct TestApp {
-    pub address: String,
+    pub server: TestServer,
     pub client: reqwest::Client,
     pub database_url: String,
-    _shutdown: tokio::sync::oneshot::Sender<()>,
     _tempdir: Option<tempfile::TempDir>,
 }
 
 /// The config of a test instance: cheap argon2, a key generated into `dir`, a bootstrap admin.
 pub fn test_config(dir: &std::path::Path) -> Config {
-    let toml = format!(
-        r#"
-listen = "127.0.0.1:0"
-database_url = "sqlite://{dir}/identity.db"
+    platform::test_util::service_config::<Identity>(
+        dir,
+        &format!(
+            r#"
 signing_key_file = "{dir}/keys/identity.key"
 generate_signing_key = true
 admin_email = "{ADMIN_EMAIL}"
 admin_password = "{ADMIN_PASSWORD}"
-[password_hash]
+[identity.password_hash]
 memory_kib = 8
 iterations = 1
 parallelism = 1
-
 "#,
-        dir = dir.display()
-    );
-    let value: toml::Value = toml::from_str(&toml).expect("test config is TOML");
-    let config: Config = value.try_into().expect("test config deserializes");
-    platform::config::Validate::validate(&config).expect("test config is valid");
-    config
+            dir = dir.display()
+        ),
+    )
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -52,22 +49,12 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts an instance from a config (restarting over one data dir reuses its database).
 pub async fn spawn_app_in(config: Config) -> TestApp {
-    platform::telemetry::init_for_tests();
-    let database_url = config.database_url.clone();
-    let router = identity::build(config).await.expect("identity builds");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind port 0");
-    let address = format!("http://{}", listener.local_addr().expect("local addr"));
-    let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(platform::http::serve(listener, router, async move {
-        let _ = stop.await;
-    }));
+    let database_url = config.common.database_url.expose().to_owned();
+    let server = TestServer::start::<Identity>(config).await;
     TestApp {
-        address,
-        client: reqwest::Client::new(),
+        client: server.client.clone(),
+        server,
         database_url,
-        _shutdown: shutdown,
         _tempdir: None,
     }
 }
@@ -80,7 +67,7 @@ pub struct Acting {
 
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.address)
+        self.server.url(path)
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
@@ -219,22 +206,13 @@ pub fn acting_as(user: &Value) -> Acting {
 
 /// Asserts a problem+json answer with `status` and `code`, returning its body.
 pub async fn assert_problem(response: reqwest::Response, status: u16, code: &str) -> Value {
-    assert_eq!(response.status(), status, "status");
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    assert_eq!(content_type, "application/problem+json");
-    let body: Value = response.json().await.expect("problem JSON");
-    assert_eq!(body["code"], code, "{body}");
-    assert_eq!(body["status"], status);
-    assert_eq!(
-        body["type"],
-        format!("https://micromart.dev/problems/{code}")
+    let answer = Answer::read(response).await;
+    answer.assert_problem(
+        reqwest::StatusCode::from_u16(status).expect("a status"),
+        code,
     );
-    body
+    assert_eq!(answer.body["status"], status);
+    answer.body
 }
 
 /// The fields named in a validation problem, sorted.

@@ -265,8 +265,8 @@ async fn a_restart_keeps_the_key_and_promotes_an_existing_admin_account() {
     let kid = first.jwks().await.keys[0].common.key_id.clone();
 
     let mut config = test_config(dir.path());
-    config.admin_email = Some("boss@example.com".into());
-    config.admin_password = Some(identity::Secret::new("a different password"));
+    config.settings.admin_email = Some("boss@example.com".into());
+    config.settings.admin_password = Some(platform::config::Secret::new("a different password"));
     let second = spawn_app_in(config).await;
     assert_eq!(
         second.jwks().await.keys[0].common.key_id,
@@ -296,8 +296,14 @@ async fn a_restart_keeps_the_key_and_promotes_an_existing_admin_account() {
 async fn startup_without_a_signing_key_fails_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path());
-    config.generate_signing_key = false;
-    let error = identity::build(config).await.expect_err("startup fails");
+    config.settings.generate_signing_key = false;
+    let listeners = platform::service::Listeners::bind("identity", &config.common)
+        .await
+        .unwrap();
+    let error =
+        platform::service::run::<identity::Identity>(config, listeners, std::future::pending())
+            .await
+            .expect_err("startup fails");
     assert!(
         format!("{error:#}").contains("identity.signing_key"),
         "{error:#}"
@@ -307,29 +313,21 @@ async fn startup_without_a_signing_key_fails_naming_the_key() {
 #[tokio::test]
 async fn run_serves_until_shutdown() {
     let dir = tempfile::tempdir().unwrap();
-    let config = test_config(dir.path());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(identity::run(config, listener, async move {
-        let _ = stopped.await;
-    }));
-    let response = reqwest::get(format!("{address}/readyz")).await.unwrap();
+    let app = spawn_app_in(test_config(dir.path())).await;
+    let response = reqwest::get(app.url("/readyz")).await.unwrap();
     assert_eq!(response.status(), 200);
-    stop.send(()).unwrap();
-    server.await.unwrap().expect("run returns cleanly");
+    app.server.stop().await;
 }
 
 #[tokio::test]
 async fn migrate_prepares_an_empty_database_and_is_repeatable() {
     let dir = tempfile::tempdir().unwrap();
     let config = test_config(dir.path());
-    identity::migrate(&config).await.expect("first migration");
-    identity::migrate(&config)
-        .await
-        .expect("migrating again is a no-op");
+    let migrate = platform::service::migrate::<identity::Identity>;
+    migrate(&config).await.expect("first migration");
+    migrate(&config).await.expect("migrating again is a no-op");
     let store = identity::Store::new(
-        platform::db::Db::connect(&config.database_url, &Default::default())
+        platform::db::Db::connect(config.common.database_url.expose(), &Default::default())
             .await
             .unwrap(),
     );

@@ -227,7 +227,8 @@ async fn patch_me_renames_and_refuses_bad_changes_without_applying_them() {
 
 #[tokio::test]
 async fn openapi_documents_the_public_routes_with_a_bearer_scheme() {
-    let doc = serde_json::to_value(identity::openapi()).unwrap();
+    let doc = serde_json::to_value(<identity::Identity as platform::service::Service>::openapi())
+        .unwrap();
     for path in [
         "/api/v1/users",
         "/api/v1/users/me",

@@ -1,0 +1,10 @@
+//! The vocabulary services share across their boundaries, and nothing else: money, the
+//! requests and answers of internal APIs, and (as they come) event and command types.
+//!
+//! Services never import each other's crates; a type two of them must agree on lives here.
+//! Everything is plain data with serde and OpenAPI schemas: no I/O, no framework.
+
+pub mod inventory;
+pub mod money;
+
+pub use money::{Currency, InvalidMoney, Money};

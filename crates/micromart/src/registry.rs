@@ -1,0 +1,128 @@
+//! The one list of services this binary composes. Every composition point reads it: `serve`
+//! and `migrate` (which service a name means), `up` (what to start and probe), the merged
+//! OpenAPI document, the default configuration (each service's section, and the gateway's
+//! upstreams and routes to it) and the problem-type documentation test.
+//!
+//! Adding a service: its folder under `services/`, its dependency in this crate's manifest,
+//! and one `entry::<…>()` line below.
+
+use platform::config::{ConfigError, ConfigSources};
+use platform::http::ProblemType;
+use platform::service::{Launch, PublicRoute, Service};
+
+/// What the composition root knows of one service.
+#[derive(Clone, Copy)]
+pub struct Entry {
+    pub name: &'static str,
+    /// Its commented default section.
+    pub defaults: &'static str,
+    /// What `micromart up` sets for the embedded mode (`{data_dir}` stands for the data dir).
+    pub embedded: &'static str,
+    /// Its public prefixes, for the gateway's default routes.
+    pub routes: &'static [PublicRoute],
+    pub problem_types: &'static [ProblemType],
+    pub openapi: fn() -> utoipa::openapi::OpenApi,
+    /// Loads its configuration into something a launcher can run or migrate.
+    pub load: fn(&ConfigSources) -> Result<Box<dyn Launch>, ConfigError>,
+}
+
+const fn entry<S: Service>() -> Entry {
+    Entry {
+        name: S::NAME,
+        defaults: S::DEFAULTS,
+        embedded: S::EMBEDDED,
+        routes: S::ROUTES,
+        problem_types: S::PROBLEM_TYPES,
+        openapi: S::openapi,
+        load: platform::service::load_launch::<S>,
+    }
+}
+
+/// Every service, in start-up order.
+pub const SERVICES: &[Entry] = &[entry::<identity::Identity>(), entry::<catalog::Catalog>()];
+
+/// The service of this name.
+pub fn find(name: &str) -> Option<&'static Entry> {
+    SERVICES.iter().find(|entry| entry.name == name)
+}
+
+/// The names `serve` and `migrate` accept: the gateway, then every service.
+pub fn names() -> Vec<&'static str> {
+    std::iter::once(gateway::SERVICE)
+        .chain(SERVICES.iter().map(|entry| entry.name))
+        .collect()
+}
+
+/// The gateway's default upstreams and routes, one upstream per service at the address of its
+/// default `listen`, one route per public prefix it declares.
+pub fn gateway_defaults() -> anyhow::Result<String> {
+    use std::fmt::Write as _;
+    let mut toml = String::from(
+        "# Upstreams: one per service at its default address; round-robin over `instances`, with\n\
+         # passive ejection. Routes: longest prefix wins (whole path segments); auth: \"none\"\n\
+         # (never verified), \"optional\" (verified when sent; a bad token is a 401), \"required\".\n\n",
+    );
+    for entry in SERVICES {
+        let section: toml::Table = toml::from_str(entry.defaults)?;
+        let listen = section
+            .get(entry.name)
+            .and_then(|s| s.get("listen"))
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| anyhow::anyhow!("the defaults of {} lack `listen`", entry.name))?;
+        writeln!(
+            toml,
+            "[gateway.upstreams.{name}]\ninstances = [{instance}]\ntimeout_ms = 10000\n\
+             connect_timeout_ms = 1000\neject_ms = 10000\n",
+            name = entry.name,
+            instance = toml_string(&format!("http://{listen}")),
+        )?;
+    }
+    for entry in SERVICES {
+        for route in entry.routes {
+            write!(
+                toml,
+                "[[gateway.routes]]\nprefix = {prefix}\nupstream = {upstream}\nauth = \"{auth}\"\n",
+                prefix = toml_string(route.prefix),
+                upstream = toml_string(entry.name),
+                auth = route.auth.as_str(),
+            )?;
+            if let Some((per_second, burst)) = route.rate_limit {
+                writeln!(
+                    toml,
+                    "rate_limit = {{ per_second = {per_second}, burst = {burst} }}"
+                )?;
+            }
+            toml.push('\n');
+        }
+    }
+    Ok(toml)
+}
+
+/// A TOML basic string, escaped.
+pub(crate) fn toml_string(value: &str) -> String {
+    toml::Value::String(value.to_owned()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_every_service_has_routes_and_a_listen_address() {
+        let names = names();
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
+        let gateway: toml::Table = toml::from_str(&gateway_defaults().unwrap()).unwrap();
+        for entry in SERVICES {
+            assert!(!entry.routes.is_empty(), "{}", entry.name);
+            assert!(gateway["gateway"]["upstreams"].get(entry.name).is_some());
+        }
+        let routes = gateway["gateway"]["routes"].as_array().unwrap();
+        assert_eq!(
+            routes.len(),
+            SERVICES.iter().map(|e| e.routes.len()).sum::<usize>()
+        );
+    }
+}

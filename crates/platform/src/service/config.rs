@@ -1,0 +1,199 @@
+//! A service's configuration: the keys every service's section has ([`CommonConfig`]), the
+//! service's own settings beside them, and the deployment-wide `[internal]` section.
+
+use std::net::SocketAddr;
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use crate::config::{
+    field_names, figment, refuse_unknown_keys, ConfigError, ConfigSources, Secret, Validate,
+};
+use crate::db::{Engine, PoolConfig};
+use crate::http::HttpConfig;
+
+/// The keys of every service's section (`[catalog]`, `[identity]`, ...).
+///
+/// Deliberately without `deny_unknown_fields`: the section's other keys are the service's
+/// own settings, and [`load`] refuses the keys that neither struct knows.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CommonConfig {
+    /// Where the public API listens (the gateway routes to it).
+    pub listen: SocketAddr,
+    /// Where the internal API (`/internal/...`) listens: other services call it with the
+    /// deployment's internal token; the gateway never routes to it.
+    pub internal_listen: SocketAddr,
+    /// `sqlite://...` or `postgres://...`.
+    pub database_url: Secret,
+    #[serde(default)]
+    pub pool: PoolConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+}
+
+impl Validate for CommonConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        Engine::from_url(self.database_url.expose())
+            .map_err(|e| ConfigError::new("database_url", e.to_string()))?;
+        if self.pool.max_connections == 0 {
+            return Err(ConfigError::new("pool.max_connections", "must be positive"));
+        }
+        if self.http.request_timeout_ms == 0 {
+            return Err(ConfigError::new(
+                "http.request_timeout_ms",
+                "must be positive",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `[internal]`: what services share to call each other's internal APIs.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InternalConfig {
+    /// The deployment's service credential, sent as `x-micromart-internal-token`. Without it
+    /// every internal API refuses every call (401).
+    #[serde(default)]
+    pub token: Option<Secret>,
+}
+
+/// The shortest internal token accepted: 32 characters of a random alphabet is far past
+/// guessing range, and shorter ones are typos or placeholders.
+pub const MIN_INTERNAL_TOKEN_LEN: usize = 32;
+
+impl Validate for InternalConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(token) = &self.token {
+            let token = token.expose();
+            if token.len() < MIN_INTERNAL_TOKEN_LEN {
+                return Err(ConfigError::new(
+                    "token",
+                    format!("must be at least {MIN_INTERNAL_TOKEN_LEN} characters"),
+                ));
+            }
+            if !token.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(ConfigError::new(
+                    "token",
+                    "must be printable ASCII without spaces (it travels in a header)",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A service's whole configuration: its section's common keys, its own settings, and the
+/// deployment's `[internal]` section.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig<S> {
+    pub common: CommonConfig,
+    pub internal: InternalConfig,
+    pub settings: S,
+}
+
+/// Loads the section `section` as a [`ServiceConfig`]: the common keys and the service's
+/// settings (`S`, a plain struct without `deny_unknown_fields`) come from the same table, and
+/// a key that neither names is an error suggesting the closest one.
+pub fn load<S>(sources: &ConfigSources, section: &str) -> Result<ServiceConfig<S>, ConfigError>
+where
+    S: DeserializeOwned + Validate,
+{
+    let figment = figment(sources)?;
+    let mut known: Vec<&str> = field_names::<CommonConfig>().unwrap_or_default().to_vec();
+    known.extend_from_slice(field_names::<S>().unwrap_or_default());
+    refuse_unknown_keys(&figment, section, &known)?;
+    let in_section = |e: ConfigError| ConfigError::new(format!("{section}.{}", e.key), e.message);
+    let common: CommonConfig = figment
+        .extract_inner(section)
+        .map_err(crate::config::from_figment)?;
+    common.validate().map_err(in_section)?;
+    let settings: S = figment
+        .extract_inner(section)
+        .map_err(crate::config::from_figment)?;
+    settings.validate().map_err(in_section)?;
+    let internal: InternalConfig = if figment.find_value("internal").is_ok() {
+        figment
+            .extract_inner("internal")
+            .map_err(crate::config::from_figment)?
+    } else {
+        InternalConfig::default()
+    };
+    internal
+        .validate()
+        .map_err(|e| ConfigError::new(format!("internal.{}", e.key), e.message))?;
+    Ok(ServiceConfig {
+        common,
+        internal,
+        settings,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    struct Settings {
+        #[serde(default = "default_page_size")]
+        page_size: u32,
+    }
+
+    fn default_page_size() -> u32 {
+        20
+    }
+
+    impl Validate for Settings {
+        fn validate(&self) -> Result<(), ConfigError> {
+            if self.page_size == 0 {
+                return Err(ConfigError::new("page_size", "must be positive"));
+            }
+            Ok(())
+        }
+    }
+
+    const SECTION: &str = "[svc]\nlisten = \"127.0.0.1:1\"\ninternal_listen = \"127.0.0.1:2\"\n\
+                           database_url = \"sqlite://secret-path.db\"\n";
+
+    fn load_with(env: &[(&str, &str)]) -> Result<ServiceConfig<Settings>, ConfigError> {
+        load(&ConfigSources::from_toml(SECTION, env), "svc")
+    }
+
+    #[test]
+    fn common_keys_and_settings_share_one_section() {
+        let config = load_with(&[("MICROMART_SVC__PAGE_SIZE", "7")]).unwrap();
+        assert_eq!(config.common.listen.port(), 1);
+        assert_eq!(config.common.internal_listen.port(), 2);
+        assert_eq!(config.settings.page_size, 7);
+        assert!(config.internal.token.is_none());
+        assert!(!format!("{config:?}").contains("secret-path"));
+    }
+
+    #[test]
+    fn a_key_neither_part_knows_is_refused_with_the_closest_one() {
+        let error = load_with(&[("MICROMART_SVC__PAGESIZE", "7")]).unwrap_err();
+        assert_eq!(error.key, "svc.pagesize");
+        assert!(error.message.contains("`page_size`"), "{error}");
+        let error = load_with(&[("MICROMART_SVC__LISTN", "127.0.0.1:3")]).unwrap_err();
+        assert!(error.message.contains("`listen`"), "{error}");
+    }
+
+    #[test]
+    fn each_part_is_validated_under_its_section() {
+        let error = load_with(&[("MICROMART_SVC__PAGE_SIZE", "0")]).unwrap_err();
+        assert_eq!(error.key, "svc.page_size");
+        let error = load_with(&[("MICROMART_SVC__DATABASE_URL", "mysql://x")]).unwrap_err();
+        assert_eq!(error.key, "svc.database_url");
+        let error = load_with(&[("MICROMART_INTERNAL__TOKEN", "short")]).unwrap_err();
+        assert_eq!(error.key, "internal.token");
+        let error = load_with(&[("MICROMART_INTERNAL__TOKN", "x")]).unwrap_err();
+        assert!(error.key.contains("tokn"), "{error}");
+    }
+
+    #[test]
+    fn the_internal_token_is_shared_by_the_deployment() {
+        let token = "t".repeat(MIN_INTERNAL_TOKEN_LEN);
+        let config = load_with(&[("MICROMART_INTERNAL__TOKEN", &token)]).unwrap();
+        assert_eq!(config.internal.token.unwrap().expose(), token);
+    }
+}

@@ -1,0 +1,321 @@
+//! The service kit: what every micromart service would otherwise copy. A service implements
+//! [`Service`] (its name, defaults, migrations, routes and how to build its state) and the kit
+//! does the rest the same way for all: load and validate its configuration ([`load`]), open
+//! and migrate its database, serve its public API and its internal API on two listeners,
+//! run its background tasks, drain on shutdown, close the database.
+
+pub mod config;
+pub(crate) mod internal;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::Router;
+use futures_util::future::BoxFuture;
+use serde::de::DeserializeOwned;
+use sqlx::migrate::Migrator;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ConfigError, ConfigSources, Validate};
+use crate::db::Db;
+use crate::http::ProblemType;
+
+pub use config::{CommonConfig, InternalConfig, ServiceConfig, MIN_INTERNAL_TOKEN_LEN};
+
+/// One micromart service, as the kit and the composition root (the `micromart` CLI's
+/// registry) see it.
+pub trait Service: Send + Sync + 'static {
+    /// Its config section, metrics label, log field and gateway upstream name.
+    const NAME: &'static str;
+    /// Its commented default section (`[name]` with `listen`, `internal_listen`,
+    /// `database_url` and its own keys), shown by `micromart defaults`.
+    const DEFAULTS: &'static str;
+    /// Keys of its section that `micromart up` sets for the embedded mode, as TOML lines in
+    /// which `{data_dir}` stands for the data directory (e.g. where a key file lives).
+    const EMBEDDED: &'static str = "";
+    /// The public path prefixes the gateway routes to it.
+    const ROUTES: &'static [PublicRoute];
+    /// Every problem type of its own (the shared ones are [`crate::http::PLATFORM_PROBLEMS`]).
+    const PROBLEM_TYPES: &'static [ProblemType];
+
+    /// Its own settings: the keys of its section besides [`CommonConfig`]'s. A plain struct
+    /// without `deny_unknown_fields` (the kit refuses unknown keys for the whole section).
+    type Settings: DeserializeOwned + Validate + std::fmt::Debug + Clone + Send + Sync + 'static;
+
+    /// Its migrations, one folder per engine.
+    fn migrations() -> Migrations;
+
+    /// Builds its routers and background tasks on its open, migrated database.
+    fn build(
+        config: &ServiceConfig<Self::Settings>,
+        db: Db,
+    ) -> impl Future<Output = anyhow::Result<ServiceParts>> + Send;
+
+    /// The OpenAPI description of its public routes.
+    fn openapi() -> utoipa::openapi::OpenApi;
+}
+
+/// A service's migrations for each engine (`sqlx::migrate!("./migrations/sqlite")`, ...).
+#[derive(Debug, Clone, Copy)]
+pub struct Migrations {
+    pub sqlite: &'static Migrator,
+    pub postgres: &'static Migrator,
+}
+
+/// Who may call a public route through the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteAuth {
+    /// Tokens are ignored (identity headers are still stripped).
+    None,
+    /// A token, if sent, must be valid.
+    Optional,
+    /// A valid token is required.
+    Required,
+}
+
+impl RouteAuth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Optional => "optional",
+            Self::Required => "required",
+        }
+    }
+}
+
+/// A public path prefix the gateway routes to a service.
+#[derive(Debug, Clone, Copy)]
+pub struct PublicRoute {
+    pub prefix: &'static str,
+    pub auth: RouteAuth,
+    /// A stricter per-client limit for this prefix: (per second, burst).
+    pub rate_limit: Option<(u32, u32)>,
+}
+
+impl PublicRoute {
+    pub const fn new(prefix: &'static str, auth: RouteAuth) -> Self {
+        Self {
+            prefix,
+            auth,
+            rate_limit: None,
+        }
+    }
+
+    pub const fn rate_limited(mut self, per_second: u32, burst: u32) -> Self {
+        self.rate_limit = Some((per_second, burst));
+        self
+    }
+}
+
+/// A task that runs beside the servers until the token is cancelled.
+pub type BackgroundTask = Box<dyn FnOnce(CancellationToken) -> BoxFuture<'static, ()> + Send>;
+
+/// What a service builds: its routers (state applied, no shared stack: the kit mounts that)
+/// and its background tasks.
+#[derive(Default)]
+pub struct ServiceParts {
+    /// `/api/v1/...`: what the gateway exposes.
+    pub public: Router,
+    /// `/internal/v1/...`: for other services, behind the internal token.
+    pub internal: Router,
+    pub tasks: Vec<BackgroundTask>,
+}
+
+impl ServiceParts {
+    pub fn new(public: Router) -> Self {
+        Self {
+            public,
+            ..Self::default()
+        }
+    }
+
+    pub fn with_internal(mut self, internal: Router) -> Self {
+        self.internal = internal;
+        self
+    }
+
+    pub fn with_task<F>(
+        mut self,
+        task: impl FnOnce(CancellationToken) -> F + Send + 'static,
+    ) -> Self
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.push(Box::new(move |stop| Box::pin(task(stop))));
+        self
+    }
+}
+
+/// The service's two listeners.
+#[derive(Debug)]
+pub struct Listeners {
+    pub public: TcpListener,
+    pub internal: TcpListener,
+}
+
+impl Listeners {
+    /// Binds the configured addresses.
+    pub async fn bind(name: &str, common: &CommonConfig) -> anyhow::Result<Self> {
+        Ok(Self {
+            public: bind(name, common.listen).await?,
+            internal: bind(name, common.internal_listen).await?,
+        })
+    }
+
+    /// The bound addresses: (public, internal).
+    pub fn local_addrs(&self) -> std::io::Result<(SocketAddr, SocketAddr)> {
+        Ok((self.public.local_addr()?, self.internal.local_addr()?))
+    }
+}
+
+async fn bind(name: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("{name}: failed to listen on {addr}"))
+}
+
+/// Loads a service's configuration (its section and `[internal]`).
+pub fn load<S: Service>(
+    sources: &ConfigSources,
+) -> Result<ServiceConfig<S::Settings>, ConfigError> {
+    config::load(sources, S::NAME)
+}
+
+/// Connects to the service's database and applies its migrations.
+pub async fn open<S: Service>(common: &CommonConfig) -> anyhow::Result<Db> {
+    let db = Db::connect(common.database_url.expose(), &common.pool)
+        .await
+        .with_context(|| format!("failed to open the {} database", S::NAME))?;
+    let migrations = S::migrations();
+    if let Err(error) = db.migrate(migrations.sqlite, migrations.postgres).await {
+        db.close().await;
+        return Err(error.context(format!("failed to migrate the {} database", S::NAME)));
+    }
+    Ok(db)
+}
+
+/// Applies the service's migrations and closes the database.
+pub async fn migrate<S: Service>(config: &ServiceConfig<S::Settings>) -> anyhow::Result<()> {
+    open::<S>(&config.common).await?.close().await;
+    Ok(())
+}
+
+/// Runs the service until `shutdown` resolves: opens and migrates its database, builds it,
+/// serves its public and internal APIs, runs its background tasks; then lets in-flight
+/// requests finish, stops the tasks and closes the database.
+pub async fn run<S: Service>(
+    config: ServiceConfig<S::Settings>,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let db = open::<S>(&config.common).await?;
+    let parts = match S::build(&config, db.clone()).await {
+        Ok(parts) => parts,
+        Err(error) => {
+            db.close().await;
+            return Err(error.context(format!("failed to start {}", S::NAME)));
+        }
+    };
+    if config.internal.token.is_none() {
+        tracing::warn!(
+            service = S::NAME,
+            "no internal token configured (`internal.token`): the internal API refuses every call"
+        );
+    }
+    let http = &config.common.http;
+    let public = crate::http::mount(parts.public, S::NAME, http, Arc::new(db.clone()));
+    let internal = crate::http::mount_internal(
+        parts.internal,
+        S::NAME,
+        http,
+        config.internal.token.as_ref(),
+    );
+
+    let stop = CancellationToken::new();
+    let tasks: Vec<_> = parts
+        .tasks
+        .into_iter()
+        .map(|task| tokio::spawn(task(stop.child_token())))
+        .collect();
+    let draining = CancellationToken::new();
+    let on_signal = {
+        let draining = draining.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            draining.cancel();
+        })
+    };
+    if let Ok((public_addr, internal_addr)) = listeners.local_addrs() {
+        tracing::info!(service = S::NAME, %public_addr, %internal_addr, "listening");
+    }
+    let (public_served, internal_served) = tokio::join!(
+        crate::http::serve(listeners.public, public, draining.clone().cancelled_owned()),
+        crate::http::serve(
+            listeners.internal,
+            internal,
+            draining.clone().cancelled_owned()
+        ),
+    );
+    on_signal.abort();
+    stop.cancel();
+    for task in tasks {
+        let _ = task.await;
+    }
+    db.close().await;
+    public_served.with_context(|| format!("the {} public server failed", S::NAME))?;
+    internal_served.with_context(|| format!("the {} internal server failed", S::NAME))
+}
+
+/// A service with its configuration loaded, as a launcher that does not know its type holds
+/// it (`micromart up`, `serve`, `migrate` read one registry of these).
+pub trait Launch: Send {
+    fn name(&self) -> &'static str;
+    fn common(&self) -> &CommonConfig;
+    fn common_mut(&mut self) -> &mut CommonConfig;
+    fn run(
+        self: Box<Self>,
+        listeners: Listeners,
+        shutdown: BoxFuture<'static, ()>,
+    ) -> BoxFuture<'static, anyhow::Result<()>>;
+    fn migrate(self: Box<Self>) -> BoxFuture<'static, anyhow::Result<()>>;
+}
+
+struct Loaded<S: Service> {
+    config: ServiceConfig<S::Settings>,
+}
+
+impl<S: Service> Launch for Loaded<S> {
+    fn name(&self) -> &'static str {
+        S::NAME
+    }
+
+    fn common(&self) -> &CommonConfig {
+        &self.config.common
+    }
+
+    fn common_mut(&mut self) -> &mut CommonConfig {
+        &mut self.config.common
+    }
+
+    fn run(
+        self: Box<Self>,
+        listeners: Listeners,
+        shutdown: BoxFuture<'static, ()>,
+    ) -> BoxFuture<'static, anyhow::Result<()>> {
+        Box::pin(run::<S>(self.config, listeners, shutdown))
+    }
+
+    fn migrate(self: Box<Self>) -> BoxFuture<'static, anyhow::Result<()>> {
+        Box::pin(async move { migrate::<S>(&self.config).await })
+    }
+}
+
+/// Loads a service's configuration into a [`Launch`]: the registry's entry point.
+pub fn load_launch<S: Service>(sources: &ConfigSources) -> Result<Box<dyn Launch>, ConfigError> {
+    Ok(Box::new(Loaded::<S> {
+        config: load::<S>(sources)?,
+    }))
+}
