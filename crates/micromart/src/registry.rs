@@ -126,3 +126,79 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod problem_documentation {
+    use super::*;
+
+    /// `(code, status)` of every row of the table in `docs/problems.md`.
+    fn documented() -> Vec<(String, u16)> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/problems.md");
+        let text = std::fs::read_to_string(path).expect("docs/problems.md");
+        text.lines()
+            .filter_map(|line| {
+                let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+                let code = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+                // `4xx` (for `http-error`) reads as 0: a status stands in for a class.
+                let status = match *cells.get(2)? {
+                    "4xx" => 0,
+                    status => status.parse().ok()?,
+                };
+                Some((code.to_owned(), status))
+            })
+            .collect()
+    }
+
+    /// Every problem type the shop's code can emit: the shared stack's, the gateway's and
+    /// each service's.
+    fn emitted() -> Vec<ProblemType> {
+        platform::http::PLATFORM_PROBLEMS
+            .iter()
+            .chain(gateway::PROBLEM_TYPES)
+            .chain(SERVICES.iter().flat_map(|entry| entry.problem_types))
+            .copied()
+            .collect()
+    }
+
+    #[test]
+    fn docs_problems_md_names_every_type_the_code_can_emit_with_its_status() {
+        let documented = documented();
+        assert!(documented.len() > 10, "the table was not found: {documented:?}");
+        for kind in emitted() {
+            let found = documented.iter().find(|(code, _)| code == kind.code);
+            let Some((_, status)) = found else {
+                panic!("docs/problems.md does not document `{}`", kind.code);
+            };
+            if *status == 0 {
+                // `http-error` stands for whichever bare 4xx it replaces.
+                assert!(kind.status.is_client_error(), "`{}`", kind.code);
+            } else {
+                assert_eq!(*status, kind.status.as_u16(), "`{}`", kind.code);
+            }
+        }
+    }
+
+    #[test]
+    fn docs_problems_md_documents_nothing_the_code_cannot_emit() {
+        let emitted = emitted();
+        for (code, _) in documented() {
+            assert!(
+                emitted.iter().any(|kind| kind.code == code),
+                "docs/problems.md documents `{code}`, which no code emits"
+            );
+        }
+    }
+
+    #[test]
+    fn codes_mean_one_thing_across_the_shop() {
+        let emitted = emitted();
+        for kind in &emitted {
+            let twins: Vec<_> = emitted.iter().filter(|k| k.code == kind.code).collect();
+            assert!(
+                twins.iter().all(|twin| twin == &kind),
+                "`{}` is declared twice with different statuses or titles",
+                kind.code
+            );
+        }
+    }
+}

@@ -144,7 +144,8 @@ impl Drop for TestServer {
     }
 }
 
-/// An answer: status, headers and the JSON body (`Null` when empty or not JSON).
+/// An answer: status, headers and the body as JSON (`Null` when empty, a string when it is
+/// not JSON).
 #[derive(Debug)]
 pub struct Answer {
     pub status: StatusCode,
@@ -157,10 +158,16 @@ impl Answer {
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = response.bytes().await.expect("a body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
         Self {
             status,
             headers,
-            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            body,
         }
     }
 
@@ -184,6 +191,7 @@ impl Answer {
             self.body
         );
         assert_eq!(self.body["code"], code, "{}", self.body);
+        assert_eq!(self.body["status"], status.as_u16(), "{}", self.body);
         assert_eq!(
             self.body["type"],
             format!("{}{code}", crate::http::problem::PROBLEM_TYPE_BASE),

@@ -173,3 +173,37 @@ async fn a_stopped_service_is_a_fast_502_not_a_hang() {
     );
     shop.stop().await;
 }
+
+#[tokio::test]
+async fn internal_apis_are_not_reachable_through_the_gateway_and_ask_for_the_shops_token() {
+    let mut shop = TestShop::start().await;
+    let (admin, _) = shop.admin().await;
+    let order_id = uuid::Uuid::now_v7();
+    let body = json!({"order_id": order_id, "lines": []});
+    // Through the gateway: no route, whoever asks.
+    for token in [None, Some(admin.as_str())] {
+        shop.post("/internal/v1/reservations", token, body.clone())
+            .await
+            .assert_problem(StatusCode::NOT_FOUND, "not-found");
+    }
+    // Straight at catalog's internal listener: the data dir's token opens it, nothing else.
+    let catalog = *shop
+        .shop()
+        .addresses
+        .service("catalog")
+        .expect("catalog runs");
+    let url = format!("http://{}/internal/v1/reservations/{order_id}", catalog.internal);
+    shop.send(shop.client.get(&url))
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+    let token = std::fs::read_to_string(shop.data_dir.path().join("internal-token"))
+        .expect("up keeps the internal token in its data dir");
+    shop.send(
+        shop.client
+            .get(&url)
+            .header(platform::auth::INTERNAL_TOKEN_HEADER, token.trim()),
+    )
+    .await
+    .assert_problem(StatusCode::NOT_FOUND, "not-found");
+    shop.stop().await;
+}

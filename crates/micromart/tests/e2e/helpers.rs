@@ -15,36 +15,7 @@ pub struct TestShop {
     pub data_dir: tempfile::TempDir,
 }
 
-/// A response reduced to what the tests assert on.
-#[derive(Debug)]
-pub struct Answer {
-    pub status: StatusCode,
-    pub headers: reqwest::header::HeaderMap,
-    pub body: Value,
-}
-
-impl Answer {
-    /// Asserts a problem+json error with this status and stable code.
-    #[track_caller]
-    pub fn assert_problem(&self, status: StatusCode, code: &str) {
-        assert_eq!(self.status, status, "body: {}", self.body);
-        let content_type = self
-            .headers
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        assert!(
-            content_type.starts_with("application/problem+json"),
-            "content-type {content_type:?}"
-        );
-        assert_eq!(self.body["code"], code, "body: {}", self.body);
-        assert_eq!(
-            self.body["type"],
-            format!("https://micromart.dev/problems/{code}")
-        );
-        assert_eq!(self.body["status"], status.as_u16());
-    }
-}
+pub use platform::test_util::Answer;
 
 /// Generous limits so ordinary tests never meet the rate limiter; the rate-limit test sets its own.
 pub fn relaxed_limits() -> Vec<(String, String)> {
@@ -107,21 +78,7 @@ impl TestShop {
     }
 
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
-        let response = request.send().await.expect("request sent");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.bytes().await.expect("body");
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()))
-        };
-        Answer {
-            status,
-            headers,
-            body,
-        }
+        Answer::read(request.send().await.expect("request sent")).await
     }
 
     pub fn request(
