@@ -1,10 +1,13 @@
 //! Cross-cutting building blocks every micromart service mounts the same way.
 //!
 //! Nothing here knows about users, products or orders: configuration, telemetry, the HTTP
-//! stack (health, problem+json, request ids, trace context, metrics), databases, and the
-//! verification side of authentication.
+//! stack (health, problem+json, request ids, trace context, metrics), databases, the
+//! verification side of authentication, and (feature `client`) the typed client services
+//! call each other's internal APIs with.
 
 pub mod auth;
+#[cfg(feature = "client")]
+pub mod client;
 pub mod config;
 pub mod db;
 pub mod http;
