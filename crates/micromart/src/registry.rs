@@ -163,7 +163,10 @@ mod problem_documentation {
     #[test]
     fn docs_problems_md_names_every_type_the_code_can_emit_with_its_status() {
         let documented = documented();
-        assert!(documented.len() > 10, "the table was not found: {documented:?}");
+        assert!(
+            documented.len() > 10,
+            "the table was not found: {documented:?}"
+        );
         for kind in emitted() {
             let found = documented.iter().find(|(code, _)| code == kind.code);
             let Some((_, status)) = found else {

@@ -1,10 +1,14 @@
 //! Cross-cutting building blocks every micromart service mounts the same way.
 //!
 //! Nothing here knows about users, products or orders: configuration, telemetry, the HTTP
-//! stack (health, problem+json, request ids, trace context, metrics), databases, and the
-//! verification side of authentication.
+//! stack (health, problem+json, request ids, trace context, metrics), databases, the
+//! verification side of authentication, the service kit every service runs on (feature
+//! `service`), and the typed client services call each other's internal APIs with (feature
+//! `client`).
 
 pub mod auth;
+#[cfg(feature = "client")]
+pub mod client;
 pub mod config;
 #[cfg(feature = "db")]
 pub mod db;

@@ -192,7 +192,10 @@ async fn internal_apis_are_not_reachable_through_the_gateway_and_ask_for_the_sho
         .addresses
         .service("catalog")
         .expect("catalog runs");
-    let url = format!("http://{}/internal/v1/reservations/{order_id}", catalog.internal);
+    let url = format!(
+        "http://{}/internal/v1/reservations/{order_id}",
+        catalog.internal
+    );
     shop.send(shop.client.get(&url))
         .await
         .assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
