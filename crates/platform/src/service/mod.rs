@@ -319,3 +319,178 @@ pub fn load_launch<S: Service>(sources: &ConfigSources) -> Result<Box<dyn Launch
         config: load::<S>(sources)?,
     }))
 }
+
+/// The kit, driven through a service of its own: what any new service gets for one `impl`.
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use axum::routing::get;
+    use reqwest::{Method, StatusCode};
+    use serde::Deserialize;
+
+    use super::*;
+    use crate::test_util::{service_config, TestServer};
+
+    static NO_MIGRATIONS: Migrator = Migrator::DEFAULT;
+
+    struct Greeter;
+
+    #[derive(Debug, Clone, Deserialize)]
+    struct GreeterSettings {
+        #[serde(default = "hello")]
+        greeting: String,
+        /// Set by the greeter's background task when it is told to stop.
+        #[serde(skip)]
+        task_stopped: Arc<AtomicBool>,
+    }
+
+    fn hello() -> String {
+        "hello".to_owned()
+    }
+
+    impl Validate for GreeterSettings {
+        fn validate(&self) -> Result<(), ConfigError> {
+            if self.greeting.is_empty() {
+                return Err(ConfigError::new("greeting", "must not be empty"));
+            }
+            Ok(())
+        }
+    }
+
+    impl Service for Greeter {
+        const NAME: &'static str = "greeter";
+        const DEFAULTS: &'static str = "[greeter]\nlisten = \"127.0.0.1:8099\"\n\
+            internal_listen = \"127.0.0.1:9099\"\ndatabase_url = \"sqlite://greeter.db\"\n";
+        const ROUTES: &'static [PublicRoute] =
+            &[PublicRoute::new("/api/v1/greeting", RouteAuth::None)];
+        const PROBLEM_TYPES: &'static [ProblemType] = &[];
+        type Settings = GreeterSettings;
+
+        fn migrations() -> Migrations {
+            Migrations {
+                sqlite: &NO_MIGRATIONS,
+                postgres: &NO_MIGRATIONS,
+            }
+        }
+
+        async fn build(
+            config: &ServiceConfig<GreeterSettings>,
+            _db: Db,
+        ) -> anyhow::Result<ServiceParts> {
+            let public_greeting = config.settings.greeting.clone();
+            let internal_greeting = format!("{} (internal)", config.settings.greeting);
+            Ok(ServiceParts::new(
+                Router::new()
+                    .route(
+                        "/api/v1/greeting",
+                        get(move || async move { public_greeting }),
+                    )
+                    // Mounted on the public router by mistake: the public door still refuses it.
+                    .route("/internal/v1/leak", get(|| async { "leaked" })),
+            )
+            .with_internal(Router::new().route(
+                "/internal/v1/greeting",
+                get(move || async move { internal_greeting }),
+            ))
+            .with_task({
+                let stopped = config.settings.task_stopped.clone();
+                |stop| async move {
+                    stop.cancelled().await;
+                    stopped.store(true, Ordering::SeqCst);
+                }
+            }))
+        }
+
+        fn openapi() -> utoipa::openapi::OpenApi {
+            utoipa::openapi::OpenApi::default()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_service_gets_both_doors_its_tasks_and_a_clean_stop() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = service_config::<Greeter>(dir.path(), "greeting = \"hi\"");
+        let task_stopped = config.settings.task_stopped.clone();
+        let server = TestServer::start::<Greeter>(config).await;
+
+        let answer = server
+            .send(server.request(Method::GET, "/api/v1/greeting"))
+            .await;
+        assert_eq!(answer.body, "hi");
+        server
+            .send(server.request(Method::GET, "/internal/v1/leak"))
+            .await
+            .assert_problem(StatusCode::NOT_FOUND, "not-found");
+
+        let answer = server
+            .send(server.internal(Method::GET, "/internal/v1/greeting"))
+            .await;
+        assert_eq!(answer.body, "hi (internal)");
+        for path in ["/internal/v1/greeting", "/internal/v1/nothing", "/healthz"] {
+            server
+                .send(server.client.get(server.internal_url(path)))
+                .await
+                .assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+        }
+        server
+            .send(server.internal(Method::GET, "/internal/v1/nothing"))
+            .await
+            .assert_problem(StatusCode::NOT_FOUND, "not-found");
+
+        assert!(!task_stopped.load(Ordering::SeqCst));
+        server.stop().await;
+        assert!(
+            task_stopped.load(Ordering::SeqCst),
+            "run waits for its tasks"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_a_configured_token_the_internal_door_stays_shut() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = service_config::<Greeter>(dir.path(), "");
+        config.internal.token = None;
+        let server = TestServer::start::<Greeter>(config).await;
+        server
+            .send(server.internal(Method::GET, "/internal/v1/greeting"))
+            .await
+            .assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+        let answer = server
+            .send(server.request(Method::GET, "/api/v1/greeting"))
+            .await;
+        assert_eq!(answer.body, "hello");
+    }
+
+    #[test]
+    fn the_launcher_view_loads_and_refuses_unknown_keys() {
+        let sources =
+            ConfigSources::from_toml(Greeter::DEFAULTS, &[("MICROMART_GREETER__GREETING", "yo")]);
+        let launch = load_launch::<Greeter>(&sources).unwrap();
+        assert_eq!(launch.name(), "greeter");
+        assert_eq!(launch.common().listen.port(), 8099);
+        let sources =
+            ConfigSources::from_toml(Greeter::DEFAULTS, &[("MICROMART_GREETER__GRETING", "yo")]);
+        let error = load_launch::<Greeter>(&sources).err().unwrap();
+        assert_eq!(error.key, "greeter.greting");
+        assert!(error.message.contains("`greeting`"), "{error}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_database_that_cannot_open_is_named_with_its_service() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = service_config::<Greeter>(dir.path(), "");
+        config.common.database_url = crate::config::Secret::new(format!(
+            "sqlite://{}/missing-dir/x.db",
+            dir.path().display()
+        ));
+        let listeners = Listeners::bind("greeter", &config.common).await.unwrap();
+        let error = run::<Greeter>(config, listeners, std::future::pending())
+            .await
+            .unwrap_err();
+        assert!(
+            format!("{error:#}").contains("greeter database"),
+            "{error:#}"
+        );
+    }
+}
