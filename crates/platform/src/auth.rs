@@ -341,8 +341,10 @@ impl Caller {
         self.roles.contains(&role)
     }
 
-    /// 403 unless the caller has `role`.
-    pub fn require(&self, role: Role) -> Result<(), Problem> {
+    /// 403 unless the caller has `role`. Private: a route that needs a role takes the
+    /// [`Admin`] extractor, which judges the caller before any body extractor runs, so no
+    /// handler can check a role after having parsed (and answered about) a body.
+    fn require(&self, role: Role) -> Result<(), Problem> {
         if self.has_role(role) {
             Ok(())
         } else {
