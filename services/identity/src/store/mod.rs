@@ -1,14 +1,14 @@
 //! All of identity's SQL, behind one [`Store`] over a [`Db`] (SQLite or PostgreSQL).
 
-mod refresh_tokens;
-mod users;
+mod refresh_token;
+mod user;
 
 use platform::db::{constraint_violation, ConstraintViolation, Db};
 
 use crate::IdentityError;
 
-pub use refresh_tokens::{NewRefreshToken, Rotation};
-pub use users::{Credentials, NewUser};
+pub use refresh_token::{NewRefreshToken, Rotation};
+pub use user::{Credentials, NewUser};
 
 static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
