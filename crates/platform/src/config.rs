@@ -201,6 +201,7 @@ pub fn field_names<'de, T: serde::Deserialize<'de>>() -> Option<&'static [&'stat
 
 /// Refuses every key of `section` that no known field names, suggesting the closest one: a
 /// misspelt key would otherwise leave its setting at the default without a word.
+#[cfg(any(feature = "service", test))]
 pub(crate) fn refuse_unknown_keys(
     figment: &Figment,
     section: &str,

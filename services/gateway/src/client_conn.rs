@@ -31,14 +31,17 @@ use tokio::sync::Notify;
 use tokio::time::{timeout, timeout_at, Instant};
 
 use crate::framing::{
-    decode, has_token, header_map, parse_length, put_header, put_length, span, ChunkState, Decoded,
-    Framing,
+    decode, has_bare_lf, has_token, header_map, parse_length, put_header, put_length, span,
+    ChunkState, Decoded, Framing,
 };
 use crate::respond::{self, Body};
 
 /// A request head larger than this is refused with 431 (nginx allows four 8 KiB lines).
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 const MAX_HEADERS: usize = 100;
+/// A request target longer than this is refused with 414 (nginx refuses a request line past its
+/// 8 KiB header buffer).
+const MAX_TARGET_BYTES: usize = 8 * 1024;
 /// The most headers the proxy adds to a request before forwarding it.
 const ADDED_HEADERS: usize = 8;
 /// Room made in the read buffer before each read.
@@ -238,7 +241,25 @@ impl ClientConnection {
                 let mut framing = Framing::Chunked(ChunkState::Size);
                 let mut body = BytesMut::new();
                 loop {
-                    match decode(&mut framing, &mut self.buffer) {
+                    let decoded = decode(&mut framing, &mut self.buffer);
+                    // A chunk declared past what the limit leaves is refused at its size line,
+                    // before the rest of its bytes are read.
+                    if let Framing::Chunked(ChunkState::Data(left)) = framing {
+                        let piece = match &decoded {
+                            Ok(Decoded::Data(piece)) => piece.len() as u64,
+                            _ => 0,
+                        };
+                        if (body.len() as u64)
+                            .saturating_add(piece)
+                            .saturating_add(left)
+                            > limit
+                        {
+                            return Err(BodyError::Refused(Box::new(respond::payload_too_large(
+                                limit,
+                            ))));
+                        }
+                    }
+                    match decoded {
                         Ok(Decoded::Data(piece)) => {
                             // No declared length: the body is cut where it crosses the limit.
                             if (body.len() + piece.len()) as u64 > limit {
@@ -389,7 +410,11 @@ impl ClientConnection {
             }
             Body::Streaming(mut streaming) => {
                 send(&mut self.stream, &self.out).await?;
-                while let Some(frame) = streaming.frame().await {
+                let read_timeout = streaming.read_timeout();
+                while let Some(frame) = timeout(read_timeout, streaming.frame())
+                    .await
+                    .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
+                {
                     // An upstream failing mid-body: the client sees the connection close.
                     let Ok(data) = frame?.into_data() else {
                         continue;
@@ -449,6 +474,42 @@ thread_local! {
     };
 }
 
+/// Whether a Host value is `uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986): an IP literal in
+/// brackets or a reg-name, no userinfo, no path, no spaces. An empty value is allowed (RFC
+/// 9112 §3.2: a target without an authority).
+fn is_valid_host(value: &[u8]) -> bool {
+    let (host, port) = match value.first() {
+        Some(b'[') => match value.iter().position(|&b| b == b']') {
+            Some(end) => {
+                let literal = &value[1..end];
+                if literal.is_empty()
+                    || !literal
+                        .iter()
+                        .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+                {
+                    return false;
+                }
+                (&value[..=end], &value[end + 1..])
+            }
+            None => return false,
+        },
+        _ => match value.iter().position(|&b| b == b':') {
+            Some(colon) => (&value[..colon], &value[colon..]),
+            None => (value, &b""[..]),
+        },
+    };
+    let reg_name_ok = host.first() == Some(&b'[')
+        || host
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b));
+    let port_ok = match port {
+        [] => true,
+        [b':', digits @ ..] => digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    reg_name_ok && port_ok
+}
+
 fn bad_request(detail: &str) -> Problem {
     Problem::bad_request(detail.to_owned())
 }
@@ -485,6 +546,9 @@ fn parse_head(buffer: &mut BytesMut) -> Result<Option<Head>, Problem> {
         Ok(_) | Err(httparse::Error::TooManyHeaders) => return Err(head_too_large()),
         Err(_) => return Err(bad_request("the request head is not HTTP/1.x")),
     };
+    if has_bare_lf(&buffer[..length]) {
+        return Err(bad_request("a line of the request head ends in a bare LF"));
+    }
     let version = match parsed.version {
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
@@ -521,6 +585,9 @@ fn parse_head(buffer: &mut BytesMut) -> Result<Option<Head>, Problem> {
             framing.transfer_encoding = true;
         } else if name == HOST {
             framing.hosts += 1;
+            if !is_valid_host(value) {
+                return Err(bad_request("malformed Host"));
+            }
         } else if name == CONNECTION {
             framing.close |= has_token(value, b"close");
             framing.keep_alive |= has_token(value, b"keep-alive");
@@ -552,12 +619,31 @@ fn parse_head(buffer: &mut BytesMut) -> Result<Option<Head>, Problem> {
         return Err(bad_request("a request must name exactly one Host"));
     }
 
+    if target.len() > MAX_TARGET_BYTES {
+        return Err(
+            Problem::new(crate::respond::URI_TOO_LONG).with_detail(format!(
+                "the request target is over {MAX_TARGET_BYTES} bytes"
+            )),
+        );
+    }
     let head = buffer.split_to(length).freeze();
     let uri = Uri::from_maybe_shared(head.slice(target))
         .map_err(|_| bad_request("malformed request target"))?;
     // Room for what the proxy adds (forwarding, identity, tracing): the map never regrows.
-    let headers = header_map(&head, fields, ADDED_HEADERS)
+    let mut headers = header_map(&head, fields, ADDED_HEADERS)
         .ok_or_else(|| bad_request("malformed header value"))?;
+    if let Some(authority) = uri.authority() {
+        // An absolute-form target names the host itself, and a proxy must take it from there
+        // and not from the Host field (RFC 9112 §3.2.2).
+        if !matches!(uri.scheme_str(), Some("http" | "https")) {
+            return Err(bad_request("an absolute request target must be http(s)"));
+        }
+        let host = http::HeaderValue::from_str(authority.as_str())
+            .ok()
+            .filter(|host| is_valid_host(host.as_bytes()))
+            .ok_or_else(|| bad_request("malformed request target"))?;
+        headers.insert(HOST, host);
+    }
     let mut request = Request::new(());
     *request.method_mut() = method;
     *request.uri_mut() = uri;
@@ -574,6 +660,8 @@ fn parse_head(buffer: &mut BytesMut) -> Result<Option<Head>, Problem> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::rc::Rc;
+
     use http::HeaderValue;
     use tokio::io::{AsyncRead, AsyncWrite};
     use tokio::net::TcpListener;
@@ -608,11 +696,34 @@ mod tests {
         C: FnOnce(TcpStream) -> Fut,
         Fut: Future<Output = TcpStream>,
     {
+        exchange_with(shutdown, echo, client).await
+    }
+
+    /// Serves one connection with `handler` and writes `raw` to it.
+    async fn serve_one<H, HFut>(raw: &'static [u8], handler: H) -> String
+    where
+        H: Fn(Request<Bytes>) -> HFut,
+        HFut: Future<Output = Response<Body>>,
+    {
+        exchange_with(&Shutdown::default(), handler, |mut stream| async move {
+            stream.write_all(raw).await.unwrap();
+            stream
+        })
+        .await
+    }
+
+    async fn exchange_with<H, HFut, C, Fut>(shutdown: &Shutdown, handler: H, client: C) -> String
+    where
+        H: Fn(Request<Bytes>) -> HFut,
+        HFut: Future<Output = Response<Body>>,
+        C: FnOnce(TcpStream) -> Fut,
+        Fut: Future<Output = TcpStream>,
+    {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let server = async {
             let (stream, _) = listener.accept().await.unwrap();
-            serve(stream, LIMIT, shutdown, echo, mark_refusal).await;
+            serve(stream, LIMIT, shutdown, handler, mark_refusal).await;
         };
         let client = async {
             let stream = client(TcpStream::connect(address).await.unwrap()).await;
@@ -711,6 +822,73 @@ mod tests {
             "405",
             "method-not-allowed",
         );
+    }
+
+    #[tokio::test]
+    async fn hosts_are_checked_and_an_absolute_target_names_its_own() {
+        for raw in [
+            &b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nHost: user@evil\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a:99999x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: [zz]\r\n\r\n",
+            b"GET ftp://a/x HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET /a HTTP/1.1\nHost: a\r\n\r\n",
+            b"GET /a HTTP/1.1\r\nHost: a\nX: y\r\n\r\n",
+        ] {
+            assert_refused(&send_raw(raw).await, "400", "bad-request");
+        }
+        for host in [
+            "shop.example",
+            "shop.example:8080",
+            "127.0.0.1:1",
+            "[::1]:80",
+            "",
+        ] {
+            assert!(is_valid_host(host.as_bytes()), "{host}");
+        }
+        // The handler sees the target's authority as Host, not the field the client sent.
+        let seen = Rc::new(RefCell::new(None));
+        let record = Rc::clone(&seen);
+        let answer = serve_one(
+            b"GET http://target.example:81/x?q HTTP/1.1\r\nHost: other.example\r\nConnection: close\r\n\r\n",
+            move |request: Request<Bytes>| {
+                *record.borrow_mut() = request.headers().get(HOST).cloned();
+                echo(request)
+            },
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert_eq!(seen.borrow().as_ref().unwrap(), "target.example:81");
+    }
+
+    #[tokio::test]
+    async fn a_target_over_the_limit_is_414() {
+        let raw = format!(
+            "GET /{} HTTP/1.1\r\nHost: h\r\n\r\n",
+            "a".repeat(MAX_TARGET_BYTES)
+        );
+        assert_refused(&send_raw(raw).await, "414", "uri-too-long");
+        let fits = format!(
+            "GET /{} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+            "a".repeat(MAX_TARGET_BYTES - 1)
+        );
+        assert!(send_raw(fits).await.starts_with("HTTP/1.1 200"));
+    }
+
+    #[tokio::test]
+    async fn a_chunk_declared_past_the_limit_is_refused_before_its_bytes() {
+        // The size line alone is enough: nothing of the chunk follows, and the answer comes.
+        let raw = format!(
+            "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n",
+            LIMIT + 1
+        );
+        let answer = exchange(&Shutdown::default(), |mut stream| async move {
+            stream.write_all(raw.as_bytes()).await.unwrap();
+            stream
+        })
+        .await;
+        assert_refused(&answer, "413", "payload-too-large");
     }
 
     #[tokio::test]

@@ -30,8 +30,9 @@ pub(crate) enum ChunkState {
     Data(u64),
     /// Expecting the CRLF after a chunk's data.
     DataEnd,
-    /// After the last chunk: trailer fields (dropped) up to an empty line.
-    Trailers,
+    /// After the last chunk: trailer fields (checked, dropped) up to an empty line; the bytes
+    /// of trailer lines seen so far.
+    Trailers(usize),
 }
 
 /// What the buffered bytes give.
@@ -54,20 +55,16 @@ pub(crate) fn decode(framing: &mut Framing, buffer: &mut BytesMut) -> io::Result
                 return Ok(Decoded::Data(buffer.split().freeze()));
             }
             Framing::Chunked(state) => match state {
-                ChunkState::Size => match httparse::parse_chunk_size(buffer) {
-                    Ok(httparse::Status::Complete((used, size))) => {
+                ChunkState::Size => match parse_chunk_line(buffer).map_err(invalid)? {
+                    Some((used, size)) => {
                         buffer.advance(used);
                         *state = if size == 0 {
-                            ChunkState::Trailers
+                            ChunkState::Trailers(0)
                         } else {
                             ChunkState::Data(size)
                         };
                     }
-                    Ok(httparse::Status::Partial) if buffer.len() > MAX_CHUNK_LINE => {
-                        return Err(invalid("chunk size line too long"))
-                    }
-                    Ok(httparse::Status::Partial) => return Ok(Decoded::NeedMore),
-                    Err(_) => return Err(invalid("malformed chunk size")),
+                    None => return Ok(Decoded::NeedMore),
                 },
                 ChunkState::Data(left) => {
                     let decoded = take_up_to(left, buffer);
@@ -86,23 +83,190 @@ pub(crate) fn decode(framing: &mut Framing, buffer: &mut BytesMut) -> io::Result
                     buffer.advance(2);
                     *state = ChunkState::Size;
                 }
-                ChunkState::Trailers => {
-                    match buffer.windows(2).position(|pair| pair == b"\r\n") {
-                        // An empty line ends the message.
-                        Some(0) => {
-                            buffer.advance(2);
-                            *framing = Framing::Length(0);
-                        }
-                        Some(line) => buffer.advance(line + 2),
-                        None if buffer.len() > MAX_TRAILERS => {
-                            return Err(invalid("trailers too large"))
-                        }
-                        None => return Ok(Decoded::NeedMore),
+                ChunkState::Trailers(seen) => match line(buffer).map_err(invalid)? {
+                    // An empty line ends the message.
+                    Some(0) => {
+                        buffer.advance(2);
+                        *framing = Framing::Length(0);
                     }
-                }
+                    // A trailer field is checked as a field line, then dropped: the body has
+                    // been buffered or streamed already, and nothing downstream reads them.
+                    Some(length) => {
+                        *seen += length + 2;
+                        if *seen > MAX_TRAILERS {
+                            return Err(invalid("trailers too large"));
+                        }
+                        if !is_field_line(&buffer[..length]) {
+                            return Err(invalid("malformed trailer field"));
+                        }
+                        buffer.advance(length + 2);
+                    }
+                    None if *seen + buffer.len() > MAX_TRAILERS => {
+                        return Err(invalid("trailers too large"))
+                    }
+                    None => return Ok(Decoded::NeedMore),
+                },
             },
         }
     }
+}
+
+/// A chunk-size line at the front of `buffer`, as RFC 9112 §7.1 writes it and nothing looser:
+/// hex digits, optional whitespace, extensions (`;name` or `;name=value`, the name a token, the
+/// value a token or a quoted string), CRLF. `Ok(Some((line length with CRLF, chunk size)))`;
+/// `Ok(None)` when the line is not whole yet. A bare LF, a CR without LF or any other byte is
+/// an error: two parsers that disagree on where a chunk ends are what request smuggling
+/// needs, and the strict reading is the one every conforming parser shares.
+pub(crate) fn parse_chunk_line(buffer: &[u8]) -> Result<Option<(usize, u64)>, &'static str> {
+    match read_chunk_line(buffer)? {
+        Some((length, _)) if length > MAX_CHUNK_LINE => Err("chunk size line too long"),
+        None if buffer.len() > MAX_CHUNK_LINE => Err("chunk size line too long"),
+        line => Ok(line),
+    }
+}
+
+/// [`parse_chunk_line`] without its length limit.
+fn read_chunk_line(buffer: &[u8]) -> Result<Option<(usize, u64)>, &'static str> {
+    let mut at = 0;
+    let mut size: u64 = 0;
+    while let Some(&byte) = buffer.get(at) {
+        let Some(digit) = (byte as char).to_digit(16) else {
+            break;
+        };
+        if size >> 60 != 0 {
+            return Err("chunk size too large");
+        }
+        size = size << 4 | u64::from(digit);
+        at += 1;
+    }
+    if at == 0 {
+        return match buffer.first() {
+            None => Ok(None),
+            Some(_) => Err("malformed chunk size"),
+        };
+    }
+    loop {
+        at = skip_whitespace(buffer, at);
+        match buffer.get(at) {
+            None => return Ok(None),
+            Some(b'\r') => {
+                return match buffer.get(at + 1) {
+                    None => Ok(None),
+                    Some(b'\n') => Ok(Some((at + 2, size))),
+                    Some(_) => Err("CR without LF in a chunk size line"),
+                }
+            }
+            Some(b'\n') => return Err("bare LF in a chunk size line"),
+            Some(b';') => {
+                at = skip_whitespace(buffer, at + 1);
+                at = match token_end(buffer, at)? {
+                    Some(end) => end,
+                    None => return Ok(None),
+                };
+                at = skip_whitespace(buffer, at);
+                if buffer.get(at) == Some(&b'=') {
+                    at = skip_whitespace(buffer, at + 1);
+                    let end = if buffer.get(at) == Some(&b'"') {
+                        quoted_string_end(buffer, at)?
+                    } else {
+                        token_end(buffer, at)?
+                    };
+                    at = match end {
+                        Some(end) => end,
+                        None => return Ok(None),
+                    };
+                }
+            }
+            Some(_) => return Err("malformed chunk extension"),
+        }
+    }
+}
+
+/// Past spaces and tabs from `at`.
+fn skip_whitespace(buffer: &[u8], mut at: usize) -> usize {
+    while matches!(buffer.get(at), Some(b' ' | b'\t')) {
+        at += 1;
+    }
+    at
+}
+
+/// RFC 9110 §5.6.2 `tchar`.
+fn is_tchar(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
+}
+
+/// The end of a token (one or more `tchar`) starting at `at`; `None` if the buffer ends inside it.
+fn token_end(buffer: &[u8], at: usize) -> Result<Option<usize>, &'static str> {
+    let length = buffer[at.min(buffer.len())..]
+        .iter()
+        .take_while(|&&b| is_tchar(b))
+        .count();
+    match buffer.get(at + length) {
+        None => Ok(None),
+        Some(_) if length == 0 => Err("malformed chunk extension"),
+        Some(_) => Ok(Some(at + length)),
+    }
+}
+
+/// The end (past the closing quote) of a quoted string opening at `at` (RFC 9110 §5.6.4).
+fn quoted_string_end(buffer: &[u8], mut at: usize) -> Result<Option<usize>, &'static str> {
+    at += 1;
+    loop {
+        match buffer.get(at) {
+            None => return Ok(None),
+            Some(b'"') => return Ok(Some(at + 1)),
+            Some(b'\\') => match buffer.get(at + 1) {
+                None => return Ok(None),
+                Some(&escaped) if is_field_vchar(escaped) => at += 2,
+                Some(_) => return Err("malformed quoted string in a chunk extension"),
+            },
+            Some(&byte) if is_field_vchar(byte) => at += 1,
+            Some(_) => return Err("malformed quoted string in a chunk extension"),
+        }
+    }
+}
+
+/// What a field value (or quoted text) may hold: HTAB, SP, visible ASCII, obs-text.
+fn is_field_vchar(byte: u8) -> bool {
+    byte == b'\t' || byte == b' ' || (0x21..=0x7e).contains(&byte) || byte >= 0x80
+}
+
+/// The length of the CRLF-ended line at the front of `buffer` (without its CRLF), `None` when
+/// it has not ended yet; a bare LF or a lone CR is an error.
+fn line(buffer: &[u8]) -> Result<Option<usize>, &'static str> {
+    let Some(lf) = buffer.iter().position(|&b| b == b'\n') else {
+        return match buffer.iter().position(|&b| b == b'\r') {
+            Some(cr) if cr + 1 < buffer.len() => Err("CR without LF"),
+            _ => Ok(None),
+        };
+    };
+    match lf.checked_sub(1).map(|cr| buffer[cr]) {
+        Some(b'\r') if !buffer[..lf - 1].contains(&b'\r') => Ok(Some(lf - 1)),
+        Some(b'\r') => Err("CR without LF"),
+        _ => Err("bare LF"),
+    }
+}
+
+/// Whether `line` is a field line (RFC 9112 §5): a token, a colon, a field value. A line that
+/// starts with whitespace (obs-fold) is not.
+fn is_field_line(line: &[u8]) -> bool {
+    let name = line.iter().take_while(|&&b| is_tchar(b)).count();
+    name > 0 && line.get(name) == Some(&b':') && line[name + 1..].iter().all(|&b| is_field_vchar(b))
+}
+
+/// Whether `head` holds an LF that no CR precedes: RFC 9112 §2.2 lets a recipient read a bare
+/// LF as a line end, and parsers that do and parsers that do not disagree on where a field or
+/// a head ends, so the gateway refuses it on both sides.
+pub(crate) fn has_bare_lf(head: &[u8]) -> bool {
+    let mut from = 0;
+    while let Some(offset) = head[from..].iter().position(|&b| b == b'\n') {
+        let lf = from + offset;
+        if lf == 0 || head[lf - 1] != b'\r' {
+            return true;
+        }
+        from = lf + 1;
+    }
+    false
 }
 
 /// Whether a comma-separated header value lists `token` (case-insensitively).
@@ -205,6 +369,99 @@ mod tests {
         ] {
             assert_eq!(parse_length(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn chunk_lines_are_read_strictly() {
+        for (line, expected) in [
+            (&b"0\r\n"[..], (3, 0)),
+            (b"1a\r\n", (4, 26)),
+            (b"A;name\r\n", (8, 10)),
+            (b"a ; name = value\r\n", (18, 10)),
+            (b"a;n=\"q \\\" ;x\"\r\n", (15, 10)),
+            (b"a;n=v;m\r\nrest", (9, 10)),
+            (b"00000000000000000001\r\n", (22, 1)),
+            (b"ffffffffffffffff\r\n", (18, u64::MAX)),
+        ] {
+            assert_eq!(parse_chunk_line(line), Ok(Some(expected)), "{line:?}");
+        }
+        for partial in [
+            &b""[..],
+            b"1",
+            b"1\r",
+            b"1;",
+            b"1;ext",
+            b"1;e=\"open",
+            b"1;e=\"\\",
+        ] {
+            assert_eq!(parse_chunk_line(partial), Ok(None), "{partial:?}");
+        }
+        for bad in [
+            &b"\r\n"[..],
+            b"x\r\n",
+            b"-1\r\n",
+            b"1\n",
+            b"2;\nxx\r\n",
+            b"1;a\nb\r\n",
+            b"1\rx",
+            b"1;\r\n",
+            b"1;=v\r\n",
+            b"1;n=\r\n",
+            b"1;n=\"a\nb\"\r\n",
+            b"1 x\r\n",
+            b"1,2\r\n",
+            b"10000000000000000\r\n",
+        ] {
+            assert!(parse_chunk_line(bad).is_err(), "{bad:?}");
+        }
+        let long = [b"1;e=".as_slice(), &[b'x'; MAX_CHUNK_LINE + 8]].concat();
+        assert!(parse_chunk_line(&long).is_err());
+    }
+
+    fn decode_all(body: &[u8]) -> io::Result<(Vec<u8>, usize)> {
+        let mut framing = Framing::Chunked(ChunkState::Size);
+        let mut buffer = BytesMut::from(body);
+        let mut out = Vec::new();
+        loop {
+            match decode(&mut framing, &mut buffer)? {
+                Decoded::Data(data) => out.extend_from_slice(&data),
+                Decoded::End => return Ok((out, buffer.len())),
+                Decoded::NeedMore => return Err(io::ErrorKind::UnexpectedEof.into()),
+            }
+        }
+    }
+
+    #[test]
+    fn chunked_bodies_end_where_every_strict_parser_says() {
+        let (body, rest) = decode_all(b"3\r\nabc\r\n0\r\nx-t: 1\r\n\r\nGET / HTTP/1.1").unwrap();
+        assert_eq!((body.as_slice(), rest), (&b"abc"[..], 14));
+        // The smuggling shapes: a bare LF in an extension, a bare LF ending the trailers.
+        assert!(decode_all(b"2;\nxx\r\n45\r\n0\r\n\r\n").is_err());
+        assert!(decode_all(b"0\r\n\nGET /SMUGGLED HTTP/1.1\r\nHost: h\r\n\r\n").is_err());
+        assert!(decode_all(b"0\r\nx-t: 1\nGET / HTTP/1.1\r\n\r\n").is_err());
+        // Trailers are field lines or nothing.
+        for bad in [
+            &b"0\r\n x: folded\r\n\r\n"[..],
+            b"0\r\nno colon\r\n\r\n",
+            b"0\r\n: v\r\n\r\n",
+        ] {
+            assert!(decode_all(bad).is_err(), "{bad:?}");
+        }
+        let many = [
+            b"0\r\n".as_slice(),
+            &b"x: y\r\n".repeat(MAX_TRAILERS / 6 + 1),
+            b"\r\n",
+        ]
+        .concat();
+        assert!(decode_all(&many).is_err());
+    }
+
+    #[test]
+    fn bare_line_feeds_are_found() {
+        assert!(!has_bare_lf(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"));
+        assert!(has_bare_lf(b"GET / HTTP/1.1\nHost: h\r\n\r\n"));
+        assert!(has_bare_lf(b"GET / HTTP/1.1\r\nHost: h\n\r\n"));
+        assert!(has_bare_lf(b"\n"));
     }
 
     #[test]

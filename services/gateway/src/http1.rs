@@ -24,8 +24,8 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, Interest};
 use tokio::net::TcpStream;
 
 use crate::framing::{
-    decode, has_token, header_map, invalid, parse_length, put_header, put_length, span, ChunkState,
-    Decoded, Framing,
+    decode, has_bare_lf, has_token, header_map, invalid, parse_length, put_header, put_length,
+    span, ChunkState, Decoded, Framing,
 };
 use crate::respond::Body;
 use crate::upstream::Pool;
@@ -52,19 +52,21 @@ impl Connection {
         }
     }
 
-    /// Whether an idle connection can carry another request: the reactor has not seen the peer
-    /// close it (or fail). No system call: it reads the readiness the last poll recorded.
+    /// Whether an idle connection can carry another request: nothing unread, and nothing has
+    /// arrived since — no bytes the upstream was never asked for (a late body, a second
+    /// answer), no close. No system call: tokio clears a socket's read readiness when a read
+    /// comes back short (the kernel's buffer is drained), and every read here goes through
+    /// that path, so a connection the reactor has since seen readable has something waiting.
+    /// Reusing it would hand those bytes to the next request as its answer — another
+    /// client's. In the rare case the last read filled its buffer exactly, the readiness
+    /// stays and a clean connection is dropped: a reconnect, never a wrong answer.
     pub(crate) fn is_reusable(&self) -> bool {
         if !self.buffer.is_empty() {
             return false;
         }
         let mut context = Context::from_waker(Waker::noop());
         let ready = std::pin::pin!(self.stream.ready(Interest::READABLE));
-        match ready.poll(&mut context) {
-            Poll::Ready(Ok(ready)) => !ready.is_read_closed() && !ready.is_error(),
-            Poll::Ready(Err(_)) => false,
-            Poll::Pending => true,
-        }
+        ready.poll(&mut context).is_pending()
     }
 
     async fn read_more(&mut self) -> io::Result<usize> {
@@ -72,15 +74,11 @@ impl Connection {
         self.stream.read_buf(&mut self.buffer).await
     }
 
+    /// Reads through `AsyncRead` as `read_more` does, so a short read clears the readiness
+    /// [`Connection::is_reusable`] relies on.
     fn poll_read_more(&mut self, context: &mut Context<'_>) -> Poll<io::Result<usize>> {
         self.buffer.reserve(READ_RESERVE);
-        loop {
-            ready!(self.stream.poll_read_ready(context))?;
-            match self.stream.try_read_buf(&mut self.buffer) {
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
-                done => return Poll::Ready(done),
-            }
-        }
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), context, &mut self.buffer)
     }
 }
 
@@ -142,6 +140,7 @@ pub(crate) async fn exchange(
     request: &[u8],
     head_request: bool,
     pool: &Rc<Pool>,
+    read_timeout: std::time::Duration,
 ) -> Result<Response<Body>, ExchangeError> {
     connection
         .stream
@@ -192,6 +191,7 @@ pub(crate) async fn exchange(
         framing,
         reusable,
         pool: Rc::clone(pool),
+        read_timeout,
     };
     if !matches!(framing, Framing::Length(_)) {
         response.headers_mut().remove(CONTENT_LENGTH);
@@ -215,10 +215,15 @@ fn parse_head(
             buffer,
             &mut slots,
         ) {
-            Ok(httparse::Status::Complete(length)) => length,
+            // The limit holds for a head that arrived whole in one read too.
+            Ok(httparse::Status::Complete(length)) if length <= MAX_HEAD_BYTES => length,
+            Ok(httparse::Status::Complete(_)) => return Err(failed("response head too large")),
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(_) => return Err(failed("malformed response head")),
         };
+        if has_bare_lf(&buffer[..length]) {
+            return Err(failed("a line of the response head ends in a bare LF"));
+        }
         let code = parsed.code.unwrap_or(0);
         let status = StatusCode::from_u16(code).map_err(|_| failed("malformed status code"))?;
         if status == StatusCode::SWITCHING_PROTOCOLS {
@@ -295,9 +300,17 @@ pub(crate) struct Streaming {
     framing: Framing,
     reusable: bool,
     pool: Rc<Pool>,
+    read_timeout: std::time::Duration,
 }
 
 impl Streaming {
+    /// The longest the upstream may keep the next piece of body waiting (its `timeout_ms`, as
+    /// nginx's `proxy_read_timeout` bounds each read): an upstream that stalls mid-body does
+    /// not hold the client's connection for longer.
+    pub(crate) fn read_timeout(&self) -> std::time::Duration {
+        self.read_timeout
+    }
+
     /// The whole body's length, when the upstream declared it (asked before reading).
     pub(crate) fn length(&self) -> Option<u64> {
         match self.framing {
@@ -460,9 +473,15 @@ mod tests {
             .checkout(&instance, std::time::Duration::from_secs(1))
             .await
             .unwrap();
-        exchange(connection, request, head, pool)
-            .await
-            .map(|response| (response, reused))
+        exchange(
+            connection,
+            request,
+            head,
+            pool,
+            std::time::Duration::from_secs(5),
+        )
+        .await
+        .map(|response| (response, reused))
     }
 
     async fn body(response: Response<Body>) -> Bytes {

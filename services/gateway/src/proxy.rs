@@ -389,6 +389,14 @@ impl Worker {
 
         let (mut parts, body) = request.into_parts();
         prepare_headers(&mut parts.headers, peer, identity.as_ref(), request_id);
+        if !parts.headers.contains_key(HOST) {
+            // HTTP/1.0 may come without Host; an upstream always gets one: its own name, as
+            // nginx's `$proxy_host` default does.
+            let name = &self.shared.upstreams.list[route.upstream].name;
+            if let Ok(name) = HeaderValue::from_str(name) {
+                parts.headers.insert(HOST, name);
+            }
+        }
         // Origin-form target whatever form the client used; the body with its length.
         let wire = http1::encode_request(&parts, &body);
 
@@ -484,7 +492,7 @@ impl Worker {
                     return Err(ForwardError::BadGateway);
                 }
             };
-            let exchange = http1::exchange(connection, wire, head_request, pool);
+            let exchange = http1::exchange(connection, wire, head_request, pool, upstream.timeout);
             match tokio::time::timeout(upstream.timeout, exchange).await {
                 Ok(Ok(response)) => {
                     upstream.mark_healthy(instance_index);
@@ -558,9 +566,11 @@ fn prepare_headers(
     };
     headers.insert(X_FORWARDED_FOR, forwarded_for);
     headers.insert(X_FORWARDED_PROTO, HTTP);
-    if let Some(host) = headers.get(HOST).cloned() {
-        headers.insert(X_FORWARDED_HOST, host);
-    }
+    // The forwarding headers are the gateway's alone: a client's X-Forwarded-Host never passes.
+    match headers.get(HOST).filter(|host| !host.is_empty()).cloned() {
+        Some(host) => headers.insert(X_FORWARDED_HOST, host),
+        None => headers.remove(X_FORWARDED_HOST),
+    };
     headers.insert(X_REQUEST_ID, request_id.clone());
     let trace =
         TraceContext::continue_or_start(headers.get(TRACEPARENT).map(HeaderValue::as_bytes));
@@ -569,7 +579,9 @@ fn prepare_headers(
     }
 }
 
-/// Removes hop-by-hop headers, including any the `Connection` header names.
+/// Removes hop-by-hop headers, including any the `Connection` header names — except Host,
+/// which no message may lose (`Connection: host` would otherwise send a request upstream with
+/// no Host at all).
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Usually there are none: one pass of name comparisons (standard names compare as
     // enums) instead of a hashed removal per name on every request and response.
@@ -583,7 +595,9 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
                 .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
                 .collect();
             for name in listed {
-                headers.remove(name);
+                if name != HOST {
+                    headers.remove(name);
+                }
             }
         }
     }

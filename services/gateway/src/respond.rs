@@ -107,6 +107,8 @@ platform::problem_types! {
     pub const PROBLEM_TYPES;
     /// A request head over the limits.
     pub const HEAD_TOO_LARGE = (REQUEST_HEADER_FIELDS_TOO_LARGE, "request-header-fields-too-large", "Request header fields too large");
+    /// A request target over the limit.
+    pub const URI_TOO_LONG = (URI_TOO_LONG, "uri-too-long", "URI too long");
     /// A CORS preflight from an origin that is not allowed.
     pub const CORS_ORIGIN_FORBIDDEN = (FORBIDDEN, "cors-origin-forbidden", "Origin not allowed");
     /// No upstream instance accepted the connection.

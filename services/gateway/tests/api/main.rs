@@ -7,5 +7,6 @@ mod auth;
 mod balancing;
 mod edge;
 mod helpers;
+mod hostile;
 mod routing;
 mod shutdown;
