@@ -18,6 +18,7 @@ use std::future::Future;
 use std::io;
 use std::mem::MaybeUninit;
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf as _, Bytes, BytesMut};
@@ -30,6 +31,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::{timeout, timeout_at, Instant};
 
+use crate::admission::{Admission, BodyReservation};
 use crate::framing::{
     decode, has_bare_lf, has_token, header_map, parse_length, put_header, put_length, span,
     ChunkState, Decoded, Framing,
@@ -86,6 +88,7 @@ impl Shutdown {
 pub(crate) async fn serve<H, Fut, R>(
     stream: TcpStream,
     body_limit: u64,
+    admission: &Arc<Admission>,
     shutdown: &Shutdown,
     handler: H,
     refused: R,
@@ -114,7 +117,8 @@ pub(crate) async fn serve<H, Fut, R>(
             http10: head.request.version() == Version::HTTP_10,
             close: !head.keep_alive,
         };
-        let body = match connection.read_body(&head, body_limit).await {
+        // The reservation holds the body's share of the memory budget until it is answered.
+        let (body, _reservation) = match connection.read_body(&head, body_limit, admission).await {
             Ok(body) => body,
             Err(BodyError::Refused(mut response)) => {
                 refused(Some(&head.request), &mut response);
@@ -132,6 +136,22 @@ pub(crate) async fn serve<H, Fut, R>(
             Ok(false) | Err(_) => return,
         }
     }
+}
+
+/// Answers a connection past the connection caps with 503 and closes it, without reading a
+/// request.
+pub(crate) async fn turn_away(mut stream: TcpStream) {
+    let problem = Problem::unavailable("too many connections; retry later");
+    let body = serde_json::to_string(&problem.body()).unwrap_or_default();
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: {}\r\nretry-after: 1\r\n\
+         connection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        platform::http::PROBLEM_JSON,
+        body.len()
+    );
+    let _ = timeout(SEND_TIMEOUT, stream.write_all(answer.as_bytes())).await;
+    let _ = stream.shutdown().await;
+    metrics::counter!("gateway_connections_refused_total").increment(1);
 }
 
 /// A request head and what its connection needs to know of it.
@@ -208,10 +228,16 @@ impl ClientConnection {
         }
     }
 
-    /// The request body, whole: upstreams get it with its length (nginx's request buffering).
-    async fn read_body(&mut self, head: &Head, limit: u64) -> Result<Bytes, BodyError> {
+    /// The request body, whole: upstreams get it with its length (nginx's request buffering),
+    /// with the share of the body memory budget it holds.
+    async fn read_body(
+        &mut self,
+        head: &Head,
+        limit: u64,
+        admission: &Arc<Admission>,
+    ) -> Result<(Bytes, Option<BodyReservation>), BodyError> {
         match head.body {
-            BodyLength::Empty => Ok(Bytes::new()),
+            BodyLength::Empty => Ok((Bytes::new(), None)),
             BodyLength::Length(length) if length > limit => {
                 // A client waiting for `100 Continue` has sent nothing yet: answer at once.
                 if !head.expects_continue {
@@ -222,6 +248,8 @@ impl ClientConnection {
                 ))))
             }
             BodyLength::Length(length) => {
+                // Reserved before a byte of room is made for it.
+                let reservation = admission.reserve_body(length).ok_or_else(busy)?;
                 let length = length as usize;
                 if self.buffer.len() < length {
                     if head.expects_continue {
@@ -232,7 +260,7 @@ impl ClientConnection {
                 while self.buffer.len() < length {
                     self.read_body_bytes().await?;
                 }
-                Ok(self.buffer.split_to(length).freeze())
+                Ok((self.buffer.split_to(length).freeze(), Some(reservation)))
             }
             BodyLength::Chunked => {
                 if head.expects_continue && self.buffer.is_empty() {
@@ -240,6 +268,7 @@ impl ClientConnection {
                 }
                 let mut framing = Framing::Chunked(ChunkState::Size);
                 let mut body = BytesMut::new();
+                let mut reservation = admission.reserve_body(0).ok_or_else(busy)?;
                 loop {
                     let decoded = decode(&mut framing, &mut self.buffer);
                     // A chunk declared past what the limit leaves is refused at its size line,
@@ -267,9 +296,12 @@ impl ClientConnection {
                                     respond::payload_too_large(limit),
                                 )));
                             }
+                            if !reservation.grow(piece.len() as u64) {
+                                return Err(busy());
+                            }
                             body.extend_from_slice(&piece);
                         }
-                        Ok(Decoded::End) => return Ok(body.freeze()),
+                        Ok(Decoded::End) => return Ok((body.freeze(), Some(reservation))),
                         Ok(Decoded::NeedMore) => self.read_body_bytes().await?,
                         Err(error) => {
                             let problem = Problem::bad_request(format!("chunked body: {error}"));
@@ -510,6 +542,17 @@ fn is_valid_host(value: &[u8]) -> bool {
     reg_name_ok && port_ok
 }
 
+/// 503 for a body the memory budget has no room for now (then the connection closes).
+fn busy() -> BodyError {
+    BodyError::Refused(Box::new(respond::problem(
+        &Problem::unavailable("the gateway is holding as many request bodies as it may; retry")
+            .with_header(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static("1"),
+            ),
+    )))
+}
+
 fn bad_request(detail: &str) -> Problem {
     Problem::bad_request(detail.to_owned())
 }
@@ -723,7 +766,8 @@ mod tests {
         let address = listener.local_addr().unwrap();
         let server = async {
             let (stream, _) = listener.accept().await.unwrap();
-            serve(stream, LIMIT, shutdown, handler, mark_refusal).await;
+            let admission = Arc::new(Admission::new(16, 16, LIMIT * 4));
+            serve(stream, LIMIT, &admission, shutdown, handler, mark_refusal).await;
         };
         let client = async {
             let stream = client(TcpStream::connect(address).await.unwrap()).await;

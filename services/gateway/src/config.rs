@@ -22,6 +22,16 @@ pub struct Config {
     /// Largest request body forwarded upstream.
     #[serde(default = "default_body_limit")]
     pub body_limit_bytes: u64,
+    /// The most client connections open at once (past it: 503 and close).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// The most client connections one address may hold open at once.
+    #[serde(default = "default_max_connections_per_ip")]
+    pub max_connections_per_ip: u32,
+    /// The memory all request bodies being buffered may hold together (past it: 503 with
+    /// `Retry-After`); at least `body_limit_bytes`.
+    #[serde(default = "default_body_memory")]
+    pub body_memory_bytes: u64,
     /// How long in-flight requests may run after shutdown starts.
     #[serde(default = "default_drain_timeout")]
     pub drain_timeout_ms: u64,
@@ -247,10 +257,34 @@ fn routes_internal_paths(prefix: &str) -> bool {
     prefix.is_empty() || prefix == "/internal" || prefix.starts_with("/internal/")
 }
 
+fn default_max_connections() -> usize {
+    10_000
+}
+
+fn default_max_connections_per_ip() -> u32 {
+    1_024
+}
+
+fn default_body_memory() -> u64 {
+    64 << 20
+}
+
 impl Validate for Config {
     fn validate(&self) -> Result<(), ConfigError> {
         if self.body_limit_bytes == 0 {
             return Err(ConfigError::new("body_limit_bytes", "must be at least 1"));
+        }
+        if self.body_memory_bytes < self.body_limit_bytes {
+            return Err(ConfigError::new(
+                "body_memory_bytes",
+                "must be at least `body_limit_bytes` (one whole body must fit)",
+            ));
+        }
+        if self.max_connections == 0 || self.max_connections_per_ip == 0 {
+            return Err(ConfigError::new(
+                "max_connections",
+                "`max_connections` and `max_connections_per_ip` must be at least 1",
+            ));
         }
         if self.auth.token_cache_size == 0 {
             return Err(ConfigError::new(

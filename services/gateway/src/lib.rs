@@ -7,6 +7,7 @@
 //! connection pools, speaking HTTP/1.1 itself on both sides (`client_conn`, `http1`; ADRs 2,
 //! 5 and 6 have the measurements behind those choices).
 
+mod admission;
 mod auth;
 mod client_conn;
 mod config;

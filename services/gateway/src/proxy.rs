@@ -18,6 +18,7 @@ use platform::auth::{JwtVerifier, TokenError};
 use platform::http::Problem;
 use platform::trace_context::TraceContext;
 
+use crate::admission::Admission;
 use crate::auth::{bearer_token, unix_now, Identity, TokenCache};
 use crate::config::{AuthMode, Config, RateLimitConfig};
 use crate::cors::Cors;
@@ -72,6 +73,8 @@ pub(crate) struct Shared {
     cors: Cors,
     static_content: StaticContent,
     body_limit: u64,
+    /// Connections and buffered body memory, counted across every worker.
+    pub(crate) admission: Arc<Admission>,
     token_cache_size: usize,
     metrics: Vec<RouteMetrics>,
 }
@@ -135,6 +138,11 @@ impl Shared {
             cors: Cors::new(&config.cors)?,
             static_content,
             body_limit: config.body_limit_bytes,
+            admission: Arc::new(Admission::new(
+                config.max_connections,
+                config.max_connections_per_ip,
+                config.body_memory_bytes,
+            )),
             token_cache_size: config.auth.token_cache_size,
             metrics,
         })
@@ -207,6 +215,11 @@ impl Worker {
     /// The largest request body the client side reads.
     pub(crate) fn body_limit(&self) -> u64 {
         self.shared.body_limit
+    }
+
+    /// The limits on connections and buffered bodies shared by every worker.
+    pub(crate) fn admission(&self) -> &Arc<Admission> {
+        &self.shared.admission
     }
 
     /// Completes an answer the client side gave before the request reached [`Self::handle`]

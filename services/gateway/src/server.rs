@@ -119,16 +119,23 @@ pub fn start(config: Config, static_content: StaticContent) -> anyhow::Result<Ga
                     accept_loop(listener, stopped, drain, move |stream, peer| {
                         let worker = Rc::clone(&worker);
                         let shutdown = Rc::clone(&shutdown);
+                        let admitted = worker.admission().admit(peer.ip());
                         let peer = Rc::new(Peer::new(peer.ip()));
                         async move {
+                            let Ok(_permit) = admitted else {
+                                return client_conn::turn_away(stream).await;
+                            };
                             let body_limit = worker.body_limit();
+                            let admission = worker.admission();
                             let handler =
                                 |request| Rc::clone(&worker).handle(Rc::clone(&peer), request);
                             let refused = |head: Option<&_>, response: &mut _| {
                                 worker.refused(head, response);
                             };
-                            client_conn::serve(stream, body_limit, &shutdown, handler, refused)
-                                .await;
+                            client_conn::serve(
+                                stream, body_limit, admission, &shutdown, handler, refused,
+                            )
+                            .await;
                         }
                     })
                     .await;

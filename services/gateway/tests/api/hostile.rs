@@ -359,3 +359,91 @@ async fn an_upstream_stalling_mid_body_releases_the_client_at_its_deadline() {
         started.elapsed()
     );
 }
+
+/// Opens a connection and sends a head declaring `length` bytes of body, then one byte short.
+async fn hold_a_body(gateway: SocketAddr, length: usize) -> TcpStream {
+    let mut stream = TcpStream::connect(gateway).await.unwrap();
+    let head = format!("POST /raw/hold HTTP/1.1\r\nhost: shop\r\ncontent-length: {length}\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&vec![b'x'; length - 1]).await.unwrap();
+    stream
+}
+
+#[tokio::test]
+async fn buffered_bodies_share_one_memory_budget() {
+    let upstream = RawUpstream::start(Arc::new(|_, request| {
+        vec![Step::Write(answer_with_target(request))]
+    }))
+    .await;
+    let limit = crate::helpers::BODY_LIMIT as usize;
+    let app = spawn_app_with(move |config| {
+        config.body_memory_bytes = 2 * crate::helpers::BODY_LIMIT;
+        config.upstreams.insert(
+            "raw".into(),
+            UpstreamConfig {
+                instances: vec![format!("http://{}", upstream.address)],
+                timeout_ms: 5_000,
+                connect_timeout_ms: 500,
+                eject_ms: 10,
+            },
+        );
+        config.routes.push(RouteConfig {
+            prefix: "/raw".into(),
+            upstream: "raw".into(),
+            auth: AuthMode::None,
+            rate_limit: None,
+        });
+    })
+    .await;
+    let gateway = gateway_address(&app);
+    // Two bodies held one byte short take the whole budget.
+    let first = hold_a_body(gateway, limit).await;
+    let _second = hold_a_body(gateway, limit).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let request =
+        format!("POST /raw/third HTTP/1.1\r\nhost: shop\r\ncontent-length: {limit}\r\n\r\n");
+    let (status, body) = exchange_raw(gateway, request.as_bytes()).await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("\"code\":\"unavailable\""), "{body}");
+    // Closing a connection gives its body's share back.
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut request =
+        format!("POST /raw/fourth HTTP/1.1\r\nhost: shop\r\ncontent-length: {limit}\r\n\r\n")
+            .into_bytes();
+    request.extend_from_slice(&vec![b'y'; limit]);
+    let (status, body) = exchange_raw(gateway, &request).await.unwrap();
+    assert_eq!((status, body.as_str()), (200, "/raw/fourth"));
+}
+
+#[tokio::test]
+async fn one_address_cannot_hold_every_connection() {
+    let app = spawn_app_with(|config| config.max_connections_per_ip = 3).await;
+    let gateway = gateway_address(&app);
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut stream = TcpStream::connect(gateway).await.unwrap();
+        stream
+            .write_all(b"GET /a/x HTTP/1.1\r\nhost: t\r\n\r\n")
+            .await
+            .unwrap();
+        let (status, _) = read_response(&mut stream, &mut Vec::new()).await.unwrap();
+        assert_eq!(status, 200);
+        held.push(stream);
+    }
+    let mut fourth = TcpStream::connect(gateway).await.unwrap();
+    let (status, body) = read_response(&mut fourth, &mut Vec::new()).await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    let mut rest = Vec::new();
+    assert_eq!(
+        fourth.read_to_end(&mut rest).await.unwrap_or(0),
+        0,
+        "closed after the answer"
+    );
+    held.pop();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (status, _) = exchange_raw(gateway, b"GET /a/x HTTP/1.1\r\nhost: t\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "a place freed is a place taken");
+}
