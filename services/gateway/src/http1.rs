@@ -470,7 +470,11 @@ mod tests {
     ) -> Result<(Response<Body>, bool), ExchangeError> {
         let instance = crate::upstream::tests::instance(address);
         let (connection, reused) = pool
-            .checkout(&instance, std::time::Duration::from_secs(1))
+            .checkout(
+                &instance,
+                std::time::Duration::from_secs(1),
+                std::time::Duration::from_secs(1),
+            )
             .await
             .unwrap();
         exchange(

@@ -27,7 +27,7 @@ use crate::limit::{ClientKey, Limiter};
 use crate::metrics::{ErrorKind, RouteMetrics, StatusCounters};
 use crate::respond::{self, Body};
 use crate::static_content::{etag_matches, StaticContent};
-use crate::upstream::{Pool, Upstreams};
+use crate::upstream::{ConnectError, Pool, Upstreams};
 
 pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const USER_ID: HeaderName = HeaderName::from_static(platform::auth::USER_ID_HEADER);
@@ -57,6 +57,10 @@ struct Route {
     auth: AuthMode,
     limiter: Option<Arc<Limiter>>,
 }
+
+/// Connect failures a request may meet before it is answered 502 (each retry on another
+/// instance when there is one).
+const MAX_CONNECT_RETRIES: usize = 2;
 
 /// Metric slots after the routes: requests the gateway answered itself.
 const METRIC_UNMATCHED: usize = 0;
@@ -473,7 +477,9 @@ impl Worker {
         let upstream = &self.shared.upstreams.list[upstream_index];
         let route_metrics = &self.shared.metrics[metric];
         let mut instance_index = upstream.pick(self.shared.upstreams.now_ms());
-        let mut retried_instance = false;
+        // A connect that failed sent nothing, so any request may go again: on another instance
+        // when there is one, else on the same (a dropped SYN gets another chance that way).
+        let mut connect_failures = 0;
         // A pooled connection can die while idle, unnoticed until used: a request it failed to
         // carry goes again on another connection (bounded so a flapping upstream cannot loop
         // us) — if it was not sent, or got no answer and is idempotent (as nginx retries).
@@ -481,9 +487,19 @@ impl Worker {
         loop {
             let instance = &upstream.instances[instance_index];
             let pool = &self.pools[upstream_index][instance_index];
-            let (connection, reused) = match pool.checkout(instance, upstream.connect_timeout).await
-            {
+            let checkout = pool.checkout(instance, upstream.connect_timeout, upstream.timeout);
+            let (connection, reused) = match checkout.await {
                 Ok(checked_out) => checked_out,
+                Err(ConnectError::Queued) => {
+                    route_metrics.error(ErrorKind::Timeout);
+                    tracing::warn!(
+                        request_id = ?request_id,
+                        upstream = %upstream.name,
+                        instance = %instance.url,
+                        "no upstream connection came free in time"
+                    );
+                    return Err(ForwardError::Timeout);
+                }
                 Err(error) => {
                     let now = self.shared.upstreams.now_ms();
                     upstream.eject(instance_index, now);
@@ -495,14 +511,14 @@ impl Worker {
                         error = %error,
                         "upstream instance unreachable; ejected"
                     );
-                    if !retried_instance {
-                        if let Some(next) = upstream.retry_after(instance_index, now) {
-                            retried_instance = true;
-                            instance_index = next;
-                            continue;
-                        }
+                    connect_failures += 1;
+                    if connect_failures > MAX_CONNECT_RETRIES {
+                        return Err(ForwardError::BadGateway);
                     }
-                    return Err(ForwardError::BadGateway);
+                    if let Some(next) = upstream.retry_after(instance_index, now) {
+                        instance_index = next;
+                    }
+                    continue;
                 }
             };
             let exchange = http1::exchange(connection, wire, head_request, pool, upstream.timeout);

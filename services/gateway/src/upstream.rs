@@ -15,6 +15,12 @@ use crate::http1::Connection;
 
 /// Idle connections kept per instance and worker; more are closed once their response ends.
 const MAX_IDLE: usize = 512;
+/// New connections a worker opens to one instance at once; further requests wait for one of
+/// them, or for a connection another request hands back. Without a bound a burst of fresh
+/// clients became hundreds of simultaneous connects, the instance's accept queue overflowed,
+/// and dropped SYNs ran into the connect timeout as 502s (bench/README.md); nginx in the same
+/// burst answered none, with its 60 s connect timeout.
+const MAX_CONNECTING: usize = 16;
 
 /// One instance of an upstream and its shared health.
 pub(crate) struct Instance {
@@ -135,9 +141,22 @@ impl Upstream {
 }
 
 /// One worker's idle connections to one instance.
-#[derive(Default)]
 pub(crate) struct Pool {
     idle: RefCell<Vec<Connection>>,
+    /// Connects in flight, at most [`MAX_CONNECTING`].
+    connecting: tokio::sync::Semaphore,
+    /// Woken when a connection is checked in, for requests queued behind the connects.
+    returned: tokio::sync::Notify,
+}
+
+impl Default for Pool {
+    fn default() -> Self {
+        Self {
+            idle: RefCell::default(),
+            connecting: tokio::sync::Semaphore::new(MAX_CONNECTING),
+            returned: tokio::sync::Notify::new(),
+        }
+    }
 }
 
 /// Why no connection could be had.
@@ -145,6 +164,8 @@ pub(crate) struct Pool {
 pub(crate) enum ConnectError {
     Timeout,
     Failed(std::io::Error),
+    /// Waited the whole queue timeout behind other connects and found no connection.
+    Queued,
 }
 
 impl std::fmt::Display for ConnectError {
@@ -152,33 +173,69 @@ impl std::fmt::Display for ConnectError {
         match self {
             Self::Timeout => f.write_str("connect timed out"),
             Self::Failed(error) => write!(f, "connect failed: {error}"),
+            Self::Queued => f.write_str("no connection came free in time"),
         }
     }
 }
 
 impl Pool {
-    /// An idle connection (`true`: reused), or a new one.
+    /// An idle connection (`true`: reused), or a new one once fewer than [`MAX_CONNECTING`]
+    /// are being opened, whichever comes first; waiting at most `queue_timeout` for either.
     pub(crate) async fn checkout(
         &self,
         instance: &Instance,
         connect_timeout: Duration,
+        queue_timeout: Duration,
     ) -> Result<(Connection, bool), ConnectError> {
+        let deadline = tokio::time::Instant::now() + queue_timeout;
         loop {
-            let candidate = self.idle.borrow_mut().pop();
-            match candidate {
-                Some(connection) if connection.is_reusable() => return Ok((connection, true)),
-                // Closed by the upstream while idle: drop it and look further.
-                Some(_) => continue,
-                None => break,
+            if let Some(connection) = self.take_idle() {
+                return Ok((connection, true));
             }
+            let permit = match self.connecting.try_acquire() {
+                Ok(permit) => permit,
+                Err(_) => {
+                    let returned = self.returned.notified();
+                    tokio::select! {
+                        () = returned => continue,
+                        permit = self.connecting.acquire() => match permit {
+                            Ok(permit) => permit,
+                            Err(_) => return Err(ConnectError::Queued),
+                        },
+                        () = tokio::time::sleep_until(deadline) => return Err(ConnectError::Queued),
+                    }
+                }
+            };
+            let connected = self.connect(instance, connect_timeout).await;
+            drop(permit);
+            return connected.map(|connection| (connection, false));
         }
+    }
+
+    /// The most recently used idle connection that can still carry a request.
+    fn take_idle(&self) -> Option<Connection> {
+        let mut idle = self.idle.borrow_mut();
+        while let Some(connection) = idle.pop() {
+            if connection.is_reusable() {
+                return Some(connection);
+            }
+            // Closed by the upstream while idle, or sent something unasked: dropped.
+        }
+        None
+    }
+
+    async fn connect(
+        &self,
+        instance: &Instance,
+        connect_timeout: Duration,
+    ) -> Result<Connection, ConnectError> {
         let connect = tokio::net::TcpStream::connect((instance.host.as_str(), instance.port));
         let stream = tokio::time::timeout(connect_timeout, connect)
             .await
             .map_err(|_| ConnectError::Timeout)?
             .map_err(ConnectError::Failed)?;
         stream.set_nodelay(true).map_err(ConnectError::Failed)?;
-        Ok((Connection::new(stream), false))
+        Ok(Connection::new(stream))
     }
 
     /// Keeps a connection whose last answer has been read to the end.
@@ -186,6 +243,7 @@ impl Pool {
         let mut idle = self.idle.borrow_mut();
         if idle.len() < MAX_IDLE {
             idle.push(connection);
+            self.returned.notify_one();
         }
     }
 

@@ -447,3 +447,48 @@ async fn one_address_cannot_hold_every_connection() {
         .unwrap();
     assert_eq!(status, 200, "a place freed is a place taken");
 }
+
+#[tokio::test]
+async fn a_burst_of_fresh_clients_against_a_slow_accepting_upstream_gets_no_502() {
+    // An upstream with a short accept queue that takes its connections slowly.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    socket.listen(64).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let listener = TcpListener::from_std(std::net::TcpListener::from(socket)).unwrap();
+    let address = listener.local_addr().unwrap();
+    let accepted = Arc::new(Mutex::new(0usize));
+    let count = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        let script: Script = Arc::new(|_, request| vec![Step::Write(answer_with_target(request))]);
+        while let Ok((stream, _)) = listener.accept().await {
+            *count.lock().unwrap() += 1;
+            tokio::spawn(serve_scripted(stream, Arc::clone(&script), Arc::default()));
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    });
+    let app = gateway_to(address, 10_000).await;
+    let gateway = gateway_address(&app);
+    let clients: Vec<_> = (0..300)
+        .map(|n| {
+            tokio::spawn(async move {
+                let request =
+                    format!("GET /raw/{n} HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n");
+                exchange_raw(gateway, request.as_bytes()).await
+            })
+        })
+        .collect();
+    let mut statuses = std::collections::BTreeMap::new();
+    for client in clients {
+        let status = client.await.unwrap().map_or(0, |(status, _)| status);
+        *statuses.entry(status).or_insert(0) += 1;
+    }
+    let opened = *accepted.lock().unwrap();
+    assert_eq!(
+        statuses.get(&200),
+        Some(&300),
+        "{statuses:?}, {opened} upstream connections"
+    );
+}
