@@ -13,6 +13,8 @@ mod client_conn;
 mod config;
 mod cors;
 mod framing;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod http1;
 mod limit;
 mod metrics;
