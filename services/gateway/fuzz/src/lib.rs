@@ -17,7 +17,10 @@ pub fn check_head(data: &[u8], parsed: &Parsed) {
     if let Parsed::Complete { consumed, .. } = parsed {
         let head = &data[..*consumed];
         assert!(*consumed <= 64 * 1024, "a head over the limit was accepted");
-        assert!(head.ends_with(b"\r\n\r\n"), "an accepted head does not end with CRLF CRLF");
+        assert!(
+            head.ends_with(b"\r\n\r\n"),
+            "an accepted head does not end with CRLF CRLF"
+        );
         assert!(!has_bare_lf(head), "an accepted head holds a bare LF");
     }
 }
@@ -61,7 +64,11 @@ fn chunk_size_line(line: &[u8]) -> Option<u64> {
     if trimmed.len() > 16 {
         return None;
     }
-    let size = if trimmed.is_empty() { 0 } else { u64::from_str_radix(trimmed, 16).ok()? };
+    let size = if trimmed.is_empty() {
+        0
+    } else {
+        u64::from_str_radix(trimmed, 16).ok()?
+    };
     let mut rest = &line[digits..];
     let skip_ws = |r: &mut &[u8]| {
         while let [b' ' | b'\t', tail @ ..] = r {
@@ -93,7 +100,9 @@ fn chunk_size_line(line: &[u8]) -> Option<u64> {
                                     break;
                                 }
                                 [b'\\', e, tail @ ..] if is_vchar_or_space(*e) => rest = tail,
-                                [b, tail @ ..] if *b != b'\\' && is_vchar_or_space(*b) => rest = tail,
+                                [b, tail @ ..] if *b != b'\\' && is_vchar_or_space(*b) => {
+                                    rest = tail
+                                }
                                 _ => return None,
                             }
                         }
@@ -114,7 +123,9 @@ fn chunk_size_line(line: &[u8]) -> Option<u64> {
 /// A trailer field line: `token ":" field-value`.
 fn is_field_line(line: &[u8]) -> bool {
     let name = line.iter().take_while(|&&b| is_tchar(b)).count();
-    name > 0 && line.get(name) == Some(&b':') && line[name + 1..].iter().all(|&b| is_vchar_or_space(b))
+    name > 0
+        && line.get(name) == Some(&b':')
+        && line[name + 1..].iter().all(|&b| is_vchar_or_space(b))
 }
 
 /// A whole chunked body read at once, from the grammar: what it decodes to and where it ends.
