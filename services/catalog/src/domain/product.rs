@@ -376,6 +376,15 @@ mod tests {
     }
 
     #[test]
+    fn the_image_url_limit_counts_characters() {
+        let prefix = "https://example.com/";
+        let at_limit = format!("{prefix}{}", "é".repeat(IMAGE_URL_MAX - prefix.len()));
+        assert!(at_limit.len() > IMAGE_URL_MAX, "more bytes than the limit");
+        assert!(ImageUrl::parse(&at_limit).is_ok());
+        assert!(ImageUrl::parse(&format!("{at_limit}é")).is_err());
+    }
+
+    #[test]
     fn etags() {
         assert_eq!(parse_etag("\"3\""), Some(3));
         assert_eq!(parse_etag(" W/\"12\" "), Some(12));
