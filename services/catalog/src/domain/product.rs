@@ -104,7 +104,8 @@ pub struct ImageUrl(String);
 
 impl ImageUrl {
     pub fn parse(text: &str) -> Result<Self, String> {
-        if text.len() > IMAGE_URL_MAX {
+        // Characters, as the message and the published schema's maxLength count them.
+        if text.chars().count() > IMAGE_URL_MAX {
             return Err(format!("must be at most {IMAGE_URL_MAX} characters"));
         }
         let rest = text
@@ -161,20 +162,19 @@ pub struct ProductDraft {
         example = "GR-1"
     )]
     pub sku: String,
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(schema_with = super::schema::product_name)]
     pub name: String,
     #[serde(default)]
-    #[schema(max_length = 5000)]
+    #[schema(schema_with = super::schema::product_description)]
     pub description: String,
     pub price: PriceDraft,
-    #[schema(format = Uuid)]
+    #[schema(schema_with = super::schema::category_id)]
     pub category_id: String,
-    /// An http(s) URL.
     #[serde(default)]
-    #[schema(max_length = 2048)]
+    #[schema(schema_with = super::schema::image_url)]
     pub image_url: Option<String>,
-    /// At most 50 string pairs.
     #[serde(default)]
+    #[schema(schema_with = super::schema::attributes)]
     pub attributes: BTreeMap<String, String>,
     #[serde(default = "default_true")]
     pub active: bool,
