@@ -509,7 +509,9 @@ thread_local! {
 /// [`parse_head`] for the fuzz targets: accepted, incomplete or refused.
 #[cfg(feature = "fuzzing")]
 pub(crate) fn parse_head_for_fuzzing(buffer: &mut BytesMut) -> Result<Option<()>, ()> {
-    parse_head(buffer).map(|head| head.map(|_| ())).map_err(|_| ())
+    parse_head(buffer)
+        .map(|head| head.map(|_| ()))
+        .map_err(|_| ())
 }
 
 /// Whether a Host value is `uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986): an IP literal in

@@ -296,7 +296,9 @@ fn parse_head(
 /// [`parse_head`] for the fuzz targets: accepted, incomplete or refused.
 #[cfg(feature = "fuzzing")]
 pub(crate) fn parse_head_for_fuzzing(buffer: &mut BytesMut) -> Result<Option<()>, ()> {
-    parse_head(buffer, false).map(|head| head.map(|_| ())).map_err(|_| ())
+    parse_head(buffer, false)
+        .map(|head| head.map(|_| ()))
+        .map_err(|_| ())
 }
 
 /// A response body read from the upstream connection as the client takes it; the connection

@@ -3,8 +3,9 @@
 //! - a struct must be a JSON object: serde's derive would let `["a@b.c", "pw"]` stand for
 //!   `{"email": .., "password": ..}`;
 //! - an integral float (`3.0`, within i64) is an integer, as JSON Schema counts it;
-//! - no string or key may hold a NUL character: PostgreSQL text cannot store one and SQLite's C
-//!   strings end at it.
+//! - no string or key that is read may hold a NUL character: PostgreSQL text cannot store one
+//!   and SQLite's C strings end at it. What is not read is not judged: an unknown field the type
+//!   ignores is skipped whole, its name and contents unseen, as the schema's open objects allow.
 
 use serde::de::{
     self, DeserializeSeed, Deserializer, IntoDeserializer as _, MapAccess, SeqAccess, Visitor,
@@ -86,9 +87,59 @@ impl<'de> Deserializer<'de> for Strict {
         self.0.deserialize_enum(name, variants, visitor)
     }
 
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        // The value of a field the type does not know: nothing of it is kept, so nothing of it
+        // can reach a database (serde_json's own `Value` skips it the same way).
+        drop(self);
+        visitor.visit_unit()
+    }
+
     serde::forward_to_deserialize_any! {
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
-        bytes byte_buf unit unit_struct seq tuple tuple_struct identifier ignored_any
+        bytes byte_buf unit unit_struct seq tuple tuple_struct identifier
+    }
+}
+
+/// An object's key. As a struct's field name (an identifier) it is only compared with the
+/// names the struct knows, none of which holds a NUL, so a key with one is an unknown field,
+/// ignored or refused as such; as a map's key it is kept, so a NUL is refused.
+struct Key(String);
+
+impl<'de> Deserializer<'de> for Key {
+    type Error = serde_json::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        if self.0.contains('\0') {
+            return Err(nul_error());
+        }
+        self.0.into_deserializer().deserialize_any(visitor)
+    }
+
+    fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        visitor.visit_string(self.0)
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        if self.0.contains('\0') {
+            return Err(nul_error());
+        }
+        self.0
+            .into_deserializer()
+            .deserialize_enum(name, variants, visitor)
+    }
+
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        visitor.visit_unit()
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map struct
     }
 }
 
@@ -157,10 +208,9 @@ impl<'de> MapAccess<'de> for Fields {
         seed: K,
     ) -> Result<Option<K::Value>, Self::Error> {
         match self.entries.next() {
-            Some((key, _)) if key.contains('\0') => Err(nul_error()),
             Some((key, value)) => {
                 self.value = Some(value);
-                seed.deserialize(key.into_deserializer()).map(Some)
+                seed.deserialize(Key(key)).map(Some)
             }
             None => Ok(None),
         }
@@ -195,7 +245,7 @@ mod tests {
         currency: String,
     }
 
-    #[derive(Debug, Deserialize, PartialEq)]
+    #[derive(Debug, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
     #[serde(rename_all = "lowercase")]
     enum Colour {
         Red,
@@ -253,6 +303,39 @@ mod tests {
         let mut in_map = valid();
         in_map["attributes"] = json!([["size", "L"]]);
         assert!(from_value::<Product>(in_map).is_err());
+    }
+
+    #[test]
+    fn nul_is_refused_where_it_would_be_kept_and_ignored_where_it_is_skipped() {
+        // In a field that is read, and in a map's key or value: refused.
+        let mut in_name = valid();
+        in_name["name"] = json!("Mu\u{0}g");
+        assert!(from_value::<Product>(in_name).is_err());
+        let mut in_key = valid();
+        in_key["attributes"] = json!({"si\u{0}ze": "L"});
+        assert!(from_value::<Product>(in_key).is_err());
+        let mut in_value = valid();
+        in_value["attributes"] = json!({"size": "\u{0}"});
+        assert!(from_value::<Product>(in_value).is_err());
+        // In a field the type does not know, at any depth, in its name or its contents: skipped,
+        // as the schema's open objects allow.
+        let mut unknown = valid();
+        unknown["\u{0}"] = json!([]);
+        unknown["extra"] = json!({"deep\u{0}": ["x\u{0}", {"y": "\u{0}"}]});
+        unknown["price"]["note\u{0}"] = json!("\u{0}");
+        assert_eq!(from_value::<Product>(unknown).unwrap().name, "Mug");
+        // A type that refuses unknown fields still refuses one whose name holds a NUL.
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Closed {
+            name: String,
+        }
+        let error = from_value::<Closed>(json!({"name": "a", "b\u{0}": 1})).unwrap_err();
+        assert!(error.to_string().contains("unknown field"), "{error}");
+        // Enum-keyed maps read their keys as before.
+        let colours: BTreeMap<Colour, i64> = from_value(json!({"red": 1, "green": 2})).unwrap();
+        assert_eq!(colours.len(), 2);
     }
 
     #[test]

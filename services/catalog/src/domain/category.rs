@@ -36,16 +36,15 @@ impl Slug {
 /// A category as a client sends it, before validation.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct CategoryDraft {
-    #[schema(min_length = 1, max_length = 100)]
+    #[schema(schema_with = super::schema::category_name)]
     pub name: String,
     #[schema(min_length = 1, max_length = 64, pattern = "^[a-z0-9-]+$")]
     pub slug: String,
     #[serde(default)]
-    #[schema(max_length = 2000)]
+    #[schema(schema_with = super::schema::category_description)]
     pub description: String,
-    /// The parent category; none for a top-level category.
     #[serde(default)]
-    #[schema(format = Uuid)]
+    #[schema(schema_with = super::schema::parent_id)]
     pub parent_id: Option<String>,
 }
 

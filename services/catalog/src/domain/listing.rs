@@ -10,6 +10,9 @@ use super::Violations;
 
 pub const DEFAULT_PAGE_SIZE: u32 = 20;
 pub const SEARCH_TEXT_MAX: usize = 200;
+/// The longest cursor accepted, in characters. The longest one issued (a name key of 200
+/// four-byte characters) encodes to under 1 200, so a longer one was not issued here.
+pub const CURSOR_MAX: usize = 2_048;
 
 /// The order of a product listing. Every order ends with the id, so it is total and a
 /// keyset cursor (last sort key + id) resumes exactly where the previous page stopped.
@@ -70,6 +73,9 @@ impl Cursor {
 
     /// Decodes a cursor and checks that it belongs to `sort` with a key of the right type.
     pub fn decode(text: &str, sort: Sort) -> Result<Self, InvalidCursor> {
+        if text.len() > CURSOR_MAX {
+            return Err(InvalidCursor("longer than any cursor issued"));
+        }
         let bytes = URL_SAFE_NO_PAD
             .decode(text)
             .map_err(|_| InvalidCursor("not base64url"))?;
@@ -166,13 +172,12 @@ impl ProductQuery {
                     .ok_or_else(|| "must be a non-negative integer (minor units)".to_owned()),
             ),
         };
+        // A `min_price` above `max_price` is an empty range, answered with an empty page as
+        // search engines and SQL's BETWEEN answer it, not refused: JSON Schema cannot compare
+        // two parameters, so a refusal would be a rule the published contract cannot state,
+        // and a client building the range from two independent inputs gets no error to handle.
         let min_price = price(&params.min_price, "min_price", &mut violations);
         let max_price = price(&params.max_price, "max_price", &mut violations);
-        if let (Some(min), Some(max)) = (min_price, max_price) {
-            if min > max {
-                violations.add("max_price", "must not be less than min_price");
-            }
-        }
         let in_stock = parse_flag(params.in_stock.as_deref(), "in_stock", &mut violations);
         let include_inactive = parse_flag(
             params.include_inactive.as_deref(),
@@ -180,13 +185,15 @@ impl ProductQuery {
             &mut violations,
         )
         .unwrap_or(false);
-        let terms = match params.q.as_deref().map(str::trim) {
-            None | Some("") => None,
+        // The maximum applies to the text as sent, as the published schema's maxLength does.
+        let terms = match params.q.as_deref() {
             Some(text) if text.chars().count() > SEARCH_TEXT_MAX => {
                 violations.add("q", format!("must be at most {SEARCH_TEXT_MAX} characters"));
                 None
             }
-            Some(text) => Some(search_terms(text)),
+            None => None,
+            Some(text) if text.trim().is_empty() => None,
+            Some(text) => Some(search_terms(text.trim())),
         };
         let category = params
             .category
@@ -382,6 +389,29 @@ mod tests {
     }
 
     #[test]
+    fn cursors_longer_than_any_issued_are_refused() {
+        // The longest key a cursor can carry: a 200-character name of four-byte characters.
+        let longest = Cursor {
+            sort: Sort::Name,
+            key: Some(SortKey::Name("\u{1F600}".repeat(200))),
+            id: Uuid::now_v7(),
+        };
+        let encoded = longest.encode();
+        assert!(encoded.len() < 1_200, "{}", encoded.len());
+        assert_eq!(Cursor::decode(&encoded, Sort::Name).unwrap(), longest);
+        // A well-formed cursor over the limit is not one this server issued.
+        let forged = Cursor {
+            sort: Sort::Name,
+            key: Some(SortKey::Name("n".repeat(CURSOR_MAX))),
+            id: Uuid::now_v7(),
+        };
+        assert_eq!(
+            Cursor::decode(&forged.encode(), Sort::Name),
+            Err(InvalidCursor("longer than any cursor issued"))
+        );
+    }
+
+    #[test]
     fn listing_parameters() {
         let q = ProductQuery::parse(&params(&[]), 100).unwrap();
         assert_eq!((q.limit, q.sort), (DEFAULT_PAGE_SIZE, Sort::Newest));
@@ -413,11 +443,23 @@ mod tests {
             .unwrap_err(),
         );
         assert_eq!(errors, ["sort", "limit", "min_price", "in_stock"]);
-        let errors = fields(
-            ProductQuery::parse(&params(&[("min_price", "9"), ("max_price", "1")]), 100)
-                .unwrap_err(),
+        // An empty range is a query for nothing, not an error.
+        let empty =
+            ProductQuery::parse(&params(&[("min_price", "9"), ("max_price", "1")]), 100).unwrap();
+        assert_eq!((empty.min_price, empty.max_price), (Some(9), Some(1)));
+        // The search text's maximum counts what was sent, white space included.
+        let padded = format!(" {}", "a".repeat(SEARCH_TEXT_MAX));
+        assert_eq!(
+            fields(ProductQuery::parse(&params(&[("q", &padded)]), 100).unwrap_err()),
+            ["q"]
         );
-        assert_eq!(errors, ["max_price"]);
+        let blank = " ".repeat(SEARCH_TEXT_MAX);
+        assert_eq!(
+            ProductQuery::parse(&params(&[("q", &blank)]), 100)
+                .unwrap()
+                .terms,
+            None
+        );
         assert!(matches!(
             ProductQuery::parse(&params(&[("cursor", "garbage")]), 100),
             Err(ListError::Cursor(_))

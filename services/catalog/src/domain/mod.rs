@@ -5,6 +5,7 @@ pub mod category;
 pub mod inventory;
 pub mod listing;
 pub mod product;
+pub mod schema;
 
 pub(crate) use platform::validation::Violations;
 

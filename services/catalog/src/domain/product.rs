@@ -84,7 +84,8 @@ pub struct ImageUrl(String);
 
 impl ImageUrl {
     pub fn parse(text: &str) -> Result<Self, String> {
-        if text.len() > IMAGE_URL_MAX {
+        // Characters, as the message and the published schema's maxLength count them.
+        if text.chars().count() > IMAGE_URL_MAX {
             return Err(format!("must be at most {IMAGE_URL_MAX} characters"));
         }
         let rest = text
@@ -141,20 +142,19 @@ pub struct ProductDraft {
         example = "GR-1"
     )]
     pub sku: String,
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(schema_with = super::schema::product_name)]
     pub name: String,
     #[serde(default)]
-    #[schema(max_length = 5000)]
+    #[schema(schema_with = super::schema::product_description)]
     pub description: String,
     pub price: PriceDraft,
-    #[schema(format = Uuid)]
+    #[schema(schema_with = super::schema::category_id)]
     pub category_id: String,
-    /// An http(s) URL.
     #[serde(default)]
-    #[schema(max_length = 2048)]
+    #[schema(schema_with = super::schema::image_url)]
     pub image_url: Option<String>,
-    /// At most 50 string pairs.
     #[serde(default)]
+    #[schema(schema_with = super::schema::attributes)]
     pub attributes: BTreeMap<String, String>,
     #[serde(default = "default_true")]
     pub active: bool,
@@ -353,6 +353,15 @@ mod tests {
         ] {
             assert!(ImageUrl::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_image_url_limit_counts_characters() {
+        let prefix = "https://example.com/";
+        let at_limit = format!("{prefix}{}", "é".repeat(IMAGE_URL_MAX - prefix.len()));
+        assert!(at_limit.len() > IMAGE_URL_MAX, "more bytes than the limit");
+        assert!(ImageUrl::parse(&at_limit).is_ok());
+        assert!(ImageUrl::parse(&format!("{at_limit}é")).is_err());
     }
 
     #[test]

@@ -280,9 +280,27 @@ pub struct SetStockRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdjustStockRequest {
-    /// Non-zero; negative removes units.
-    #[schema(minimum = -1_000_000_000, maximum = 1_000_000_000)]
+    #[schema(schema_with = delta_schema)]
     pub delta: i64,
+}
+
+/// Non-zero, within ±1e9: one range on each side of zero, as JSON Schema has no "not equal".
+fn delta_schema() -> utoipa::openapi::Schema {
+    use utoipa::openapi::{KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, Type};
+    let range = |minimum: i64, maximum: i64| {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+            .minimum(Some(minimum))
+            .maximum(Some(maximum))
+    };
+    Schema::OneOf(
+        OneOfBuilder::new()
+            .description(Some("Non-zero; negative removes units."))
+            .item(range(-STOCK_MAX, -1))
+            .item(range(1, STOCK_MAX))
+            .build(),
+    )
 }
 
 /// A product's stock (admin).

@@ -94,6 +94,25 @@ pub struct ProductPage {
     pub next_cursor: Option<String>,
 }
 
+/// The `sort` parameter's values as `Sort::parse` reads them, and the empty value an HTML form
+/// sends for a choice left unset, which means the default.
+pub struct ListingSort;
+
+impl utoipa::PartialSchema for ListingSort {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(["newest", "price_asc", "price_desc", "name", ""]))
+            .into()
+    }
+}
+
+impl ToSchema for ListingSort {}
+
+/// The cursor's maximum length quoted in the schema above, checked against the domain's.
+const _: () = assert!(crate::domain::listing::CURSOR_MAX == 2048);
+
 /// The outcome of an import.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ImportReport {
@@ -147,9 +166,10 @@ fn is_admin(caller: &Option<Caller>) -> bool {
         ("max_price" = Option<i64>, Query, minimum = 0, description = "Minor units"),
         ("in_stock" = Option<bool>, Query, description = "Only products that can be bought now"),
         ("q" = Option<String>, Query, max_length = 200, description = "Words that must all occur in name or description"),
-        ("sort" = Option<String>, Query, description = "newest (default), price_asc, price_desc or name"),
+        ("sort" = inline(Option<ListingSort>), Query, description = "newest (default, also when empty), price_asc, price_desc or name"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size, default 20"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("cursor" = Option<String>, Query, max_length = 2048, pattern = "^[A-Za-z0-9_-]*$",
+            description = "`next_cursor` of the previous page (base64url); one the server did not issue for this sort order is a 400"),
         ("include_inactive" = Option<bool>, Query, description = "Admins only"),
     ),
     responses(
@@ -394,6 +414,37 @@ async fn import_line(
                 "line",
                 "could not be stored; retry later",
             )]))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::PartialSchema as _;
+
+    use super::*;
+
+    #[test]
+    fn every_published_sort_value_is_read_and_no_other() {
+        let schema = serde_json::to_value(ListingSort::schema()).unwrap();
+        let values: Vec<&str> = schema["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let parses = |sort: &str| {
+            let params = ListParams {
+                sort: Some(sort.to_owned()),
+                ..ListParams::default()
+            };
+            ProductQuery::parse(&params, 100).is_ok()
+        };
+        for value in &values {
+            assert!(parses(value), "{value:?}");
+        }
+        for other in ["random", "Newest", " name", "price"] {
+            assert!(!values.contains(&other) && !parses(other), "{other:?}");
         }
     }
 }

@@ -57,6 +57,16 @@ async fn anonymous_browse_search_and_conditional_get() {
         )
         .await;
     assert_eq!(priced.body["items"][0]["sku"], "GR-1");
+    // A minimum above the maximum is an empty range: nothing matches, nothing is wrong.
+    let empty_range = app
+        .get(
+            "/api/v1/products?min_price=20000&max_price=10000",
+            As::Anonymous,
+        )
+        .await;
+    assert_eq!(empty_range.status, StatusCode::OK, "{}", empty_range.body);
+    assert_eq!(empty_range.body["items"], json!([]));
+    assert_eq!(empty_range.body["next_cursor"], Value::Null);
 
     let path = format!("/api/v1/products/{}", quiet["id"].as_str().unwrap());
     let one = app.get(&path, As::Anonymous).await;

@@ -7,6 +7,7 @@ pub mod users;
 use axum::Router;
 use platform::http::openapi::BearerScheme;
 use platform::validation::Violations;
+use users::UserPatchNeedsAField;
 use utoipa::OpenApi;
 
 use crate::AppState;
@@ -32,7 +33,7 @@ pub fn router(state: AppState) -> Router {
         sessions::logout,
         jwks::jwks,
     ),
-    modifiers(&BearerScheme),
+    modifiers(&BearerScheme, &UserPatchNeedsAField),
     tags((name = "identity", description = "Accounts, sessions and token signing keys"))
 )]
 pub struct IdentityApi;

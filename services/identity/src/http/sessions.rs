@@ -33,8 +33,18 @@ pub struct LoginRequest {
         example = "ada@example.com"
     )]
     pub email: Option<String>,
-    #[schema(required = true, nullable = false, format = "password")]
+    #[schema(required = true, schema_with = login_password_schema)]
     pub password: Option<String>,
+}
+
+/// Any text but NUL, which no request text may hold: a wrong password is a 401, not a 422.
+fn login_password_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Password)))
+        .pattern(Some(platform::http::openapi::patterns::NO_NUL))
+        .build()
 }
 
 /// A refresh token presented for rotation or revocation.

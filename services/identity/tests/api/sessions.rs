@@ -334,3 +334,26 @@ async fn migrate_prepares_an_empty_database_and_is_repeatable() {
     // Migrations only: no bootstrap admin yet, that is `build`'s job.
     assert_eq!(store.count_users().await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn unknown_fields_are_ignored_whatever_they_hold() {
+    let app = spawn_app().await;
+    app.registered("ada@example.com").await;
+    // The schema's objects are open: a field the API does not define is skipped unread, so a
+    // NUL in its name or contents (refused in any field that is read) does not matter.
+    let response = app
+        .post_json(
+            "/api/v1/sessions",
+            &json!({"email": "ada@example.com", "password": PASSWORD,
+                    "client\u{0}": {"note": ["x\u{0}y"]}}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let refused = app
+        .post_json(
+            "/api/v1/sessions",
+            &json!({"email": "ada@example.com", "password": "pass\u{0}word"}),
+        )
+        .await;
+    assert_problem(refused, 422, "validation-failed").await;
+}
