@@ -16,6 +16,28 @@ use crate::config::{ConfigSources, Secret};
 use crate::db::{Db, PoolConfig};
 use crate::service::{Listeners, Service, ServiceConfig};
 
+/// Whether a schema `pattern` matches `text`, read as jsonschema-rs (schemathesis's validator)
+/// reads ECMA-262 patterns: for tests that hold a published pattern to the rule it states.
+pub fn pattern_matches(pattern: &str, text: &str) -> bool {
+    fancy_regex::Regex::new(pattern)
+        .unwrap_or_else(|error| panic!("pattern {pattern:?} does not compile: {error}"))
+        .is_match(text)
+        .unwrap_or_else(|error| panic!("pattern {pattern:?} on {text:?}: {error}"))
+}
+
+/// The fields a validation problem's body names, in order.
+pub fn violated_fields(problem: &Value) -> Vec<String> {
+    problem["errors"]
+        .as_array()
+        .map(|errors| {
+            errors
+                .iter()
+                .filter_map(|e| e["field"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The internal token every test server is given.
 pub const TEST_INTERNAL_TOKEN: &str = "test-internal-token-0123456789abcdef";
 
@@ -203,15 +225,7 @@ impl Answer {
 
     /// The fields named by a validation problem.
     pub fn violated_fields(&self) -> Vec<String> {
-        self.body["errors"]
-            .as_array()
-            .map(|errors| {
-                errors
-                    .iter()
-                    .filter_map(|e| e["field"].as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
+        violated_fields(&self.body)
     }
 
     /// The `id` of the answered resource.

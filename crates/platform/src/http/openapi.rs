@@ -70,12 +70,7 @@ pub mod patterns {
         use super::*;
         use proptest::prelude::*;
 
-        fn matches(pattern: &str, text: &str) -> bool {
-            fancy_regex::Regex::new(pattern)
-                .unwrap()
-                .is_match(text)
-                .unwrap()
-        }
+        use crate::test_util::pattern_matches as matches;
 
         /// The rule `trimmed_text` describes, written the way the services check it.
         fn rule(text: &str, forbidden: fn(char) -> bool, required: bool) -> bool {

@@ -139,12 +139,7 @@ mod tests {
     use crate::domain::product::{parse_attributes, ImageUrl};
     use crate::domain::{bounded_text as parse_text, parse_uuid};
 
-    fn matches(pattern: &str, text: &str) -> bool {
-        fancy_regex::Regex::new(pattern)
-            .unwrap()
-            .is_match(text)
-            .unwrap()
-    }
+    use platform::test_util::pattern_matches as matches;
 
     /// Whether a string schema's pattern and length bounds admit `text`.
     fn admits(schema: &Object, text: &str) -> bool {

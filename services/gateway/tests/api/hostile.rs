@@ -56,6 +56,14 @@ impl RawUpstream {
         }
     }
 
+    /// An upstream that answers every request with its target.
+    async fn echoing() -> Self {
+        Self::start(Arc::new(|_, request| {
+            vec![Step::Write(answer_with_target(request))]
+        }))
+        .await
+    }
+
     fn requests(&self) -> Vec<String> {
         self.seen
             .lock()
@@ -226,10 +234,7 @@ async fn bytes_an_upstream_sends_unasked_never_become_another_requests_answer() 
 
 #[tokio::test]
 async fn a_bare_lf_in_a_chunk_extension_smuggles_nothing() {
-    let upstream = RawUpstream::start(Arc::new(|_, request| {
-        vec![Step::Write(answer_with_target(request))]
-    }))
-    .await;
+    let upstream = RawUpstream::echoing().await;
     let app = gateway_to(upstream.address, 5_000).await;
     let request = b"POST /raw/x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n2;\nxx\r\n45\r\n0\r\n\r\nGET /raw/SMUGGLED HTTP/1.1\r\nHost: h\r\nContent-Length: 7\r\n\r\n\r\n0\r\n\r\n";
     let (status, _) = exchange_raw(gateway_address(&app), request).await.unwrap();
@@ -245,10 +250,7 @@ async fn a_bare_lf_in_a_chunk_extension_smuggles_nothing() {
 
 #[tokio::test]
 async fn a_bare_lf_never_ends_a_trailer_section() {
-    let upstream = RawUpstream::start(Arc::new(|_, request| {
-        vec![Step::Write(answer_with_target(request))]
-    }))
-    .await;
+    let upstream = RawUpstream::echoing().await;
     let app = gateway_to(upstream.address, 5_000).await;
     for request in [
         &b"POST /raw/x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\nGET /raw/SMUGGLED HTTP/1.1\r\nHost: h\r\n\r\n"[..],
@@ -264,10 +266,7 @@ async fn a_bare_lf_never_ends_a_trailer_section() {
 
 #[tokio::test]
 async fn the_gateway_alone_sets_host_and_the_forwarding_headers() {
-    let upstream = RawUpstream::start(Arc::new(|_, request| {
-        vec![Step::Write(answer_with_target(request))]
-    }))
-    .await;
+    let upstream = RawUpstream::echoing().await;
     let app = gateway_to(upstream.address, 5_000).await;
     let gateway = gateway_address(&app);
     // `Connection: host` must not strip Host; a client's X-Forwarded-Host never passes.
@@ -371,10 +370,7 @@ async fn hold_a_body(gateway: SocketAddr, length: usize) -> TcpStream {
 
 #[tokio::test]
 async fn buffered_bodies_share_one_memory_budget() {
-    let upstream = RawUpstream::start(Arc::new(|_, request| {
-        vec![Step::Write(answer_with_target(request))]
-    }))
-    .await;
+    let upstream = RawUpstream::echoing().await;
     let limit = crate::helpers::BODY_LIMIT as usize;
     let app = spawn_app_with(move |config| {
         config.body_memory_bytes = 2 * crate::helpers::BODY_LIMIT;

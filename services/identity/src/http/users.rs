@@ -255,12 +255,7 @@ mod tests {
     use super::*;
     use crate::domain::{PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS};
 
-    fn matches(pattern: &str, text: &str) -> bool {
-        fancy_regex::Regex::new(pattern)
-            .unwrap()
-            .is_match(text)
-            .unwrap()
-    }
+    use platform::test_util::pattern_matches as matches;
 
     /// The published schema of one request body, as JSON.
     fn schema(name: &str) -> serde_json::Value {

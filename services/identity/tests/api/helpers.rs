@@ -217,15 +217,7 @@ pub async fn assert_problem(response: reqwest::Response, status: u16, code: &str
 
 /// The fields named in a validation problem, sorted.
 pub fn invalid_fields(problem: &Value) -> Vec<String> {
-    let mut fields: Vec<String> = problem["errors"]
-        .as_array()
-        .map(|errors| {
-            errors
-                .iter()
-                .filter_map(|e| e["field"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut fields = platform::test_util::violated_fields(problem);
     fields.sort();
     fields
 }
