@@ -257,16 +257,11 @@ fn is_field_line(line: &[u8]) -> bool {
 /// Whether `head` holds an LF that no CR precedes: RFC 9112 §2.2 lets a recipient read a bare
 /// LF as a line end, and parsers that do and parsers that do not disagree on where a field or
 /// a head ends, so the gateway refuses it on both sides.
+///
+/// It runs on every head on the hot path: memchr finds the line ends (SIMD), so only one byte
+/// per line is looked at, not every byte of the head.
 pub(crate) fn has_bare_lf(head: &[u8]) -> bool {
-    let mut from = 0;
-    while let Some(offset) = head[from..].iter().position(|&b| b == b'\n') {
-        let lf = from + offset;
-        if lf == 0 || head[lf - 1] != b'\r' {
-            return true;
-        }
-        from = lf + 1;
-    }
-    false
+    memchr::memchr_iter(b'\n', head).any(|lf| lf == 0 || head[lf - 1] != b'\r')
 }
 
 /// Whether a comma-separated header value lists `token` (case-insensitively).

@@ -405,8 +405,8 @@ impl Worker {
         }
 
         let (mut parts, body) = request.into_parts();
-        prepare_headers(&mut parts.headers, peer, identity.as_ref(), request_id);
-        if !parts.headers.contains_key(HOST) {
+        let has_host = prepare_headers(&mut parts.headers, peer, identity.as_ref(), request_id);
+        if !has_host {
             // HTTP/1.0 may come without Host; an upstream always gets one: its own name, as
             // nginx's `$proxy_host` default does.
             let name = &self.shared.upstreams.list[route.upstream].name;
@@ -564,13 +564,14 @@ impl Worker {
 }
 
 /// Rewrites the client's headers into the upstream's: no hop-by-hop headers, no identity the
-/// client claimed, the verified identity, forwarding and tracing headers.
+/// client claimed, the verified identity, forwarding and tracing headers. Whether the request
+/// names a Host.
 fn prepare_headers(
     headers: &mut HeaderMap,
     peer: &Peer,
     identity: Option<&Identity>,
     request_id: &HeaderValue,
-) {
+) -> bool {
     strip_hop_by_hop(headers);
     headers.remove(http::header::UPGRADE);
     // Always: a client must never be able to name its own identity.
@@ -596,9 +597,16 @@ fn prepare_headers(
     headers.insert(X_FORWARDED_FOR, forwarded_for);
     headers.insert(X_FORWARDED_PROTO, HTTP);
     // The forwarding headers are the gateway's alone: a client's X-Forwarded-Host never passes.
-    match headers.get(HOST).filter(|host| !host.is_empty()).cloned() {
-        Some(host) => headers.insert(X_FORWARDED_HOST, host),
-        None => headers.remove(X_FORWARDED_HOST),
+    let has_host = match headers.get(HOST).filter(|host| !host.is_empty()).cloned() {
+        Some(host) => {
+            headers.insert(X_FORWARDED_HOST, host);
+            true
+        }
+        None => {
+            headers.remove(X_FORWARDED_HOST);
+            headers.remove(HOST);
+            false
+        }
     };
     headers.insert(X_REQUEST_ID, request_id.clone());
     let trace =
@@ -606,6 +614,7 @@ fn prepare_headers(
     if let Ok(value) = HeaderValue::from_bytes(&trace.header_bytes()) {
         headers.insert(TRACEPARENT, value);
     }
+    has_host
 }
 
 /// Removes hop-by-hop headers, including any the `Connection` header names — except Host,

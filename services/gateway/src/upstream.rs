@@ -187,7 +187,8 @@ impl Pool {
         connect_timeout: Duration,
         queue_timeout: Duration,
     ) -> Result<(Connection, bool), ConnectError> {
-        let deadline = tokio::time::Instant::now() + queue_timeout;
+        // Read the clock only if this request has to wait.
+        let mut deadline = None;
         loop {
             if let Some(connection) = self.take_idle() {
                 return Ok((connection, true));
@@ -195,6 +196,8 @@ impl Pool {
             let permit = match self.connecting.try_acquire() {
                 Ok(permit) => permit,
                 Err(_) => {
+                    let deadline = *deadline
+                        .get_or_insert_with(|| tokio::time::Instant::now() + queue_timeout);
                     let returned = self.returned.notified();
                     tokio::select! {
                         () = returned => continue,
