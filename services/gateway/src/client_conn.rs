@@ -33,7 +33,7 @@ use tokio::time::{timeout, timeout_at, Instant};
 
 use crate::admission::{Admission, BodyReservation};
 use crate::framing::{
-    decode, has_bare_lf, has_token, header_map, parse_length, put_header, put_length, span,
+    decode, has_token, header_map, lines_end_in_crlf, parse_length, put_header, put_length, span,
     ChunkState, Decoded, Framing,
 };
 use crate::respond::{self, Body};
@@ -514,6 +514,37 @@ pub(crate) fn parse_head_for_fuzzing(buffer: &mut BytesMut) -> Result<Option<()>
         .map_err(|_| ())
 }
 
+/// The bytes of an RFC 3986 reg-name (unreserved, sub-delims, `%` of pct-encoded), as a table:
+/// every request's Host is checked against it.
+const REG_NAME: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'%'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            );
+        byte += 1;
+    }
+    table
+};
+
 /// Whether a Host value is `uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986): an IP literal in
 /// brackets or a reg-name, no userinfo, no path, no spaces. An empty value is allowed (RFC
 /// 9112 §3.2: a target without an authority).
@@ -538,10 +569,7 @@ fn is_valid_host(value: &[u8]) -> bool {
             None => (value, &b""[..]),
         },
     };
-    let reg_name_ok = host.first() == Some(&b'[')
-        || host
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b));
+    let reg_name_ok = host.first() == Some(&b'[') || host.iter().all(|&b| REG_NAME[usize::from(b)]);
     let port_ok = match port {
         [] => true,
         [b':', digits @ ..] => digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit),
@@ -597,7 +625,10 @@ fn parse_head(buffer: &mut BytesMut) -> Result<Option<Head>, Problem> {
         Ok(_) | Err(httparse::Error::TooManyHeaders) => return Err(head_too_large()),
         Err(_) => return Err(bad_request("the request head is not HTTP/1.x")),
     };
-    if has_bare_lf(&buffer[..length]) {
+    if !lines_end_in_crlf(
+        &buffer[..length],
+        parsed.headers.iter().map(|h| h.name.as_bytes()),
+    ) {
         return Err(bad_request("a line of the request head ends in a bare LF"));
     }
     let version = match parsed.version {

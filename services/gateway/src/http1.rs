@@ -24,8 +24,8 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, Interest};
 use tokio::net::TcpStream;
 
 use crate::framing::{
-    decode, has_bare_lf, has_token, header_map, invalid, parse_length, put_header, put_length,
-    span, ChunkState, Decoded, Framing,
+    decode, has_token, header_map, invalid, lines_end_in_crlf, parse_length, put_header,
+    put_length, span, ChunkState, Decoded, Framing,
 };
 use crate::respond::Body;
 use crate::upstream::Pool;
@@ -221,7 +221,10 @@ fn parse_head(
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(_) => return Err(failed("malformed response head")),
         };
-        if has_bare_lf(&buffer[..length]) {
+        if !lines_end_in_crlf(
+            &buffer[..length],
+            parsed.headers.iter().map(|h| h.name.as_bytes()),
+        ) {
             return Err(failed("a line of the response head ends in a bare LF"));
         }
         let code = parsed.code.unwrap_or(0);
