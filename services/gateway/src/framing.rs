@@ -259,15 +259,21 @@ fn is_field_line(line: &[u8]) -> bool {
 /// field or a head ends, so the gateway refuses it on both sides.
 ///
 /// In a head httparse accepted, an LF can only end a line (targets, names and values hold
-/// none), and each line ends right before the next begins: so checking the two bytes before each
-/// field's name (the end of the line before it) and the head's last four covers every LF of the
-/// head, at a few instructions a field instead of a look at every byte (on the hot path).
+/// none) or an empty line it skipped before the first, and each line ends right before the next
+/// begins: so checking the empty lines in front, the two bytes before each field's name (the
+/// end of the line before it) and the head's last four covers every LF of the head, at a few
+/// instructions a field instead of a look at every byte (on the hot path).
 /// `field_names`: the name of each field, as slices of `head`.
 pub(crate) fn lines_end_in_crlf<'a>(
     head: &[u8],
     field_names: impl IntoIterator<Item = &'a [u8]>,
 ) -> bool {
-    head.ends_with(b"\r\n\r\n")
+    let mut first_line = head;
+    while let Some(rest) = first_line.strip_prefix(b"\r\n") {
+        first_line = rest;
+    }
+    !first_line.starts_with(b"\n")
+        && head.ends_with(b"\r\n\r\n")
         && field_names.into_iter().all(|name| {
             let start = span(head, name).start;
             start >= 2 && &head[start - 2..start] == b"\r\n"
@@ -479,6 +485,7 @@ mod tests {
             Some(true)
         );
         assert_eq!(crlf_lines(b"GET / HTTP/1.1\r\n\r\n"), Some(true));
+        assert_eq!(crlf_lines(b"\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n"), Some(true));
         for bare in [
             &b"GET / HTTP/1.1\nHost: h\r\n\r\n"[..],
             b"GET / HTTP/1.1\r\nHost: h\nX: y\r\n\r\n",
@@ -486,6 +493,8 @@ mod tests {
             b"GET / HTTP/1.1\r\nHost: h\r\n\n",
             b"GET / HTTP/1.1\n\n",
             b"GET / HTTP/1.1\r\nHost: h \nX: y\r\n\r\n",
+            b"\nGET / HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"\r\n\nGET / HTTP/1.1\r\nHost: h\r\n\r\n",
         ] {
             assert_eq!(
                 crlf_lines(bare),
