@@ -485,7 +485,10 @@ mod tests {
             Some(true)
         );
         assert_eq!(crlf_lines(b"GET / HTTP/1.1\r\n\r\n"), Some(true));
-        assert_eq!(crlf_lines(b"\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n"), Some(true));
+        assert_eq!(
+            crlf_lines(b"\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n"),
+            Some(true)
+        );
         for bare in [
             &b"GET / HTTP/1.1\nHost: h\r\n\r\n"[..],
             b"GET / HTTP/1.1\r\nHost: h\nX: y\r\n\r\n",
