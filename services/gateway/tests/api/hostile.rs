@@ -138,7 +138,17 @@ fn answer_with_target(request: &[u8]) -> Vec<u8> {
 
 /// The gateway with one more route, `/raw`, to `upstream` (upstream timeout `timeout_ms`).
 async fn gateway_to(upstream: SocketAddr, timeout_ms: u64) -> crate::helpers::TestApp {
+    gateway_to_with(upstream, timeout_ms, |_| {}).await
+}
+
+/// [`gateway_to`], after `customize` had its say on the rest of the configuration.
+async fn gateway_to_with(
+    upstream: SocketAddr,
+    timeout_ms: u64,
+    customize: impl FnOnce(&mut gateway::Config),
+) -> crate::helpers::TestApp {
     spawn_app_with(move |config| {
+        customize(config);
         config.upstreams.insert(
             "raw".into(),
             UpstreamConfig {
@@ -372,23 +382,8 @@ async fn hold_a_body(gateway: SocketAddr, length: usize) -> TcpStream {
 async fn buffered_bodies_share_one_memory_budget() {
     let upstream = RawUpstream::echoing().await;
     let limit = crate::helpers::BODY_LIMIT as usize;
-    let app = spawn_app_with(move |config| {
+    let app = gateway_to_with(upstream.address, 5_000, |config| {
         config.body_memory_bytes = 2 * crate::helpers::BODY_LIMIT;
-        config.upstreams.insert(
-            "raw".into(),
-            UpstreamConfig {
-                instances: vec![format!("http://{}", upstream.address)],
-                timeout_ms: 5_000,
-                connect_timeout_ms: 500,
-                eject_ms: 10,
-            },
-        );
-        config.routes.push(RouteConfig {
-            prefix: "/raw".into(),
-            upstream: "raw".into(),
-            auth: AuthMode::None,
-            rate_limit: None,
-        });
     })
     .await;
     let gateway = gateway_address(&app);
