@@ -87,6 +87,12 @@ pub fn main(cli: Cli) -> ExitCode {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let sources = ConfigSources::from_process(crate::defaults()?, cli.config.as_deref());
+    if matches!(
+        cli.command,
+        Command::Up { .. } | Command::Serve { .. } | Command::Migrate { .. } | Command::Seed { .. }
+    ) {
+        crate::registry::check_config(&sources)?;
+    }
     match cli.command {
         Command::Up { data_dir } => up(data_dir, sources).await,
         Command::Serve { service } => serve(&service, &sources).await,
@@ -165,7 +171,14 @@ async fn serve(name: &str, sources: &ConfigSources) -> anyhow::Result<()> {
     init_telemetry(sources)?;
     let shutdown = platform::http::shutdown_signal();
     if name == gateway::SERVICE {
-        let config: gateway::Config = load_section(sources, gateway::SERVICE)?;
+        let config = crate::registry::gateway_config(sources)?;
+        if config.gateway_credential.is_none() {
+            anyhow::bail!(
+                "invalid configuration: `internal.gateway_credential` is not set: services \
+                 accept a signed-in caller's identity only with it (set \
+                 MICROMART_INTERNAL__GATEWAY_CREDENTIAL to the value the services have)"
+            );
+        }
         return gateway::run(config, crate::shop::static_content()?, shutdown).await;
     }
     let entry = crate::registry::find(name).with_context(|| format!("no service `{name}`"))?;

@@ -1,6 +1,6 @@
 //! What the embedded mode derives from its data directory: a SQLite file per service, what
 //! each service asks for in this mode (the development signing key, demo data), the bootstrap
-//! admin's password and the internal token, all kept between runs.
+//! admin's password, the internal token and the gateway credential, all kept between runs.
 
 use std::path::{Path, PathBuf};
 
@@ -33,16 +33,17 @@ pub fn config_layers(data_dir: &Path) -> anyhow::Result<Vec<String>> {
     }
     layers.push(format!(
         "[identity]\nadmin_email = {email}\nadmin_password = {password}\n\
-         [internal]\ntoken = {token}\n",
+         [internal]\ntoken = {token}\ngateway_credential = {credential}\n",
         email = toml_string(ADMIN_EMAIL),
         password = toml_string(&kept_secret(&data_dir, "admin-password", 20)?),
         token = toml_string(&kept_secret(&data_dir, "internal-token", 40)?),
+        credential = toml_string(&kept_secret(&data_dir, "gateway-credential", 40)?),
     ));
     Ok(layers)
 }
 
 /// A random secret generated on the first run and kept in the data dir (mode 0600): the
-/// admin's password, the internal token.
+/// admin's password, the internal token, the gateway credential.
 fn kept_secret(data_dir: &Path, name: &str, length: usize) -> anyhow::Result<String> {
     let path: PathBuf = data_dir.join(name);
     if let Ok(existing) = std::fs::read_to_string(&path) {
@@ -96,6 +97,9 @@ mod tests {
             20
         );
         assert_eq!(secrets["internal"]["token"].as_str().unwrap().len(), 40);
+        let credential = secrets["internal"]["gateway_credential"].as_str().unwrap();
+        assert_eq!(credential.len(), 40);
+        assert_ne!(credential, secrets["internal"]["token"].as_str().unwrap());
         let key_file = parsed[0]["identity"]["signing_key_file"].as_str().unwrap();
         assert!(key_file.starts_with(&*dir.path().canonicalize().unwrap().to_string_lossy()));
     }

@@ -19,6 +19,8 @@ pub fn defaults() -> anyhow::Result<String> {
     for entry in registry::SERVICES {
         text.push('\n');
         text.push_str(entry.defaults);
+        text.push('\n');
+        text.push_str(&platform::service::common_defaults(entry.name));
     }
     Ok(text)
 }

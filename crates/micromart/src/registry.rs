@@ -6,7 +6,7 @@
 //! Adding a service: its folder under `services/`, its dependency in this crate's manifest,
 //! and one `entry::<…>()` line below.
 
-use platform::config::{ConfigError, ConfigSources};
+use platform::config::{load_section, ConfigError, ConfigSources};
 use platform::http::ProblemType;
 use platform::service::{Launch, PublicRoute, Service};
 
@@ -51,6 +51,36 @@ pub fn names() -> Vec<&'static str> {
     std::iter::once(gateway::SERVICE)
         .chain(SERVICES.iter().map(|entry| entry.name))
         .collect()
+}
+
+/// The top-level sections a configuration may hold: the shop-wide ones, the gateway's, and
+/// one per service.
+pub fn sections() -> Vec<&'static str> {
+    let mut sections = vec!["internal", "telemetry", gateway::SERVICE];
+    sections.extend(SERVICES.iter().map(|entry| entry.name));
+    sections
+}
+
+/// Loads every section of the configuration, whichever process is starting: a key or a
+/// variable that names nothing anywhere is an error (with the closest valid spelling), as is
+/// a bad value, rather than a setting silently left at its default.
+pub fn check_config(sources: &ConfigSources) -> Result<(), ConfigError> {
+    platform::config::refuse_unknown_sections(sources, &sections())?;
+    load_section::<platform::telemetry::TelemetryConfig>(sources, "telemetry")?;
+    gateway_config(sources)?;
+    for entry in SERVICES {
+        (entry.load)(sources)?;
+    }
+    Ok(())
+}
+
+/// The gateway's configuration: its section, and the gateway credential from `[internal]`
+/// (the one secret the gateway and every service share).
+pub fn gateway_config(sources: &ConfigSources) -> Result<gateway::Config, ConfigError> {
+    let mut config: gateway::Config = load_section(sources, gateway::SERVICE)?;
+    let internal: platform::service::InternalConfig = load_section(sources, "internal")?;
+    config.gateway_credential = internal.gateway_credential;
+    Ok(config)
 }
 
 /// The gateway's default upstreams and routes, one upstream per service at the address of its

@@ -93,7 +93,7 @@ impl Shop {
         for entry in crate::registry::SERVICES {
             launches.push((entry.load)(&sources)?);
         }
-        let mut gateway_config: gateway::Config = load_section(&sources, gateway::SERVICE)?;
+        let mut gateway_config = crate::registry::gateway_config(&sources)?;
         let admin: AdminLogin = load_section(&sources, "identity").unwrap_or_default();
         if options.ephemeral_ports {
             for launch in &mut launches {

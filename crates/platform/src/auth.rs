@@ -29,6 +29,59 @@ pub const USER_ROLES_HEADER: &str = "x-micromart-user-roles";
 /// The header that carries the deployment's service credential to an internal API.
 pub const INTERNAL_TOKEN_HEADER: &str = "x-micromart-internal-token";
 
+/// The header by which the gateway vouches for the identity headers it forwards: the
+/// deployment's gateway credential (`internal.gateway_credential`). A service accepts
+/// `x-micromart-user-*` headers only with it (or on its internal door, with the internal
+/// token), so reaching a service's port directly makes no one an admin.
+pub const GATEWAY_CREDENTIAL_HEADER: &str = "x-micromart-gateway-credential";
+
+/// Marks a request whose forwarded identity a door has vouched for; [`Caller`] reads the
+/// identity headers only when it is there.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IdentityVouched;
+
+/// A shared secret a door compares presented headers against: kept as its SHA-256, so the
+/// constant-time comparison depends neither on where two values differ nor on their lengths.
+#[derive(Clone)]
+pub(crate) struct ExpectedSecret(Option<Arc<[u8; 32]>>);
+
+/// What a presented secret turned out to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SecretCheck {
+    Matches,
+    Wrong,
+    Missing,
+    /// No secret is configured: nothing can match.
+    NotConfigured,
+}
+
+impl ExpectedSecret {
+    pub(crate) fn new(secret: Option<&crate::config::Secret>) -> Self {
+        Self(secret.map(|s| Arc::new(sha256(s.expose().as_bytes()))))
+    }
+
+    pub(crate) fn check(&self, presented: Option<&http::HeaderValue>) -> SecretCheck {
+        use subtle::ConstantTimeEq as _;
+        let Some(expected) = &self.0 else {
+            return SecretCheck::NotConfigured;
+        };
+        match presented {
+            Some(value) if bool::from(sha256(value.as_bytes()).ct_eq(expected.as_ref())) => {
+                SecretCheck::Matches
+            }
+            Some(_) => SecretCheck::Wrong,
+            None => SecretCheck::Missing,
+        }
+    }
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
 /// What a user may do. Serialized lowercase in tokens and headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -326,10 +379,14 @@ async fn fetch_jwks(url: &str) -> anyhow::Result<JwkSet> {
     serde_json::from_slice(&body).context("JWKS is not valid JSON")
 }
 
+pub(crate) const UNVOUCHED_IDENTITY: &str =
+    "identity headers are accepted only from the gateway (or with the internal token)";
+
 /// The authenticated user of a request, as forwarded by the gateway.
 ///
-/// Services sit behind the gateway, which verifies the token and sets these headers after
-/// stripping any the client sent; network policy keeps clients from reaching services directly.
+/// The gateway verifies the token and sets these headers after stripping any the client sent,
+/// vouching for them with the gateway credential; the service's door checks that credential
+/// (see [`GATEWAY_CREDENTIAL_HEADER`]), and network policy is a second wall.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     pub user_id: Uuid,
@@ -366,6 +423,9 @@ impl Caller {
 
     fn from_parts(parts: &Parts) -> Option<Result<Self, Problem>> {
         let user_id = parts.headers.get(USER_ID_HEADER)?;
+        if parts.extensions.get::<IdentityVouched>().is_none() {
+            return Some(Err(Problem::unauthorized(UNVOUCHED_IDENTITY)));
+        }
         let parse = || {
             let user_id = Uuid::parse_str(user_id.to_str().ok()?).ok()?;
             let roles = match parts.headers.get(USER_ROLES_HEADER) {
@@ -509,6 +569,7 @@ mod tests {
         let request = axum::http::Request::builder()
             .header(USER_ID_HEADER, user_id.to_string())
             .header(USER_ROLES_HEADER, "customer,admin")
+            .extension(IdentityVouched)
             .body(())
             .unwrap();
         let (mut parts, _) = request.into_parts();
@@ -521,6 +582,7 @@ mod tests {
         let (mut parts, _) = axum::http::Request::builder()
             .header(USER_ID_HEADER, user_id.to_string())
             .header(USER_ROLES_HEADER, "customer")
+            .extension(IdentityVouched)
             .body(())
             .unwrap()
             .into_parts();
@@ -531,6 +593,7 @@ mod tests {
         let (mut parts, _) = axum::http::Request::builder()
             .header(USER_ID_HEADER, user_id.to_string())
             .header(USER_ROLES_HEADER, "admin")
+            .extension(IdentityVouched)
             .body(())
             .unwrap()
             .into_parts();
@@ -541,6 +604,7 @@ mod tests {
 
         let request = axum::http::Request::builder()
             .header(USER_ID_HEADER, "nope")
+            .extension(IdentityVouched)
             .body(())
             .unwrap();
         let (mut parts, _) = request.into_parts();
@@ -549,5 +613,37 @@ mod tests {
                 .await
                 .is_err()
         );
+    }
+
+    #[tokio::test]
+    async fn identity_headers_no_door_vouched_for_are_refused() {
+        let (mut parts, _) = axum::http::Request::builder()
+            .header(USER_ID_HEADER, Uuid::now_v7().to_string())
+            .header(USER_ROLES_HEADER, "admin")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let refused = <Option<Caller> as FromRequestParts<()>>::from_request_parts(&mut parts, &())
+            .await
+            .unwrap_err();
+        assert_eq!(refused.status(), axum::http::StatusCode::UNAUTHORIZED);
+    }
+
+    #[test]
+    fn shared_secrets_match_only_themselves() {
+        let expected = ExpectedSecret::new(Some(&crate::config::Secret::new("s3cret-value")));
+        let header = |v: &'static str| http::HeaderValue::from_static(v);
+        assert_eq!(
+            expected.check(Some(&header("s3cret-value"))),
+            SecretCheck::Matches
+        );
+        assert_eq!(
+            expected.check(Some(&header("s3cret-valuE"))),
+            SecretCheck::Wrong
+        );
+        assert_eq!(expected.check(Some(&header("s3cret"))), SecretCheck::Wrong);
+        assert_eq!(expected.check(None), SecretCheck::Missing);
+        let unset = ExpectedSecret::new(None);
+        assert_eq!(unset.check(Some(&header("x"))), SecretCheck::NotConfigured);
     }
 }

@@ -5,8 +5,10 @@
 //! can fake it without touching the process environment.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+use figment::error::{Actual, Kind};
 use figment::providers::{Format, Toml};
 use figment::value::Value;
 use figment::Figment;
@@ -99,7 +101,7 @@ impl std::fmt::Debug for Secret {
 
 /// Loads and validates a configuration from its layered sources.
 pub fn load<T: DeserializeOwned + Validate>(sources: &ConfigSources) -> Result<T, ConfigError> {
-    let config: T = figment(sources)?.extract().map_err(from_figment)?;
+    let config: T = extract(sources, "")?;
     config.validate()?;
     Ok(config)
 }
@@ -109,17 +111,23 @@ pub fn load_section<T: DeserializeOwned + Validate>(
     sources: &ConfigSources,
     section: &str,
 ) -> Result<T, ConfigError> {
-    let config: T = figment(sources)?
-        .extract_inner(section)
-        .map_err(from_figment)?;
+    let config: T = extract(sources, section)?;
     config
         .validate()
         .map_err(|e| ConfigError::new(format!("{section}.{}", e.key), e.message))?;
     Ok(config)
 }
 
-/// The merged layers, for loaders that read several sections (the service kit).
+/// The merged layers with every environment value taken as text: what key checks read.
 pub(crate) fn figment(sources: &ConfigSources) -> Result<Figment, ConfigError> {
+    layers(sources, &HashSet::new())
+}
+
+/// The merged layers. An environment value is the variable's text, literally (a password of
+/// digits stays a string, quotes stay quotes), except at the keys in `structured`, where it is
+/// read as a TOML-like value (a number, a bool, `[a, b]`): [`extract`] puts a key there only
+/// when the setting's type refused the text.
+fn layers(sources: &ConfigSources, structured: &HashSet<String>) -> Result<Figment, ConfigError> {
     let mut figment = Figment::new();
     for layer in &sources.defaults {
         figment = figment.merge(Toml::string(layer));
@@ -135,19 +143,155 @@ pub(crate) fn figment(sources: &ConfigSources) -> Result<Figment, ConfigError> {
     }
     for (name, raw) in &sources.env {
         let Some(key) = env_key(name) else { continue };
-        let value: Value = raw.parse().unwrap_or_else(|_| Value::from(raw.clone()));
+        let value: Value = if structured.contains(&key) {
+            raw.parse().unwrap_or_else(|_| Value::from(raw.clone()))
+        } else {
+            Value::from(raw.clone())
+        };
         figment = figment.merge((key, value));
     }
     Ok(figment)
 }
 
+/// Deserializes `section` (the root when empty) as `T`. Environment values start as text; a
+/// value whose setting wants another type (a port, a flag, a list) is read as a value and the
+/// extraction tried again, so each variable ends up typed by the setting it names.
+pub(crate) fn extract<T: DeserializeOwned>(
+    sources: &ConfigSources,
+    section: &str,
+) -> Result<T, ConfigError> {
+    let mut structured = HashSet::new();
+    loop {
+        let figment = layers(sources, &structured)?;
+        let result = if section.is_empty() {
+            figment.extract::<T>()
+        } else {
+            figment.focus(section).extract::<T>()
+        };
+        let error = match result {
+            Ok(config) => return Ok(config),
+            Err(error) => error,
+        };
+        let key = section
+            .split('.')
+            .chain(error.path.iter().map(String::as_str))
+            .filter(|part| !part.is_empty())
+            .collect::<Vec<_>>()
+            .join(".");
+        let from_env = sources
+            .env
+            .iter()
+            .find(|(name, _)| env_key(name).as_deref() == Some(key.as_str()));
+        let text_refused = matches!(error.kind, Kind::InvalidType(Actual::Str(_), _));
+        match from_env {
+            Some(_) if text_refused && structured.insert(key.clone()) => continue,
+            Some((name, _)) => {
+                return Err(ConfigError::new(
+                    key,
+                    format!("{} (set by {name})", error.kind),
+                ))
+            }
+            None => return Err(from_figment(error, section)),
+        }
+    }
+}
+
 /// `MICROMART_IDENTITY__DATABASE_URL` -> `identity.database_url`.
 fn env_key(name: &str) -> Option<String> {
+    if !is_setting(name) {
+        return None;
+    }
     let rest = name.strip_prefix(ENV_PREFIX)?;
     if rest.is_empty() {
         return None;
     }
     Some(rest.to_ascii_lowercase().replace("__", "."))
+}
+
+/// `MICROMART_*` variables that are not settings: the config file's path, and what test
+/// harnesses pass to themselves (`MICROMART_TEST_…`).
+pub const NOT_SETTINGS: &[&str] = &["MICROMART_CONFIG"];
+const TEST_HARNESS_PREFIX: &str = "MICROMART_TEST_";
+
+fn is_setting(name: &str) -> bool {
+    name.starts_with(ENV_PREFIX)
+        && !NOT_SETTINGS.contains(&name)
+        && !name.starts_with(TEST_HARNESS_PREFIX)
+}
+
+/// Refuses every top-level section that is not in `known` — a misspelt section
+/// (`MICROMART_CATALOGG__…`) or a variable with one underscore where two belong
+/// (`MICROMART_CATALOG_DATABASE_URL`) would otherwise leave the setting at its default without
+/// a word. The error names the variable when one set it, with the closest valid spelling.
+pub fn refuse_unknown_sections(sources: &ConfigSources, known: &[&str]) -> Result<(), ConfigError> {
+    let figment = figment(sources)?;
+    let root = figment
+        .extract::<figment::value::Dict>()
+        .map_err(|e| from_figment(e, ""))?;
+    for (section, value) in &root {
+        if known.contains(&section.as_str()) {
+            if value.as_dict().is_none() {
+                return Err(ConfigError::new(section, "must be a table of settings"));
+            }
+            continue;
+        }
+        let variable = sources.env.iter().map(|(name, _)| name).find(|name| {
+            env_key(name).is_some_and(|key| key.split('.').next() == Some(section.as_str()))
+        });
+        return Err(match variable {
+            Some(name) => ConfigError::new(
+                name.clone(),
+                match suggest_variable(name, known) {
+                    Some(better) => format!("names no setting; did you mean `{better}`?"),
+                    None => "names no setting (variables are MICROMART_<SECTION>__<KEY>)".into(),
+                },
+            ),
+            None => ConfigError::new(
+                section.clone(),
+                match closest(section, known) {
+                    Some(better) => format!("unknown section; did you mean `{better}`?"),
+                    None => format!("unknown section (known: {})", known.join(", ")),
+                },
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The variable an operator most likely meant: a single underscore after a section name
+/// doubled (`MICROMART_CATALOG_DATABASE_URL` -> `MICROMART_CATALOG__DATABASE_URL`), else the
+/// closest section name in its place.
+fn suggest_variable(name: &str, known: &[&str]) -> Option<String> {
+    let rest = name.strip_prefix(ENV_PREFIX)?;
+    let lower = rest.to_ascii_lowercase();
+    for section in known {
+        if let Some(key) = lower.strip_prefix(&format!("{section}_")) {
+            if !key.is_empty() && !key.starts_with('_') {
+                return Some(format!(
+                    "{ENV_PREFIX}{}__{}",
+                    section.to_ascii_uppercase(),
+                    key.to_ascii_uppercase()
+                ));
+            }
+        }
+    }
+    let (section, key) = lower.split_once("__")?;
+    let better = closest(section, known)?;
+    Some(format!(
+        "{ENV_PREFIX}{}__{}",
+        better.to_ascii_uppercase(),
+        key.to_ascii_uppercase()
+    ))
+}
+
+/// The candidate closest to `word`, if any is close enough to be what was meant.
+pub fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|candidate| (strsim::jaro_winkler(word, candidate), *candidate))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, candidate)| candidate)
 }
 
 /// The field names of a plain struct, as its `Deserialize` implementation declares them
@@ -217,13 +361,8 @@ pub(crate) fn refuse_unknown_keys(
         if known.contains(&key.as_str()) {
             continue;
         }
-        let closest = known
-            .iter()
-            .map(|candidate| (strsim::jaro_winkler(key, candidate), candidate))
-            .filter(|(score, _)| *score > 0.8)
-            .max_by(|a, b| a.0.total_cmp(&b.0));
-        let message = match closest {
-            Some((_, candidate)) => format!("unknown key; did you mean `{candidate}`?"),
+        let message = match closest(key, known) {
+            Some(candidate) => format!("unknown key; did you mean `{candidate}`?"),
             None => "unknown key".to_owned(),
         };
         return Err(ConfigError::new(format!("{section}.{key}"), message));
@@ -231,8 +370,14 @@ pub(crate) fn refuse_unknown_keys(
     Ok(())
 }
 
-pub(crate) fn from_figment(error: figment::Error) -> ConfigError {
-    let key = error.path.join(".");
+/// A figment error as a [`ConfigError`] naming the whole key (`section.inner.key`).
+pub(crate) fn from_figment(error: figment::Error, section: &str) -> ConfigError {
+    let key = section
+        .split('.')
+        .chain(error.path.iter().map(String::as_str))
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join(".");
     let key = if key.is_empty() {
         "<root>".to_owned()
     } else {
@@ -303,6 +448,61 @@ mod tests {
         .unwrap();
         assert_eq!(root.svc.port, 7000);
         assert_eq!(root.svc.tags, vec!["a", "b"]);
+    }
+
+    #[test]
+    fn environment_text_stays_text_where_the_setting_is_a_string() {
+        let root: Root = load(&sources(&[
+            ("MICROMART_SVC__NAME", "12345"),
+            ("MICROMART_SVC__PORT", "81"),
+        ]))
+        .unwrap();
+        assert_eq!(root.svc.name, "12345");
+        assert_eq!(root.svc.port, 81);
+        let root: Root = load(&sources(&[("MICROMART_SVC__NAME", "\"quoted\"")])).unwrap();
+        assert_eq!(root.svc.name, "\"quoted\"", "quotes are part of the value");
+        let root: Root = load(&sources(&[("MICROMART_SVC__NAME", "[not, a, list]")])).unwrap();
+        assert_eq!(root.svc.name, "[not, a, list]");
+        let root: Root = load(&sources(&[("MICROMART_SVC__TAGS", "[http://a:1, b]")])).unwrap();
+        assert_eq!(root.svc.tags, vec!["http://a:1", "b"]);
+    }
+
+    #[test]
+    fn a_section_error_names_the_section_first() {
+        let err = load_section::<SectionOnly>(&sources(&[("MICROMART_SVC__PORT", "x")]), "svc")
+            .unwrap_err();
+        assert_eq!(err.key, "svc.port");
+        assert!(err.message.contains("MICROMART_SVC__PORT"), "{err}");
+    }
+
+    #[test]
+    fn unknown_sections_and_variables_are_refused_with_the_spelling_meant() {
+        let known = ["svc", "internal"];
+        let refuse = |env: &[(&str, &str)]| refuse_unknown_sections(&sources(env), &known);
+        assert!(refuse(&[("MICROMART_SVC__PORT", "1")]).is_ok());
+        assert!(
+            refuse(&[
+                ("MICROMART_CONFIG", "x"),
+                ("MICROMART_TEST_POSTGRES_URL", "x")
+            ])
+            .is_ok(),
+            "variables that are not settings"
+        );
+        let error = refuse(&[("MICROMART_SVC_PORT", "1")]).unwrap_err();
+        assert_eq!(error.key, "MICROMART_SVC_PORT");
+        assert!(error.message.contains("`MICROMART_SVC__PORT`"), "{error}");
+        let error = refuse(&[("MICROMART_SVCC__PORT", "1")]).unwrap_err();
+        assert_eq!(error.key, "MICROMART_SVCC__PORT");
+        assert!(error.message.contains("`MICROMART_SVC__PORT`"), "{error}");
+        let error = refuse(&[("MICROMART_WHATEVER", "1")]).unwrap_err();
+        assert_eq!(error.key, "MICROMART_WHATEVER");
+        let error = refuse(&[("MICROMART_SVC", "1")]).unwrap_err();
+        assert_eq!(error.key, "svc");
+        let mut file_sources = sources(&[]);
+        file_sources.defaults.push("[svcc]\nport = 1\n".into());
+        let error = refuse_unknown_sections(&file_sources, &known).unwrap_err();
+        assert_eq!(error.key, "svcc");
+        assert!(error.message.contains("did you mean `svc`"), "{error}");
     }
 
     #[test]

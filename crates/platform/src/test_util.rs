@@ -41,10 +41,32 @@ pub fn violated_fields(problem: &Value) -> Vec<String> {
 /// The internal token every test server is given.
 pub const TEST_INTERNAL_TOKEN: &str = "test-internal-token-0123456789abcdef";
 
+/// The gateway credential every test server is given: what the gateway would vouch with.
+pub const TEST_GATEWAY_CREDENTIAL: &str = "test-gateway-credential-0123456789abcdef";
+
+/// `request` as the gateway forwards it for a verified caller: the identity headers and the
+/// gateway credential that makes a service accept them.
+pub fn as_caller(
+    request: RequestBuilder,
+    user_id: uuid::Uuid,
+    roles: &[crate::auth::Role],
+) -> RequestBuilder {
+    request
+        .header(crate::auth::USER_ID_HEADER, user_id.to_string())
+        .header(
+            crate::auth::USER_ROLES_HEADER,
+            crate::auth::Caller::roles_header(roles),
+        )
+        .header(
+            crate::auth::GATEWAY_CREDENTIAL_HEADER,
+            TEST_GATEWAY_CREDENTIAL,
+        )
+}
+
 /// A service's configuration for a test: its shipped defaults, then listeners on 127.0.0.1:0
 /// and a fresh SQLite file in `dir`, then `section` (the section's keys as TOML, without the
 /// `[name]` header; `[name.sub]` tables may follow); the internal token is
-/// [`TEST_INTERNAL_TOKEN`].
+/// [`TEST_INTERNAL_TOKEN`], the gateway credential [`TEST_GATEWAY_CREDENTIAL`].
 pub fn service_config<S: Service>(
     dir: &std::path::Path,
     section: &str,
@@ -64,6 +86,7 @@ pub fn service_config<S: Service>(
     let mut config = crate::service::load::<S>(&sources)
         .unwrap_or_else(|error| panic!("the test config of {} is invalid: {error}", S::NAME));
     config.internal.token = Some(Secret::new(TEST_INTERNAL_TOKEN));
+    config.internal.gateway_credential = Some(Secret::new(TEST_GATEWAY_CREDENTIAL));
     config
 }
 

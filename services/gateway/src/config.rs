@@ -51,6 +51,11 @@ pub struct Config {
     /// The route table; the longest matching prefix wins.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// What the gateway vouches for the identities it forwards with: the deployment's
+    /// `internal.gateway_credential`, set by the launcher from that section (not a key of
+    /// `[gateway]`: one secret, one place).
+    #[serde(skip)]
+    pub gateway_credential: Option<platform::config::Secret>,
 }
 
 /// `[gateway.auth]`: where verification keys come from and what tokens must say.
@@ -372,6 +377,18 @@ impl Validate for Config {
                 check_rate_limit(&format!("{key}.rate_limit"), limit)?;
             }
         }
+        // An upstream no route names is a misspelling (`MICROMART_GATEWAY__UPSTREAMS__CATALOGUE__…`)
+        // whose instances would otherwise be ignored without a word.
+        let routed: Vec<&str> = self.routes.iter().map(|r| r.upstream.as_str()).collect();
+        for name in self.upstreams.keys() {
+            if !routed.contains(&name.as_str()) {
+                let message = match platform::config::closest(name, &routed) {
+                    Some(meant) => format!("no route uses this upstream; did you mean `{meant}`?"),
+                    None => "no route uses this upstream".to_owned(),
+                };
+                return Err(ConfigError::new(format!("upstreams.{name}"), message));
+            }
+        }
         Ok(())
     }
 }
@@ -432,6 +449,20 @@ mod tests {
         );
         assert_eq!(config.routes[0].auth, AuthMode::Required);
         assert_eq!(config.upstreams["catalog"].eject_ms, 10_000);
+    }
+
+    #[test]
+    fn an_upstream_no_route_uses_is_refused_with_the_name_meant() {
+        let sources = platform::config::ConfigSources::from_toml(
+            BASE,
+            &[(
+                "MICROMART_GATEWAY__UPSTREAMS__CATALOGUE__INSTANCES",
+                "[http://127.0.0.1:2]",
+            )],
+        );
+        let error = platform::config::load_section::<Config>(&sources, "gateway").unwrap_err();
+        assert_eq!(error.key, "gateway.upstreams.catalogue");
+        assert!(error.message.contains("did you mean `catalog`"), "{error}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! [`Shared`] is built once and read by every worker; [`Worker`] is one thread's state (token
 //! cache, connection pools, metric handles) and is never touched by another thread.
 
+use anyhow::Context as _;
 use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -32,6 +33,8 @@ use crate::upstream::{ConnectError, Pool, Upstreams};
 pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const USER_ID: HeaderName = HeaderName::from_static(platform::auth::USER_ID_HEADER);
 const USER_ROLES: HeaderName = HeaderName::from_static(platform::auth::USER_ROLES_HEADER);
+const GATEWAY_CREDENTIAL: HeaderName =
+    HeaderName::from_static(platform::auth::GATEWAY_CREDENTIAL_HEADER);
 const TRACEPARENT: HeaderName = HeaderName::from_static(platform::trace_context::TRACEPARENT);
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -80,6 +83,9 @@ pub(crate) struct Shared {
     /// Connections and buffered body memory, counted across every worker.
     pub(crate) admission: Arc<Admission>,
     token_cache_size: usize,
+    /// Sent with every forwarded identity, so services can tell the gateway's identity
+    /// headers from anyone else's (`internal.gateway_credential`).
+    gateway_credential: Option<HeaderValue>,
     metrics: Vec<RouteMetrics>,
 }
 
@@ -148,6 +154,16 @@ impl Shared {
                 config.body_memory_bytes,
             )),
             token_cache_size: config.auth.token_cache_size,
+            gateway_credential: config
+                .gateway_credential
+                .as_ref()
+                .map(|secret| {
+                    let mut value = HeaderValue::from_str(secret.expose())
+                        .context("internal.gateway_credential is not a valid header value")?;
+                    value.set_sensitive(true);
+                    anyhow::Ok(value)
+                })
+                .transpose()?,
             metrics,
         })
     }
@@ -405,7 +421,13 @@ impl Worker {
         }
 
         let (mut parts, body) = request.into_parts();
-        let has_host = prepare_headers(&mut parts.headers, peer, identity.as_ref(), request_id);
+        let has_host = prepare_headers(
+            &mut parts.headers,
+            peer,
+            identity.as_ref(),
+            self.shared.gateway_credential.as_ref(),
+            request_id,
+        );
         if !has_host {
             // HTTP/1.0 may come without Host; an upstream always gets one: its own name, as
             // nginx's `$proxy_host` default does.
@@ -570,19 +592,24 @@ fn prepare_headers(
     headers: &mut HeaderMap,
     peer: &Peer,
     identity: Option<&Identity>,
+    credential: Option<&HeaderValue>,
     request_id: &HeaderValue,
 ) -> bool {
     strip_hop_by_hop(headers);
     headers.remove(http::header::UPGRADE);
-    // Always: a client must never be able to name its own identity.
+    // Always: a client must never be able to name its own identity, nor vouch for one.
     headers.remove(USER_ID);
     headers.remove(USER_ROLES);
+    headers.remove(GATEWAY_CREDENTIAL);
     if let Some(identity) = identity {
         // The token stops here (ADR 3): upstreams get the verified identity, and neither parse
         // nor log a credential they do not check.
         headers.remove(AUTHORIZATION);
         headers.insert(USER_ID, identity.user_id_header.clone());
         headers.insert(USER_ROLES, identity.roles_header.clone());
+        if let Some(credential) = credential {
+            headers.insert(GATEWAY_CREDENTIAL, credential.clone());
+        }
     }
     let forwarded_for = match headers.get(X_FORWARDED_FOR) {
         Some(existing) => {
@@ -748,15 +775,27 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(USER_ID, HeaderValue::from_static("forged"));
         headers.insert(USER_ROLES, HeaderValue::from_static("admin"));
+        headers.insert(GATEWAY_CREDENTIAL, HeaderValue::from_static("guessed"));
         headers.insert(CONNECTION, HeaderValue::from_static("close, x-secret"));
         headers.insert("x-secret", HeaderValue::from_static("1"));
         headers.insert("keep-alive", HeaderValue::from_static("5"));
         headers.insert(X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.1"));
         headers.insert(HOST, HeaderValue::from_static("shop.example"));
         let peer = Peer::new([192, 168, 1, 2].into());
-        prepare_headers(&mut headers, &peer, None, &HeaderValue::from_static("rid"));
+        let credential = HeaderValue::from_static("the-gateway-credential");
+        prepare_headers(
+            &mut headers,
+            &peer,
+            None,
+            Some(&credential),
+            &HeaderValue::from_static("rid"),
+        );
         assert!(headers.get(USER_ID).is_none());
         assert!(headers.get(USER_ROLES).is_none());
+        assert!(
+            headers.get(GATEWAY_CREDENTIAL).is_none(),
+            "a client's credential never passes, and no identity means none is added"
+        );
         assert!(headers.get("x-secret").is_none());
         assert!(headers.get("keep-alive").is_none());
         assert!(headers.get(CONNECTION).is_none());
@@ -781,19 +820,28 @@ mod tests {
         let peer = Peer::new([127, 0, 0, 1].into());
         let mut headers = HeaderMap::new();
         headers.insert(AUTHORIZATION, HeaderValue::from_static("Bearer abc"));
+        let credential = HeaderValue::from_static("the-gateway-credential");
         prepare_headers(
             &mut headers,
             &peer,
             Some(&identity),
+            Some(&credential),
             &HeaderValue::from_static("r"),
         );
         assert!(headers.get(AUTHORIZATION).is_none());
         assert_eq!(headers[USER_ID], identity.user_id_header);
         assert_eq!(headers[USER_ROLES], "admin");
+        assert_eq!(headers[GATEWAY_CREDENTIAL], credential);
         // Without a verified identity (public routes) the header is the upstream's business.
         let mut headers = HeaderMap::new();
         headers.insert(AUTHORIZATION, HeaderValue::from_static("Basic dTpw"));
-        prepare_headers(&mut headers, &peer, None, &HeaderValue::from_static("r"));
+        prepare_headers(
+            &mut headers,
+            &peer,
+            None,
+            None,
+            &HeaderValue::from_static("r"),
+        );
         assert_eq!(headers[AUTHORIZATION], "Basic dTpw");
     }
 

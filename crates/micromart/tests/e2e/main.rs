@@ -1,8 +1,10 @@
 //! End-to-end tests: the whole embedded shop on ephemeral ports, driven through the gateway
-//! over real HTTP as a client would.
+//! over real HTTP as a client would; and the README's distributed mode, one process per
+//! service on PostgreSQL, run as written.
 
 mod api_docs;
 mod catalog;
 mod failures;
 mod helpers;
 mod identity;
+mod readme;

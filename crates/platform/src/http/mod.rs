@@ -11,7 +11,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -104,12 +104,15 @@ fn is_body_too_large(error: &(dyn std::error::Error + 'static)) -> bool {
 
 /// Wraps a service's public API router with the shared stack and operational endpoints.
 /// Paths under `/internal` are refused here whatever the router holds: internal APIs are
-/// served on their own listener ([`mount_internal`]).
+/// served on their own listener ([`mount_internal`]). Identity headers count only when the
+/// gateway vouches for them with `gateway_credential` ([`crate::auth::GATEWAY_CREDENTIAL_HEADER`]);
+/// a request claiming an identity without it is answered 401 before any route sees it.
 pub fn mount(
     api: Router,
     service: &'static str,
     config: &HttpConfig,
     readiness: Arc<dyn Readiness>,
+    gateway_credential: Option<&crate::config::Secret>,
 ) -> Router {
     let operational = Router::new()
         .route("/healthz", get(healthz))
@@ -117,8 +120,34 @@ pub fn mount(
         .route("/metrics", get(metrics));
     let routed = api
         .merge(operational)
-        .fallback(|| async { Problem::not_found("no such route") });
+        .fallback(|| async { Problem::not_found("no such route") })
+        .layer(axum::middleware::from_fn_with_state(
+            crate::auth::ExpectedSecret::new(gateway_credential),
+            vouch_for_identity,
+        ));
     stack(routed, service, config, Door::Public)
+}
+
+/// The public door's check of a forwarded identity: `x-micromart-user-*` headers pass only
+/// with the gateway credential; the credential itself goes no further than this check.
+async fn vouch_for_identity(
+    State(expected): State<crate::auth::ExpectedSecret>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use crate::auth::{IdentityVouched, SecretCheck, GATEWAY_CREDENTIAL_HEADER};
+    let presented = request.headers_mut().remove(GATEWAY_CREDENTIAL_HEADER);
+    let claims_identity = request.headers().contains_key(crate::auth::USER_ID_HEADER)
+        || request
+            .headers()
+            .contains_key(crate::auth::USER_ROLES_HEADER);
+    if claims_identity {
+        if expected.check(presented.as_ref()) != SecretCheck::Matches {
+            return Problem::unauthorized(crate::auth::UNVOUCHED_IDENTITY).into_response();
+        }
+        request.extensions_mut().insert(IdentityVouched);
+    }
+    next.run(request).await
 }
 
 /// Wraps a service's internal API router (`/internal/...`) with the shared stack, behind the
@@ -131,13 +160,13 @@ pub fn mount_internal(
     config: &HttpConfig,
     token: Option<&crate::config::Secret>,
 ) -> Router {
-    use crate::service::internal::{require_internal_token, ExpectedToken};
+    use crate::service::internal::require_internal_token;
     // The fallback sits behind the guard too: without the credential, an unknown path and a
     // known one get the same 401, so the door tells a prober nothing.
     let guarded = api
         .fallback(|| async { Problem::not_found("no such route") })
         .layer(axum::middleware::from_fn_with_state(
-            ExpectedToken::new(token),
+            crate::auth::ExpectedSecret::new(token),
             require_internal_token,
         ));
     stack(guarded, service, config, Door::Internal)
@@ -289,7 +318,70 @@ mod tests {
             request_timeout_ms: 200,
             body_limit_bytes: 16,
         };
-        mount(api, "test", &config, readiness)
+        mount(api, "test", &config, readiness, None)
+    }
+
+    #[tokio::test]
+    async fn identity_headers_count_only_with_the_gateway_credential() {
+        use crate::auth::{Caller, GATEWAY_CREDENTIAL_HEADER, USER_ID_HEADER, USER_ROLES_HEADER};
+        let credential = crate::config::Secret::new("gateway-credential-0123456789abcdef");
+        let api = Router::new().route(
+            "/whoami",
+            get(|caller: Option<Caller>| async move {
+                caller.map_or("anonymous".to_owned(), |c| c.user_id.to_string())
+            }),
+        );
+        let app = mount(
+            api,
+            "test",
+            &HttpConfig::default(),
+            Arc::new(AlwaysReady),
+            Some(&credential),
+        );
+        let user = uuid::Uuid::now_v7().to_string();
+        let whoami = |credential: Option<&str>| {
+            let mut request = Request::get("/whoami")
+                .header(USER_ID_HEADER, &user)
+                .header(USER_ROLES_HEADER, "admin");
+            if let Some(credential) = credential {
+                request = request.header(GATEWAY_CREDENTIAL_HEADER, credential);
+            }
+            request.body(Body::empty()).unwrap()
+        };
+        // Straight to the service's port: no credential, or a guessed one.
+        for presented in [
+            None,
+            Some("guessed"),
+            Some("gateway-credential-0123456789abcdeF"),
+        ] {
+            let (status, _, body) = send(app.clone(), whoami(presented)).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{presented:?}");
+            assert!(body.contains("only from the gateway"), "{body}");
+        }
+        let only_roles = Request::get("/whoami")
+            .header(USER_ROLES_HEADER, "admin")
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(
+            send(app.clone(), only_roles).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        // Through the gateway.
+        let (status, _, body) = send(app.clone(), whoami(Some(credential.expose()))).await;
+        assert_eq!((status, body), (StatusCode::OK, user.clone()));
+        // No identity claimed: anonymous, whatever else is sent.
+        let anonymous = Request::get("/whoami").body(Body::empty()).unwrap();
+        assert_eq!(send(app.clone(), anonymous).await.2, "anonymous");
+        // A service with no credential configured takes no forwarded identity at all.
+        let shut = mount(
+            Router::new().route("/whoami", get(|_: Option<Caller>| async { "seen" })),
+            "test",
+            &HttpConfig::default(),
+            Arc::new(AlwaysReady),
+            None,
+        );
+        let (status, _, _) = send(shut, whoami(Some(credential.expose()))).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
 
     async fn send(
@@ -429,7 +521,13 @@ mod tests {
             "/guarded",
             post(|| async { Problem::unauthorized("no token") }),
         );
-        let app = mount(api, "test", &HttpConfig::default(), Arc::new(AlwaysReady));
+        let app = mount(
+            api,
+            "test",
+            &HttpConfig::default(),
+            Arc::new(AlwaysReady),
+            None,
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(serve(listener, app, std::future::pending()));

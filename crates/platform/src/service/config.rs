@@ -7,7 +7,8 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use crate::config::{
-    field_names, figment, refuse_unknown_keys, ConfigError, ConfigSources, Secret, Validate,
+    extract, field_names, figment, refuse_unknown_keys, ConfigError, ConfigSources, Secret,
+    Validate,
 };
 use crate::db::{Engine, PoolConfig};
 use crate::http::HttpConfig;
@@ -48,6 +49,23 @@ impl Validate for CommonConfig {
     }
 }
 
+/// The commented defaults of the keys every service's section shares below its own
+/// (`{name}` stands for the section), as `micromart defaults` prints them. A test holds them
+/// to the `Default` of each struct, field by field.
+pub const COMMON_DEFAULTS: &str = r#"[{name}.pool]                     # the database connection pool
+max_connections = 8
+acquire_timeout_ms = 3000           # waiting longer for a free connection: 503 unavailable
+
+[{name}.http]
+request_timeout_ms = 10000          # a request still running after this: 503
+body_limit_bytes = 1048576          # larger request bodies: 413
+"#;
+
+/// [`COMMON_DEFAULTS`] for one section.
+pub fn common_defaults(section: &str) -> String {
+    COMMON_DEFAULTS.replace("{name}", section)
+}
+
 /// `[internal]`: what services share to call each other's internal APIs.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -56,6 +74,12 @@ pub struct InternalConfig {
     /// every internal API refuses every call (401).
     #[serde(default)]
     pub token: Option<Secret>,
+    /// What the gateway vouches for the identity it forwards with (header
+    /// `x-micromart-gateway-credential`): services take `x-micromart-user-*` headers only
+    /// with it. Another secret than `token`, so the public-facing gateway holds no key to the
+    /// internal APIs.
+    #[serde(default)]
+    pub gateway_credential: Option<Secret>,
 }
 
 /// The shortest internal token accepted: 32 characters of a random alphabet is far past
@@ -64,23 +88,39 @@ pub const MIN_INTERNAL_TOKEN_LEN: usize = 32;
 
 impl Validate for InternalConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        if let Some(token) = &self.token {
-            let token = token.expose();
-            if token.len() < MIN_INTERNAL_TOKEN_LEN {
+        check_shared_secret("token", self.token.as_ref())?;
+        check_shared_secret("gateway_credential", self.gateway_credential.as_ref())?;
+        if let (Some(token), Some(credential)) = (&self.token, &self.gateway_credential) {
+            if token == credential {
                 return Err(ConfigError::new(
-                    "token",
-                    format!("must be at least {MIN_INTERNAL_TOKEN_LEN} characters"),
-                ));
-            }
-            if !token.bytes().all(|b| b.is_ascii_graphic()) {
-                return Err(ConfigError::new(
-                    "token",
-                    "must be printable ASCII without spaces (it travels in a header)",
+                    "gateway_credential",
+                    "must differ from `token`: the gateway must hold no key to internal APIs",
                 ));
             }
         }
         Ok(())
     }
+}
+
+/// A deployment-wide secret that travels in a header: long enough not to be a placeholder.
+pub fn check_shared_secret(key: &str, secret: Option<&Secret>) -> Result<(), ConfigError> {
+    let Some(secret) = secret else {
+        return Ok(());
+    };
+    let secret = secret.expose();
+    if secret.len() < MIN_INTERNAL_TOKEN_LEN {
+        return Err(ConfigError::new(
+            key,
+            format!("must be at least {MIN_INTERNAL_TOKEN_LEN} characters"),
+        ));
+    }
+    if !secret.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ConfigError::new(
+            key,
+            "must be printable ASCII without spaces (it travels in a header)",
+        ));
+    }
+    Ok(())
 }
 
 /// A service's whole configuration: its section's common keys, its own settings, and the
@@ -104,18 +144,12 @@ where
     known.extend_from_slice(field_names::<S>().unwrap_or_default());
     refuse_unknown_keys(&figment, section, &known)?;
     let in_section = |e: ConfigError| ConfigError::new(format!("{section}.{}", e.key), e.message);
-    let common: CommonConfig = figment
-        .extract_inner(section)
-        .map_err(crate::config::from_figment)?;
+    let common: CommonConfig = extract(sources, section)?;
     common.validate().map_err(in_section)?;
-    let settings: S = figment
-        .extract_inner(section)
-        .map_err(crate::config::from_figment)?;
+    let settings: S = extract(sources, section)?;
     settings.validate().map_err(in_section)?;
     let internal: InternalConfig = if figment.find_value("internal").is_ok() {
-        figment
-            .extract_inner("internal")
-            .map_err(crate::config::from_figment)?
+        extract(sources, "internal")?
     } else {
         InternalConfig::default()
     };
@@ -188,6 +222,58 @@ mod tests {
         assert_eq!(error.key, "internal.token");
         let error = load_with(&[("MICROMART_INTERNAL__TOKN", "x")]).unwrap_err();
         assert!(error.key.contains("tokn"), "{error}");
+    }
+
+    #[test]
+    fn the_printed_common_defaults_are_the_defaults_and_name_every_key() {
+        let text = common_defaults("svc");
+        let table: toml::Table = toml::from_str(&text).unwrap();
+        let svc = &table["svc"];
+        let pool: PoolConfig = svc["pool"].clone().try_into().unwrap();
+        let http: HttpConfig = svc["http"].clone().try_into().unwrap();
+        assert_eq!(format!("{pool:?}"), format!("{:?}", PoolConfig::default()));
+        assert_eq!(format!("{http:?}"), format!("{:?}", HttpConfig::default()));
+        for (part, fields) in [
+            ("pool", field_names::<PoolConfig>().unwrap()),
+            ("http", field_names::<HttpConfig>().unwrap()),
+        ] {
+            for field in fields {
+                assert!(
+                    svc[part].get(*field).is_some(),
+                    "{part}.{field} is not printed"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn environment_text_is_taken_literally_where_a_string_is_wanted() {
+        // `page_size` wants a number, `database_url` a string: each variable is read as its
+        // setting wants it, and a string keeps its quotes and digits.
+        let config = load_with(&[
+            ("MICROMART_SVC__PAGE_SIZE", "9"),
+            ("MICROMART_SVC__DATABASE_URL", "sqlite://\"quoted\".db"),
+        ])
+        .unwrap();
+        assert_eq!(config.settings.page_size, 9);
+        assert_eq!(
+            config.common.database_url.expose(),
+            "sqlite://\"quoted\".db"
+        );
+        let token = "1".repeat(MIN_INTERNAL_TOKEN_LEN);
+        let config = load_with(&[("MICROMART_INTERNAL__TOKEN", &token)]).unwrap();
+        assert_eq!(config.internal.token.unwrap().expose(), token);
+    }
+
+    #[test]
+    fn errors_name_the_key_section_first_and_the_variable_that_set_it() {
+        let error = load_with(&[("MICROMART_SVC__LISTEN", "nowhere")]).unwrap_err();
+        assert_eq!(error.key, "svc.listen");
+        assert!(error.message.contains("MICROMART_SVC__LISTEN"), "{error}");
+        let error = load_with(&[("MICROMART_SVC__POOL__MAX_CONNECTIONS", "x")]).unwrap_err();
+        assert_eq!(error.key, "svc.pool.max_connections");
+        let error = load_with(&[("MICROMART_SVC__POOL__MAX_CONECTIONS", "1")]).unwrap_err();
+        assert_eq!(error.key, "svc.pool.max_conections", "{error}");
     }
 
     #[test]

@@ -23,7 +23,10 @@ use crate::config::{ConfigError, ConfigSources, Validate};
 use crate::db::Db;
 use crate::http::ProblemType;
 
-pub use config::{CommonConfig, InternalConfig, ServiceConfig, MIN_INTERNAL_TOKEN_LEN};
+pub use config::{
+    common_defaults, CommonConfig, InternalConfig, ServiceConfig, COMMON_DEFAULTS,
+    MIN_INTERNAL_TOKEN_LEN,
+};
 
 /// One micromart service, as the kit and the composition root (the `micromart` CLI's
 /// registry) see it.
@@ -225,8 +228,21 @@ pub async fn run<S: Service>(
             "no internal token configured (`internal.token`): the internal API refuses every call"
         );
     }
+    if config.internal.gateway_credential.is_none() {
+        tracing::warn!(
+            service = S::NAME,
+            "no gateway credential configured (`internal.gateway_credential`): requests \
+             forwarded with a user's identity are refused (401)"
+        );
+    }
     let http = &config.common.http;
-    let public = crate::http::mount(parts.public, S::NAME, http, Arc::new(db.clone()));
+    let public = crate::http::mount(
+        parts.public,
+        S::NAME,
+        http,
+        Arc::new(db.clone()),
+        config.internal.gateway_credential.as_ref(),
+    );
     let internal = crate::http::mount_internal(
         parts.internal,
         S::NAME,

@@ -4,8 +4,8 @@
 #![allow(dead_code)]
 
 use catalog::Catalog;
-use platform::auth::{USER_ID_HEADER, USER_ROLES_HEADER};
-use platform::test_util::TestServer;
+use platform::auth::{Role, USER_ID_HEADER, USER_ROLES_HEADER};
+use platform::test_util::{as_caller, TestServer};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{json, Value};
 
@@ -17,6 +17,9 @@ pub enum As {
     Anonymous,
     Customer,
     Admin,
+    /// Admin identity headers sent straight to the catalog's port, without the credential the
+    /// gateway vouches with: what a client that got past the network would try.
+    ForgedAdmin,
 }
 
 /// A running catalog with its own SQLite database.
@@ -55,14 +58,17 @@ impl TestApp {
         } else {
             self.server.request(method, path)
         };
-        let roles = match who {
+        let role = match who {
             As::Anonymous => return request,
-            As::Customer => "customer",
-            As::Admin => "admin",
+            As::Customer => Role::Customer,
+            As::Admin => Role::Admin,
+            As::ForgedAdmin => {
+                return request
+                    .header(USER_ID_HEADER, uuid::Uuid::now_v7().to_string())
+                    .header(USER_ROLES_HEADER, "admin")
+            }
         };
-        request
-            .header(USER_ID_HEADER, uuid::Uuid::now_v7().to_string())
-            .header(USER_ROLES_HEADER, roles)
+        as_caller(request, uuid::Uuid::now_v7(), &[role])
     }
 
     pub async fn send(&self, request: RequestBuilder) -> Answer {

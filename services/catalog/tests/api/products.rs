@@ -194,7 +194,7 @@ async fn admins_create_replace_and_deactivate() {
 }
 
 #[tokio::test]
-async fn customers_get_403_and_anonymous_callers_401_on_admin_routes() {
+async fn customers_get_403_and_anonymous_or_forged_callers_401_on_admin_routes() {
     let app = spawn_app().await;
     let category = app.create_category("grinders", None).await;
     let existing = app.create_product(&product("GR-1", &category, 100)).await;
@@ -205,6 +205,7 @@ async fn customers_get_403_and_anonymous_callers_401_on_admin_routes() {
     for (who, status, code) in [
         (As::Customer, StatusCode::FORBIDDEN, "forbidden"),
         (As::Anonymous, StatusCode::UNAUTHORIZED, "unauthorized"),
+        (As::ForgedAdmin, StatusCode::UNAUTHORIZED, "unauthorized"),
     ] {
         let requests = [
             app.request(Method::POST, "/api/v1/products", who)
@@ -229,6 +230,10 @@ async fn customers_get_403_and_anonymous_callers_401_on_admin_routes() {
     app.get("/api/v1/products?include_inactive=true", As::Customer)
         .await
         .assert_problem(StatusCode::FORBIDDEN, "forbidden");
+    // Forged identity headers are refused even where no identity is needed.
+    app.get("/api/v1/products", As::ForgedAdmin)
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
     // Nothing changed.
     assert_eq!(app.all_product_ids().await.len(), 1);
     assert_eq!(
@@ -255,6 +260,7 @@ async fn a_caller_without_the_role_is_refused_before_its_body_is_judged() {
     for (who, status, code) in [
         (As::Customer, StatusCode::FORBIDDEN, "forbidden"),
         (As::Anonymous, StatusCode::UNAUTHORIZED, "unauthorized"),
+        (As::ForgedAdmin, StatusCode::UNAUTHORIZED, "unauthorized"),
     ] {
         // Bodies an admin would get a 422, 400 or 415 for.
         let schema_invalid = json!({"sku": "X"});

@@ -2,9 +2,9 @@
 //! The server and its answers come from the platform's test kit.
 
 use identity::{Config, Identity, Store};
-use platform::auth::{Caller, Role, USER_ID_HEADER, USER_ROLES_HEADER};
+use platform::auth::Role;
 use platform::db::{Db, PoolConfig};
-use platform::test_util::{Answer, TestServer};
+use platform::test_util::{as_caller, Answer, TestServer};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -150,9 +150,7 @@ impl TestApp {
         acting: Option<&Acting>,
     ) -> reqwest::RequestBuilder {
         match acting {
-            Some(acting) => request
-                .header(USER_ID_HEADER, acting.user_id.to_string())
-                .header(USER_ROLES_HEADER, Caller::roles_header(&acting.roles)),
+            Some(acting) => as_caller(request, acting.user_id, &acting.roles),
             None => request,
         }
     }
