@@ -158,6 +158,70 @@ mod tests {
 }
 
 #[cfg(test)]
+mod configuration {
+    use super::*;
+
+    fn check(env: &[(&str, &str)]) -> Result<(), ConfigError> {
+        check_config(&ConfigSources::from_toml(crate::defaults().unwrap(), env))
+    }
+
+    #[test]
+    fn the_printed_defaults_load_and_name_every_common_key() {
+        check(&[]).unwrap();
+        let defaults: toml::Table = toml::from_str(&crate::defaults().unwrap()).unwrap();
+        for entry in SERVICES {
+            let section = &defaults[entry.name];
+            assert!(section.get("pool").is_some(), "{} pool", entry.name);
+            assert!(section.get("http").is_some(), "{} http", entry.name);
+        }
+    }
+
+    #[test]
+    fn a_variable_or_key_that_names_nothing_stops_every_process() {
+        for (variable, key, meant) in [
+            (
+                "MICROMART_CATALOG_DATABASE_URL",
+                "MICROMART_CATALOG_DATABASE_URL",
+                "MICROMART_CATALOG__DATABASE_URL",
+            ),
+            (
+                "MICROMART_CATALOGG__DATABASE_URL",
+                "MICROMART_CATALOGG__DATABASE_URL",
+                "MICROMART_CATALOG__DATABASE_URL",
+            ),
+            ("MICROMART_IDENTITY__LISTN", "identity.listn", "listen"),
+            (
+                "MICROMART_GATEWAY__UPSTREAMS__CATALOGUE__INSTANCES",
+                "gateway.upstreams.catalogue",
+                "catalog",
+            ),
+            (
+                "MICROMART_CATALOG__POOL__MAX_CONECTIONS",
+                "catalog.pool.max_conections",
+                "max_connections",
+            ),
+        ] {
+            let error = check(&[(variable, "[http://127.0.0.1:1]")]).unwrap_err();
+            assert_eq!(error.key, key, "{variable}: {error}");
+            assert!(error.message.contains(meant), "{variable}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_string_setting_takes_the_variable_literally() {
+        let env = [
+            ("MICROMART_IDENTITY__ADMIN_EMAIL", "admin@example.com"),
+            ("MICROMART_IDENTITY__ADMIN_PASSWORD", "12345678901234567890"),
+        ];
+        check(&env).unwrap();
+        let sources = ConfigSources::from_toml(crate::defaults().unwrap(), &env);
+        let config = platform::service::load::<identity::Identity>(&sources).unwrap();
+        let password = config.settings.admin_password.unwrap();
+        assert_eq!(password.expose(), "12345678901234567890");
+    }
+}
+
+#[cfg(test)]
 mod problem_documentation {
     use super::*;
 
