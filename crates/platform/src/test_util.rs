@@ -258,6 +258,39 @@ impl Answer {
     }
 }
 
+/// The statements of a store's source text that run for their effect straight on the pool
+/// (`.execute(… pool())`), as `file:line`. Every write must take a transaction from
+/// `Db::begin_write` instead: on SQLite that is what queues writers for the write lock
+/// (`BEGIN IMMEDIATE`, retried on a stale snapshot) rather than failing one request in a
+/// thousand with "database is locked". Each service's store tests assert this is empty.
+pub fn writes_outside_begin_write(file: &str, source: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut rest = source;
+    let mut offset = 0;
+    while let Some(start) = rest.find(".execute(") {
+        let arguments = &rest[start + ".execute(".len()..];
+        let mut depth = 1;
+        let end = arguments
+            .char_indices()
+            .find_map(|(i, c)| {
+                match c {
+                    '(' => depth += 1,
+                    ')' => depth -= 1,
+                    _ => {}
+                }
+                (depth == 0).then_some(i)
+            })
+            .unwrap_or(arguments.len());
+        if arguments[..end].contains("pool()") {
+            let line = source[..offset + start].lines().count();
+            found.push(format!("{file}:{line}"));
+        }
+        offset += start + ".execute(".len();
+        rest = &source[offset..];
+    }
+    found
+}
+
 /// Where tests find PostgreSQL; `scripts/test` exports it when it starts a private server.
 pub const POSTGRES_URL_VAR: &str = "MICROMART_TEST_POSTGRES_URL";
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -265,6 +298,8 @@ const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres"
 /// A database that exists for one test and is removed afterwards.
 pub struct TestDb {
     pub db: Db,
+    /// Where it is, for a service under test to open it too.
+    pub url: String,
     cleanup: Cleanup,
 }
 
@@ -284,6 +319,7 @@ impl TestDb {
             .expect("failed to open SQLite");
         Self {
             db,
+            url,
             cleanup: Cleanup::Sqlite(dir),
         }
     }
@@ -298,7 +334,7 @@ impl TestDb {
             &admin_url,
             &PoolConfig {
                 max_connections: 1,
-                acquire_timeout_ms: 3_000,
+                ..PoolConfig::default()
             },
         )
         .await
@@ -327,6 +363,7 @@ impl TestDb {
             .expect("failed to connect to the test database");
         Some(Self {
             db,
+            url,
             cleanup: Cleanup::Postgres { admin_url, name },
         })
     }
@@ -369,7 +406,7 @@ impl Drop for TestDb {
                     &admin_url,
                     &PoolConfig {
                         max_connections: 1,
-                        acquire_timeout_ms: 3_000,
+                        ..PoolConfig::default()
                     },
                 )
                 .await
@@ -417,6 +454,19 @@ macro_rules! db_suite {
 #[cfg(test)]
 mod tests {
     use super::replace_database;
+
+    #[test]
+    fn finds_writes_made_straight_on_the_pool() {
+        let source =
+            "let a = sqlx::query(\"UPDATE t\")\n    .execute(self.db().pool())\n    .await;\n\
+                      let b = sqlx::query(\"UPDATE t\").execute(&mut *tx).await;\n\
+                      let c = sqlx::query(\"SELECT 1\").fetch_one(self.db.pool()).await;\n\
+                      let d = sqlx::query(\"DELETE\").execute(f(self.db.pool())).await;\n";
+        assert_eq!(
+            super::writes_outside_begin_write("x.rs", source),
+            vec!["x.rs:2".to_owned(), "x.rs:6".to_owned()]
+        );
+    }
 
     #[test]
     fn replaces_the_database_name() {

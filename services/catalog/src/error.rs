@@ -123,7 +123,7 @@ impl ToProblem for CatalogError {
             Self::ImportTooLarge(max) => Problem::new(IMPORT_TOO_LARGE)
                 .with_detail(format!("an import may have at most {max} lines")),
             Self::Http(problem) => problem.clone(),
-            Self::Internal(_) => Problem::internal(),
+            Self::Internal(cause) => Problem::from_internal(cause),
             Self::StockBelowReserved { on_hand, reserved } => Problem::new(STOCK_BELOW_RESERVED)
                 .with_detail(format!(
                     "on hand would be {on_hand}, below the {reserved} units reserved"

@@ -107,6 +107,11 @@ async fn ensure_demo_categories(
                 None => None,
             };
         // A category an admin already created with this slug is reused, not duplicated.
+        let mut tx = store
+            .db()
+            .begin_write()
+            .await
+            .context("failed to begin a transaction")?;
         sqlx::query(
             "INSERT INTO categories (id, parent_id, name, slug, description, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT DO NOTHING",
@@ -117,9 +122,12 @@ async fn ensure_demo_categories(
         .bind(category.slug.clone())
         .bind(category.description.clone())
         .bind(now.clone())
-        .execute(store.db().pool())
+        .execute(&mut *tx)
         .await
         .context("failed to insert a demo category")?;
+        tx.commit()
+            .await
+            .context("failed to commit a demo category")?;
         let stored = store
             .find_category(&category.slug)
             .await

@@ -62,7 +62,7 @@ impl ToProblem for IdentityError {
                 .with_detail("the refresh token is unknown, expired or revoked; log in again"),
             Self::UserNotFound => Problem::not_found("the user no longer exists"),
             Self::Http(problem) => problem.clone(),
-            Self::Internal(_) => Problem::internal(),
+            Self::Internal(cause) => Problem::from_internal(cause),
         }
     }
 

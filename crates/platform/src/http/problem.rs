@@ -240,6 +240,23 @@ impl Problem {
         Self::new(UNAVAILABLE).with_detail(detail)
     }
 
+    /// The answer to a failure of the service's own (a service error's `Internal` arm): 503
+    /// `unavailable` with a `Retry-After` when the cause is a database that cannot be reached
+    /// or a lock it could not get in time (`platform::db::unavailable_cause` decides, for
+    /// every service), else an opaque 500. The cause is never sent.
+    pub fn from_internal(cause: &anyhow::Error) -> Self {
+        #[cfg(feature = "db")]
+        if let Some(unavailable) = crate::db::unavailable_cause(cause) {
+            return Self::unavailable(unavailable.detail()).with_header(
+                header::RETRY_AFTER,
+                HeaderValue::from(unavailable.retry_after_secs()),
+            );
+        }
+        #[cfg(not(feature = "db"))]
+        let _ = cause;
+        Self::internal()
+    }
+
     /// A generic problem for a bare status produced outside our handlers (404 route, 405, 413...).
     pub fn from_status(status: StatusCode) -> Self {
         let kind = match status {
@@ -274,6 +291,7 @@ impl Problem {
 /// A service's error enum, as the shared stack answers it: the problem a client sees, and the
 /// cause to log when the failure is the service's own.
 pub trait ToProblem {
+    /// The problem a client sees; for an internal failure, [`Problem::from_internal`].
     fn to_problem(&self) -> Problem;
 
     /// The cause of an internal failure: logged inside the request span, never sent.
@@ -283,13 +301,21 @@ pub trait ToProblem {
 }
 
 /// The one way from a service's error to its answer: an internal cause is logged with every
-/// context it carries, and the client gets the problem (an opaque 500 for internal causes).
-/// Services call it from their error type's `IntoResponse`.
+/// context it carries and answered by [`Problem::from_internal`] (503 when the database is
+/// unavailable, else an opaque 500) whatever `to_problem` says, so no service can answer a
+/// database outage with a 500; any other error gets its problem. Services call it from
+/// their error type's `IntoResponse`.
 pub fn error_response<E: ToProblem>(error: &E) -> Response {
-    if let Some(cause) = error.internal_cause() {
+    let Some(cause) = error.internal_cause() else {
+        return error.to_problem().into_response();
+    };
+    let problem = Problem::from_internal(cause);
+    if problem.code() == UNAVAILABLE.code {
+        tracing::warn!(error = %format!("{cause:#}"), "database unavailable");
+    } else {
         tracing::error!(error = %format!("{cause:#}"), "request failed");
     }
-    error.to_problem().into_response()
+    problem.into_response()
 }
 
 impl IntoResponse for Problem {
@@ -355,6 +381,60 @@ mod tests {
                 problem.code()
             );
         }
+    }
+
+    /// A service error as the services write them: 4xx arms and an `Internal` cause.
+    #[derive(Debug)]
+    enum ServiceError {
+        Internal(anyhow::Error),
+    }
+
+    impl ToProblem for ServiceError {
+        fn to_problem(&self) -> Problem {
+            // What a service that predates `from_internal` still says.
+            Problem::internal()
+        }
+
+        fn internal_cause(&self) -> Option<&anyhow::Error> {
+            let Self::Internal(cause) = self;
+            Some(cause)
+        }
+    }
+
+    #[cfg(feature = "db")]
+    #[tokio::test]
+    async fn a_database_that_is_unavailable_is_a_503_with_retry_after_not_a_500() {
+        for (cause, retry_after) in [
+            (sqlx::Error::PoolTimedOut, "5"),
+            (sqlx::Error::PoolClosed, "5"),
+            (
+                sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
+                "5",
+            ),
+        ] {
+            let error = ServiceError::Internal(
+                anyhow::Error::new(cause).context("failed to reserve stock"),
+            );
+            let response = error_response(&error);
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(response.headers()[header::RETRY_AFTER], retry_after);
+            let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(body["code"], "unavailable");
+            assert!(!body.to_string().contains("reserve stock"), "{body}");
+        }
+        let bug = ServiceError::Internal(anyhow::anyhow!("stock holds less than reserved"));
+        assert_eq!(
+            error_response(&bug).status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        let bug = ServiceError::Internal(anyhow::Error::new(sqlx::Error::RowNotFound));
+        assert_eq!(
+            error_response(&bug).status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
     }
 
     #[test]

@@ -36,9 +36,9 @@ impl Validate for CommonConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         Engine::from_url(self.database_url.expose())
             .map_err(|e| ConfigError::new("database_url", e.to_string()))?;
-        if self.pool.max_connections == 0 {
-            return Err(ConfigError::new("pool.max_connections", "must be positive"));
-        }
+        self.pool
+            .validate()
+            .map_err(|e| ConfigError::new(format!("pool.{}", e.key), e.message))?;
         if self.http.request_timeout_ms == 0 {
             return Err(ConfigError::new(
                 "http.request_timeout_ms",

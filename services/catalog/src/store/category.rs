@@ -66,6 +66,11 @@ impl Store {
             created_at: now,
             updated_at: now,
         };
+        let mut tx = self
+            .db()
+            .begin_write()
+            .await
+            .context("failed to begin a transaction")?;
         sqlx::query(&format!(
             "INSERT INTO categories ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
         ))
@@ -76,7 +81,7 @@ impl Store {
         .bind(category.description.clone())
         .bind(encode_time(now))
         .bind(encode_time(now))
-        .execute(self.db().pool())
+        .execute(&mut *tx)
         .await
         .map_err(|e| {
             on_constraint(
@@ -86,6 +91,7 @@ impl Store {
                 unknown_parent,
             )
         })?;
+        tx.commit().await.context("failed to commit a category")?;
         Ok(category)
     }
 

@@ -17,7 +17,7 @@
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
-use platform::db::{decode_id, decode_time, encode_time};
+use platform::db::{decode_id, decode_time, encode_time, retry_lock_timeouts};
 use sqlx::{Any, Transaction};
 use uuid::Uuid;
 
@@ -49,7 +49,17 @@ fn count(outcome: &'static str, n: u64) {
 
 impl Store {
     /// Reserves every line of `request` or none (see the module header for idempotency).
+    /// Idempotent by order id, so a lock timeout (another session holding a stock row) is
+    /// tried again once before it is answered 503.
     pub async fn reserve(
+        &self,
+        request: &ReservationRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Reserved, CatalogError> {
+        retry_lock_timeouts(|| self.reserve_once(request, now)).await
+    }
+
+    async fn reserve_once(
         &self,
         request: &ReservationRequest,
         now: DateTime<Utc>,
@@ -190,8 +200,17 @@ impl Store {
     }
 
     /// Turns an active reservation into a sale: on_hand and reserved both drop by each line.
-    /// Repeating it answers the same; a released or expired reservation is refused.
+    /// Repeating it answers the same; a released or expired reservation is refused. A lock
+    /// timeout is tried again once (it is idempotent).
     pub async fn commit_reservation(
+        &self,
+        order_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Reservation, CatalogError> {
+        retry_lock_timeouts(|| self.commit_once(order_id, now)).await
+    }
+
+    async fn commit_once(
         &self,
         order_id: Uuid,
         now: DateTime<Utc>,
@@ -251,7 +270,8 @@ impl Store {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            match self.release_once(order_id, now).await {
+            // Idempotent, so a lock timeout is tried again too.
+            match retry_lock_timeouts(|| self.release_once(order_id, now)).await {
                 Err(CatalogError::ReservationNotActive { status: "active" }) if attempts < 3 => {}
                 other => return other,
             }

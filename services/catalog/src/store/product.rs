@@ -197,7 +197,12 @@ impl Store {
         if let Some(version) = expected_version {
             sql.push(" AND version = ").arg(Arg::Int(version));
         }
-        let result = sql.query().execute(self.db().pool()).await.map_err(|e| {
+        let mut tx = self
+            .db()
+            .begin_write()
+            .await
+            .context("failed to begin a transaction")?;
+        let result = sql.query().execute(&mut *tx).await.map_err(|e| {
             on_constraint(
                 e,
                 "failed to update a product",
@@ -205,6 +210,7 @@ impl Store {
                 unknown_category,
             )
         })?;
+        tx.commit().await.context("failed to commit a product")?;
         if result.rows_affected() == 0 {
             return Err(match self.get_product(id, true).await? {
                 Some(_) => CatalogError::PreconditionFailed,
@@ -218,15 +224,23 @@ impl Store {
 
     /// Hides a product from the public (orders keep referring to it). Idempotent.
     pub async fn deactivate_product(&self, id: Uuid) -> Result<(), CatalogError> {
+        let mut tx = self
+            .db()
+            .begin_write()
+            .await
+            .context("failed to begin a transaction")?;
         let result = sqlx::query(
             "UPDATE products SET active = FALSE, updated_at = $1, version = version + 1 \
              WHERE id = $2 AND active = TRUE",
         )
         .bind(encode_time(platform::now()))
         .bind(id.to_string())
-        .execute(self.db().pool())
+        .execute(&mut *tx)
         .await
         .context("failed to deactivate a product")?;
+        tx.commit()
+            .await
+            .context("failed to commit a deactivation")?;
         if result.rows_affected() == 0 && self.get_product(id, true).await?.is_none() {
             return Err(CatalogError::NotFound("product"));
         }
@@ -440,10 +454,18 @@ impl Store {
     /// half as much afterwards (108 → 53 µs of SQL).
     pub async fn compact_search_index(&self) -> anyhow::Result<()> {
         if self.db().engine() == Engine::Sqlite {
+            let mut tx = self
+                .db()
+                .begin_write()
+                .await
+                .context("failed to begin a transaction")?;
             sqlx::query("INSERT INTO products_fts(products_fts) VALUES ('optimize')")
-                .execute(self.db().pool())
+                .execute(&mut *tx)
                 .await
                 .context("failed to merge the search index")?;
+            tx.commit()
+                .await
+                .context("failed to commit the merged search index")?;
         }
         Ok(())
     }

@@ -671,3 +671,25 @@ mod hundred_thousand {
         super::hundred_thousand_products_page_fast(super::setup(test_db.db.clone()).await).await;
     }
 }
+
+/// Issue: on SQLite a product PUT sometimes answered 500 "database is locked"; the store wrote
+/// outside `Db::begin_write`, which is what queues SQLite writers for the write lock.
+#[test]
+fn every_write_takes_a_write_transaction() {
+    let sources = [
+        ("store/mod.rs", include_str!("mod.rs")),
+        ("store/product.rs", include_str!("product.rs")),
+        ("store/category.rs", include_str!("category.rs")),
+        ("store/inventory.rs", include_str!("inventory.rs")),
+        ("seed.rs", include_str!("../seed.rs")),
+        ("sweeper.rs", include_str!("../sweeper.rs")),
+    ];
+    let outside: Vec<String> = sources
+        .iter()
+        .flat_map(|(file, source)| platform::test_util::writes_outside_begin_write(file, source))
+        .collect();
+    assert!(
+        outside.is_empty(),
+        "writes outside begin_write: {outside:?}"
+    );
+}

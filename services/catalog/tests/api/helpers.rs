@@ -45,6 +45,40 @@ pub async fn spawn_app_with(seed: bool) -> TestApp {
     }
 }
 
+/// Starts the catalog on the database at `database_url` (shared with other instances, for
+/// tests of several instances on one PostgreSQL database); `section` adds keys of its config
+/// section (and may be followed by `[catalog.pool]` keys).
+pub async fn spawn_app_on(database_url: &str, section: &str) -> TestApp {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let config = platform::test_util::service_config::<Catalog>(
+        dir.path(),
+        &format!(
+            "database_url = {}\nreservation_sweep_interval_ms = 100\n{section}",
+            serde_json::Value::String(database_url.to_owned())
+        ),
+    );
+    TestApp {
+        server: TestServer::start::<Catalog>(config).await,
+        _dir: dir,
+    }
+}
+
+/// Starts the catalog on a fresh SQLite database with `section` added to its config section;
+/// answers its database file's URL too, for a test to open it beside the service.
+pub async fn spawn_app_with_config(section: &str) -> (TestApp, String) {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let config = platform::test_util::service_config::<Catalog>(
+        dir.path(),
+        &format!("reservation_sweep_interval_ms = 100\n{section}"),
+    );
+    let url = format!("sqlite://{}/catalog.db", dir.path().display());
+    let app = TestApp {
+        server: TestServer::start::<Catalog>(config).await,
+        _dir: dir,
+    };
+    (app, url)
+}
+
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         self.server.url(path)

@@ -2,6 +2,7 @@
 //! fresh database per test, acting as the gateway (identity headers) for users and admins.
 
 mod categories;
+mod database;
 mod helpers;
 mod inventory;
 mod products;

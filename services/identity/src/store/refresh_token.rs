@@ -190,15 +190,21 @@ impl Store {
         token_hash: &str,
         now: DateTime<Utc>,
     ) -> anyhow::Result<()> {
+        let mut tx = self
+            .db
+            .begin_write()
+            .await
+            .context("failed to begin a transaction")?;
         sqlx::query(
             "UPDATE refresh_tokens SET revoked_at = $1 WHERE revoked_at IS NULL AND family_id = \
              (SELECT family_id FROM refresh_tokens WHERE token_hash = $2)",
         )
         .bind(encode_time(now))
         .bind(token_hash.to_owned())
-        .execute(self.db.pool())
+        .execute(&mut *tx)
         .await
         .context("failed to revoke a refresh token")?;
+        tx.commit().await.context("failed to commit a revocation")?;
         Ok(())
     }
 

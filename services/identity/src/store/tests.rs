@@ -258,3 +258,22 @@ platform::db_suite!(super::setup;
     unknown_expired_and_revoked_tokens_are_invalid,
     concurrent_refreshes_of_one_token_have_one_winner,
 );
+
+/// Every write takes a transaction from `Db::begin_write`, which queues SQLite writers for the
+/// write lock instead of failing with "database is locked".
+#[test]
+fn every_write_takes_a_write_transaction() {
+    let sources = [
+        ("store/mod.rs", include_str!("mod.rs")),
+        ("store/user.rs", include_str!("user.rs")),
+        ("store/refresh_token.rs", include_str!("refresh_token.rs")),
+    ];
+    let outside: Vec<String> = sources
+        .iter()
+        .flat_map(|(file, source)| platform::test_util::writes_outside_begin_write(file, source))
+        .collect();
+    assert!(
+        outside.is_empty(),
+        "writes outside begin_write: {outside:?}"
+    );
+}

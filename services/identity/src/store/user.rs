@@ -55,6 +55,11 @@ impl Store {
             created_at: now,
             updated_at: now,
         };
+        let mut tx = self
+            .db
+            .begin_write()
+            .await
+            .context("failed to begin a transaction")?;
         sqlx::query(
             "INSERT INTO users (id, email, password_hash, name, roles, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $6)",
@@ -65,9 +70,10 @@ impl Store {
         .bind(user.name.clone())
         .bind(roles_to_text(&user.roles))
         .bind(encode_time(now))
-        .execute(self.db.pool())
+        .execute(&mut *tx)
         .await
         .map_err(|e| on_write_error(e, "failed to insert a user"))?;
+        tx.commit().await.context("failed to commit a user")?;
         Ok(user)
     }
 
@@ -98,13 +104,19 @@ impl Store {
 
     /// Renames a user; `None` when the user does not exist.
     pub async fn rename_user(&self, id: Uuid, name: &UserName) -> anyhow::Result<Option<User>> {
+        let mut tx = self
+            .db
+            .begin_write()
+            .await
+            .context("failed to begin a transaction")?;
         let result = sqlx::query("UPDATE users SET name = $1, updated_at = $2 WHERE id = $3")
             .bind(name.as_str().to_owned())
             .bind(encode_time(platform::now()))
             .bind(id.to_string())
-            .execute(self.db.pool())
+            .execute(&mut *tx)
             .await
             .context("failed to rename a user")?;
+        tx.commit().await.context("failed to commit a rename")?;
         if result.rows_affected() == 0 {
             return Ok(None);
         }
