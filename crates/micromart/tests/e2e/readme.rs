@@ -95,7 +95,7 @@ impl Terminal {
     fn start(label: &str, script: &str, dir: &Path) -> Self {
         use std::os::unix::process::CommandExt as _;
         let log = dir.join(format!("{}.log", label.replace([' ', ',', ':', '/'], "_")));
-        let out = std::fs::File::create(&log).unwrap();
+        let out = std::fs::File::create(&log).expect("the terminal log is created");
         let child =
             Command::new("bash")
                 .args(["-euo", "pipefail", "-c", script])
@@ -106,7 +106,7 @@ impl Terminal {
                 }))
                 .env("MICROMART_TELEMETRY__LOG_FORMAT", "pretty")
                 .stdin(Stdio::null())
-                .stdout(out.try_clone().unwrap())
+                .stdout(out.try_clone().expect("the log file handle clones"))
                 .stderr(out)
                 .process_group(0)
                 .spawn()
@@ -127,7 +127,7 @@ impl Terminal {
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(90);
         while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
+            if let Some(status) = self.child.try_wait().expect("bash can be waited on") {
                 panic!(
                     "{} stopped ({status}) before {url} was ready:\n{}",
                     self.label,
@@ -153,7 +153,12 @@ impl Terminal {
         let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if self.child.try_wait().unwrap().is_some() {
+            if self
+                .child
+                .try_wait()
+                .expect("bash can be waited on")
+                .is_some()
+            {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));

@@ -52,9 +52,16 @@ impl Validate for CommonConfig {
 /// The commented defaults of the keys every service's section shares below its own
 /// (`{name}` stands for the section), as `micromart defaults` prints them. A test holds them
 /// to the `Default` of each struct, field by field.
-pub const COMMON_DEFAULTS: &str = r#"[{name}.pool]                     # the database connection pool
+pub const COMMON_DEFAULTS: &str = r#"[{name}.pool]                     # the database connection pool and its sessions
 max_connections = 8
 acquire_timeout_ms = 3000           # waiting longer for a free connection: 503 unavailable
+lock_timeout_ms = 2000              # PostgreSQL: a lock waited for longer fails (retried once where idempotent, else 503)
+idle_in_transaction_timeout_ms = 10000  # PostgreSQL ends a session idle inside a transaction (a frozen instance), freeing its locks
+statement_timeout_ms = 30000        # PostgreSQL cancels a statement running longer
+tcp_keepalives_idle_secs = 30       # PostgreSQL probes a silent client after this long,
+tcp_keepalives_interval_secs = 10   # ... this often,
+tcp_keepalives_count = 3            # ... and drops it (with its locks) after this many unanswered probes
+sqlite_busy_timeout_ms = 5000       # SQLite: a writer queues this long for the write lock (then 503)
 
 [{name}.http]
 request_timeout_ms = 10000          # a request still running after this: 503
