@@ -60,7 +60,7 @@ async fn bad_tokens_get_401_problems() {
 }
 
 #[tokio::test]
-async fn spoofed_identity_headers_are_ignored() {
+async fn spoofed_identity_headers_are_ignored_by_the_gateway_and_refused_by_services() {
     let mut shop = TestShop::start().await;
     let (admin_access, _) = shop.admin().await;
     let admin = shop.get("/api/v1/users/me", Some(&admin_access)).await;
@@ -88,6 +88,31 @@ async fn spoofed_identity_headers_are_ignored() {
     assert_eq!(me.status, StatusCode::OK);
     assert_eq!(me.body["email"], "mallory@example.com");
     assert_eq!(me.body["roles"], json!(["customer"]));
+
+    // Straight to the services' own ports, past the gateway: the forged admin is refused
+    // there too (no gateway credential), on identity and on an admin route of the catalog.
+    let identity = shop.shop().addresses.service("identity").unwrap().public;
+    let catalog = shop.shop().addresses.service("catalog").unwrap().public;
+    for request in [
+        shop.client
+            .get(format!("http://{identity}/api/v1/users/me")),
+        shop.client
+            .post(format!("http://{catalog}/api/v1/categories"))
+            .json(&json!({"name": "Forged", "slug": "forged"})),
+    ] {
+        shop.send(
+            request
+                .header("x-micromart-user-id", &admin_id)
+                .header("x-micromart-user-roles", "admin"),
+        )
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    let categories = shop.get("/api/v1/categories", None).await;
+    assert!(
+        !categories.body.to_string().contains("forged"),
+        "nothing was created"
+    );
     shop.stop().await;
 }
 
