@@ -5,6 +5,8 @@
 mod api_docs;
 mod catalog;
 mod failures;
+mod frozen_instance;
 mod helpers;
 mod identity;
+mod processes;
 mod readme;

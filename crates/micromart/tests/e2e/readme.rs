@@ -6,9 +6,11 @@
 //! are the test's own. Ports are the README's (the defaults), so they must be free.
 
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::processes::{postgres_admin_url, server_of, Databases, Process};
 
 const README: &str = include_str!("../../../../README.md");
 const MARKER: &str = "<!-- readme-test: ";
@@ -49,16 +51,6 @@ fn marked_blocks(readme: &str) -> Vec<Block> {
     blocks
 }
 
-/// `postgres://user@host:port` of a PostgreSQL URL (no database, no query).
-fn server_of(url: &str) -> String {
-    let base = url.split('?').next().unwrap_or(url);
-    let authority = base.find("://").map_or(0, |i| i + 3);
-    match base[authority..].find('/') {
-        Some(slash) => base[..authority + slash].to_owned(),
-        None => base.to_owned(),
-    }
-}
-
 struct Substitutions {
     postgres: String,
     databases: Vec<(String, String)>,
@@ -84,126 +76,20 @@ impl Substitutions {
     }
 }
 
-/// A terminal: bash running a block in its own process group, output to files.
-struct Terminal {
-    label: String,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Terminal {
-    fn start(label: &str, script: &str, dir: &Path) -> Self {
-        use std::os::unix::process::CommandExt as _;
-        let log = dir.join(format!("{}.log", label.replace([' ', ',', ':', '/'], "_")));
-        let out = std::fs::File::create(&log).expect("the terminal log is created");
-        let child =
-            Command::new("bash")
-                .args(["-euo", "pipefail", "-c", script])
-                .current_dir(dir)
-                .env_clear()
-                .envs(std::env::vars().filter(|(k, _)| {
-                    !k.starts_with("MICROMART_") || k.starts_with("MICROMART_TEST_")
-                }))
-                .env("MICROMART_TELEMETRY__LOG_FORMAT", "pretty")
-                .stdin(Stdio::null())
-                .stdout(out.try_clone().expect("the log file handle clones"))
-                .stderr(out)
-                .process_group(0)
-                .spawn()
-                .expect("bash runs");
-        Self {
-            label: label.to_owned(),
-            child,
-            log,
-        }
-    }
-
-    fn output(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until `url` answers 200, failing with the terminal's output if it stops first.
-    async fn wait_ready(&mut self, url: &str) {
-        let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().expect("bash can be waited on") {
-                panic!(
-                    "{} stopped ({status}) before {url} was ready:\n{}",
-                    self.label,
-                    self.output()
-                );
-            }
-            let answer = client.get(url).timeout(Duration::from_secs(2)).send().await;
-            if answer.is_ok_and(|a| a.status().is_success()) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!(
-            "{}: {url} not ready within 90 s:\n{}",
-            self.label,
-            self.output()
-        );
-    }
-
-    /// SIGTERM to the whole group, as Ctrl-C would, and wait for it to end.
-    fn stop(&mut self) {
-        let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if self
-                .child
-                .try_wait()
-                .expect("bash can be waited on")
-                .is_some()
-            {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-        let _ = self.child.wait();
-        panic!("{} did not stop on SIGTERM:\n{}", self.label, self.output());
-    }
-}
-
-impl Drop for Terminal {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let group = format!("-{}", self.child.id());
-            let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// Drops the run's databases however the test ends.
-struct Databases {
-    admin_url: String,
-    names: Vec<String>,
-}
-
-impl Drop for Databases {
-    fn drop(&mut self) {
-        for name in &self.names {
-            let _ = Command::new("psql")
-                .args([
-                    &self.admin_url,
-                    "-qc",
-                    &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-                ])
-                .output();
-        }
-    }
-}
-
-fn postgres_answers(admin_url: &str) -> bool {
-    Command::new("psql")
-        .args([admin_url, "-Atqc", "select 1"])
-        .output()
-        .is_ok_and(|out| out.status.success())
+/// A terminal: bash running a block as the README's reader would, with no `MICROMART_*`
+/// setting of the test's own environment.
+fn terminal(label: &str, script: &str, dir: &Path) -> Process {
+    let mut command = Command::new("bash");
+    command
+        .args(["-euo", "pipefail", "-c", script])
+        .current_dir(dir)
+        .env_clear()
+        .envs(
+            std::env::vars()
+                .filter(|(k, _)| !k.starts_with("MICROMART_") || k.starts_with("MICROMART_TEST_")),
+        )
+        .env("MICROMART_TELEMETRY__LOG_FORMAT", "pretty");
+    Process::spawn(label, command, dir)
 }
 
 #[test]
@@ -222,16 +108,9 @@ fn the_blocks_are_found_in_order() {
 
 #[tokio::test]
 async fn the_readme_distributed_mode_runs_as_written() {
-    let admin_url = std::env::var(platform::test_util::POSTGRES_URL_VAR)
-        .unwrap_or_else(|_| format!("{README_POSTGRES}/postgres"));
-    if !postgres_answers(&admin_url) {
-        assert!(
-            !std::env::var("CI").is_ok_and(|v| v == "true"),
-            "PostgreSQL at {admin_url} is unreachable and CI=true"
-        );
-        eprintln!("SKIPPING the README test: PostgreSQL at {admin_url} unreachable");
+    let Some(admin_url) = postgres_admin_url() else {
         return;
-    }
+    };
     for port in PORTS {
         assert!(
             TcpStream::connect_timeout(
@@ -252,10 +131,9 @@ async fn the_readme_distributed_mode_runs_as_written() {
         .iter()
         .map(|name| ((*name).to_owned(), format!("{name}_readme_{}", &run[..12])))
         .collect();
-    let _cleanup = Databases {
-        admin_url: admin_url.clone(),
-        names: databases.iter().map(|(_, to)| to.clone()).collect(),
-    };
+    // The README's own commands create them.
+    let names: Vec<String> = databases.iter().map(|(_, to)| to.clone()).collect();
+    let _cleanup = Databases::adopt(&admin_url, &names);
     let substitutions = Substitutions {
         postgres: server_of(&admin_url),
         databases,
@@ -268,7 +146,7 @@ async fn the_readme_distributed_mode_runs_as_written() {
             .label
             .split_once(", ready at ")
             .expect("a terminal names its readiness URL");
-        let mut terminal = Terminal::start(label, &substitutions.apply(&block.script), dir.path());
+        let mut terminal = terminal(label, &substitutions.apply(&block.script), dir.path());
         terminal.wait_ready(url).await;
         terminals.push(terminal);
     }
