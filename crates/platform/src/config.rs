@@ -465,6 +465,8 @@ mod tests {
         assert_eq!(root.svc.name, "[not, a, list]");
         let root: Root = load(&sources(&[("MICROMART_SVC__TAGS", "[http://a:1, b]")])).unwrap();
         assert_eq!(root.svc.tags, vec!["http://a:1", "b"]);
+        let root: Root = load(&sources(&[("MICROMART_SVC__TAGS", r#"["http://a:1"]"#)])).unwrap();
+        assert_eq!(root.svc.tags, vec!["http://a:1"], "JSON lists too");
     }
 
     #[test]
