@@ -1,4 +1,4 @@
-//! Command-line interface: `up`, `serve`, `migrate`, `seed`.
+//! Command-line interface: `up`, `serve`, `migrate`, `seed`, `keys`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,6 +53,11 @@ pub enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Make and inspect token signing key files (rotation: docs/key-rotation.md).
+    Keys {
+        #[command(subcommand)]
+        command: crate::keys::KeysCommand,
+    },
     /// Print the built-in configuration defaults.
     Defaults,
     /// Print the merged OpenAPI document of the public API.
@@ -106,6 +111,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Keys { command } => crate::keys::run(&command, &mut std::io::stdout().lock()),
         Command::Defaults => {
             print!("{}", crate::defaults()?);
             Ok(())
