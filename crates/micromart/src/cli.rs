@@ -1,4 +1,4 @@
-//! Command-line interface: `up`, `serve`, `migrate`, `seed`.
+//! Command-line interface: `up`, `serve`, `migrate`, `seed`, `keys`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -52,6 +52,11 @@ pub enum Command {
         /// products, and their SKUs (`G<seed>-<n>`) collide with an earlier run's.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+    },
+    /// Make and inspect token signing key files (rotation: docs/key-rotation.md).
+    Keys {
+        #[command(subcommand)]
+        command: crate::keys::KeysCommand,
     },
     /// Print the built-in configuration defaults.
     Defaults,
@@ -112,6 +117,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Keys { command } => crate::keys::run(&command, &mut std::io::stdout().lock()),
         Command::Defaults => {
             print!("{}", crate::defaults()?);
             Ok(())

@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod embedded;
+pub mod keys;
 pub mod openapi;
 pub mod registry;
 pub mod shop;

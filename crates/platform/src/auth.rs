@@ -2,7 +2,8 @@
 //! the identity the gateway forwards): claims, roles, the Ed25519 key type, JWKS verification,
 //! and the `Caller` extractor.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,7 @@ use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::http::request::Parts;
 use base64::Engine as _;
 use jsonwebtoken::jwk::{
-    AlgorithmParameters, CommonParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm,
+    AlgorithmParameters, CommonParameters, EllipticCurve, Jwk, KeyAlgorithm,
     OctetKeyPairParameters, OctetKeyPairType, PublicKeyUse,
 };
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -21,6 +22,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::http::problem::Problem;
+
+pub use jsonwebtoken::jwk::JwkSet;
 
 /// Headers the gateway sets after verifying a token; it strips any a client sends.
 pub const USER_ID_HEADER: &str = "x-micromart-user-id";
@@ -203,6 +206,13 @@ impl Ed25519Key {
     }
 }
 
+/// The JWKS publishing the public halves of `keys`, in order.
+pub fn public_jwks<'a>(keys: impl IntoIterator<Item = &'a Ed25519Key>) -> JwkSet {
+    JwkSet {
+        keys: keys.into_iter().map(Ed25519Key::public_jwk).collect(),
+    }
+}
+
 /// Why a bearer token was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
@@ -231,53 +241,169 @@ impl From<TokenError> for Problem {
     }
 }
 
-/// Verifies access tokens against a JWKS, refetching it when a token names an unknown key.
+/// Verifies access tokens against a JWKS that it keeps fresh: a periodic refresh
+/// ([`JwtVerifier::keep_fresh`]) drops keys identity no longer publishes, and a token naming an
+/// unknown key triggers a refetch, single-flight and rate limited (see [`JwtVerifier::verify`]).
+///
+/// One verifier is shared by every gateway worker, so all of them see the same key set. The
+/// set carries a *generation*, bumped whenever it changes; caches of verified tokens remember
+/// the generation they verified under and, when it moved, ask [`JwtVerifier::still_trusts`]
+/// whether the token's key is still published.
 pub struct JwtVerifier {
-    keys: ArcSwap<HashMap<String, DecodingKey>>,
-    jwks_url: Option<String>,
+    key_set: ArcSwap<KeySet>,
+    /// A copy of `key_set.generation`, for hot paths that only need to know whether the set
+    /// changed: one atomic load instead of an `ArcSwap` guard.
+    generation: AtomicU64,
+    source: Option<JwksSource>,
     validation: Validation,
-    last_fetch: tokio::sync::Mutex<Option<Instant>>,
 }
 
-/// How often an unknown `kid` may trigger a JWKS refetch: bounds the load a flood of forged
-/// tokens can put on identity.
-const MIN_REFETCH_INTERVAL: Duration = Duration::from_secs(10);
+/// The keys known at one moment.
+struct KeySet {
+    generation: u64,
+    /// Whether any key set was ever installed (a JWKS fetched, or keys given): until then an
+    /// unknown key means the keys are unavailable, not that the token is foreign.
+    loaded: bool,
+    keys: HashMap<String, VerificationKey>,
+    /// `kid`s that earlier sets held and this one does not: a token naming one is refused at
+    /// once instead of waiting for a refetch (after an emergency rotation every old token
+    /// would otherwise wait for one). A key published again is seen at the next refresh.
+    withdrawn: HashSet<String>,
+}
+
+/// How many withdrawn `kid`s are remembered (a rotation withdraws one).
+const MAX_WITHDRAWN: usize = 64;
+
+struct VerificationKey {
+    decoding: DecodingKey,
+    /// The public key material as published (`x`), to tell a re-used `kid` with new material.
+    material: String,
+    /// The generation that first held this `kid` with this material: a token verified under
+    /// an earlier generation was verified with other material.
+    since: u64,
+}
+
+/// Where keys come from and the state of fetching them.
+struct JwksSource {
+    url: String,
+    /// Held for a whole fetch, so concurrent callers wait for one fetch instead of each
+    /// making their own (single flight); holds when the last fetch started.
+    fetch: tokio::sync::Mutex<Option<Instant>>,
+}
+
+/// The shortest time between two JWKS fetches an unknown `kid` may cause: bounds the load a
+/// flood of forged tokens can put on identity. A caller arriving sooner waits for the next
+/// allowed fetch rather than being refused, so a token signed by a key published a moment ago
+/// costs its first request at most this long, never a refusal.
+pub const MIN_REFETCH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The result of a successful verification, with what a cache needs to revalidate it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub claims: Claims,
+    /// The `kid` that verified the token.
+    pub kid: String,
+    /// The key-set generation the token was verified under.
+    pub generation: u64,
+}
 
 impl JwtVerifier {
     /// A verifier with a fixed key set (tests, or keys distributed by config).
     pub fn with_keys(jwks: &JwkSet, issuer: &str, audience: &str) -> anyhow::Result<Self> {
-        Ok(Self {
-            keys: ArcSwap::from_pointee(decoding_keys(jwks)?),
-            jwks_url: None,
-            validation: validation(issuer, audience),
-            last_fetch: tokio::sync::Mutex::new(None),
-        })
+        let verifier = Self::new(None, issuer, audience);
+        verifier.set_keys(jwks)?;
+        Ok(verifier)
     }
 
-    /// A verifier that fetches keys from identity's JWKS endpoint on first use and on rotation.
+    /// A verifier that fetches keys from identity's JWKS endpoint: on first use, whenever a
+    /// token names an unknown key, and every refresh interval while [`Self::keep_fresh`] runs.
     pub fn from_url(jwks_url: impl Into<String>, issuer: &str, audience: &str) -> Self {
+        let source = JwksSource {
+            url: jwks_url.into(),
+            fetch: tokio::sync::Mutex::new(None),
+        };
+        Self::new(Some(source), issuer, audience)
+    }
+
+    fn new(source: Option<JwksSource>, issuer: &str, audience: &str) -> Self {
         Self {
-            keys: ArcSwap::from_pointee(HashMap::new()),
-            jwks_url: Some(jwks_url.into()),
+            key_set: ArcSwap::from_pointee(KeySet {
+                generation: 0,
+                loaded: false,
+                keys: HashMap::new(),
+                withdrawn: HashSet::new(),
+            }),
+            generation: AtomicU64::new(0),
+            source,
             validation: validation(issuer, audience),
-            last_fetch: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// Replaces the key set (keys distributed by config, tests). Keys the set no longer holds
+    /// stop verifying at once.
+    pub fn set_keys(&self, jwks: &JwkSet) -> anyhow::Result<()> {
+        self.install(parse_jwks(jwks)?);
+        Ok(())
+    }
+
+    /// The generation of the current key set; it changes whenever the set does. One atomic
+    /// load: cheap enough for every cached request.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Whether a token verified with `kid` under `generation` would still verify with the same
+    /// key: the key is still published, with the same material. Returns the current
+    /// generation when it would (for the cache to remember), `None` when it would not.
+    pub fn still_trusts(&self, kid: &str, generation: u64) -> Option<u64> {
+        let set = self.key_set.load();
+        set.keys
+            .get(kid)
+            .filter(|key| key.since <= generation)
+            .map(|_| set.generation)
+    }
+
+    /// The `kid`s of the current key set (diagnostics, tests).
+    pub fn kids(&self) -> Vec<String> {
+        let mut kids: Vec<String> = self.key_set.load().keys.keys().cloned().collect();
+        kids.sort();
+        kids
     }
 
     /// Checks signature, expiry, issuer and audience.
     pub async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        self.verify_with_key(token).await.map(|v| v.claims)
+    }
+
+    /// Like [`Self::verify`], also naming the key and key-set generation that verified it.
+    ///
+    /// A token naming a key the set does not hold waits for a JWKS fetch that starts after it
+    /// arrived (one fetch serves every caller waiting meanwhile; fetches are at least
+    /// [`MIN_REFETCH_INTERVAL`] apart), then is judged against the fetched set.
+    pub async fn verify_with_key(&self, token: &str) -> Result<Verified, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         if header.alg != Algorithm::EdDSA {
             return Err(TokenError::InvalidClaims("unsupported algorithm".into()));
         }
         let kid = header.kid.ok_or(TokenError::UnknownKey)?;
-        if !self.keys.load().contains_key(&kid) {
-            self.refetch().await?;
+        let mut set = self.key_set.load_full();
+        if !set.keys.contains_key(&kid) && !set.withdrawn.contains(&kid) {
+            self.refetch_for(&kid).await;
+            set = self.key_set.load_full();
         }
-        let keys = self.keys.load();
-        let key = keys.get(&kid).ok_or(TokenError::UnknownKey)?;
-        jsonwebtoken::decode::<Claims>(token, key, &self.validation)
-            .map(|data| data.claims)
+        let Some(key) = set.keys.get(&kid) else {
+            return Err(if set.loaded {
+                TokenError::UnknownKey
+            } else {
+                TokenError::KeysUnavailable
+            });
+        };
+        jsonwebtoken::decode::<Claims>(token, &key.decoding, &self.validation)
+            .map(|data| Verified {
+                claims: data.claims,
+                kid: kid.clone(),
+                generation: set.generation,
+            })
             .map_err(|e| {
                 use jsonwebtoken::errors::ErrorKind;
                 match e.kind() {
@@ -298,33 +424,141 @@ impl JwtVerifier {
             })
     }
 
-    /// Fetches the JWKS again, at most once per [`MIN_REFETCH_INTERVAL`].
-    async fn refetch(&self) -> Result<(), TokenError> {
-        let Some(url) = &self.jwks_url else {
-            return Ok(());
+    /// Refreshes the key set every `interval` (counted from the last fetch, whatever caused
+    /// it) until the future is dropped. A failed refresh keeps the keys it had; a key the JWKS
+    /// stops listing is dropped at the next successful one. Returns at once for a verifier
+    /// without a JWKS URL.
+    pub async fn keep_fresh(&self, interval: Duration) {
+        let Some(source) = &self.source else {
+            return;
         };
-        let mut last_fetch = self.last_fetch.lock().await;
-        if last_fetch.is_some_and(|at| at.elapsed() < MIN_REFETCH_INTERVAL) {
-            return Ok(());
-        }
-        match fetch_jwks(url).await {
-            Ok(jwks) => {
-                *last_fetch = Some(Instant::now());
-                match decoding_keys(&jwks) {
-                    Ok(keys) => self.keys.store(Arc::new(keys)),
-                    Err(error) => tracing::warn!(error = %error, "ignoring an invalid JWKS"),
+        loop {
+            {
+                let mut last_started = source.fetch.lock().await;
+                let due = last_started.map_or(Instant::now(), |at| at + interval);
+                if due <= Instant::now() {
+                    *last_started = Some(Instant::now());
+                    self.fetch_and_install(&source.url).await;
+                    continue;
                 }
-                Ok(())
+                drop(last_started);
+                tokio::time::sleep_until(due.into()).await;
+            }
+        }
+    }
+
+    /// Fetches the JWKS now (start-up, tests), unless a fetch is under way (then waits for it).
+    pub async fn refresh(&self) {
+        let Some(source) = &self.source else {
+            return;
+        };
+        let asked = Instant::now();
+        let mut last_started = source.fetch.lock().await;
+        if last_started.is_some_and(|at| at >= asked) {
+            return;
+        }
+        *last_started = Some(Instant::now());
+        self.fetch_and_install(&source.url).await;
+    }
+
+    /// Waits for a fetch that starts after this call: the caller's own, or one a concurrent
+    /// caller made meanwhile (then it fetches nothing). Fetches stay [`MIN_REFETCH_INTERVAL`]
+    /// apart.
+    async fn refetch_for(&self, kid: &str) {
+        let Some(source) = &self.source else {
+            return;
+        };
+        let asked = Instant::now();
+        let mut last_started = source.fetch.lock().await;
+        if last_started.is_some_and(|at| at >= asked) || self.key_set.load().keys.contains_key(kid)
+        {
+            return;
+        }
+        if let Some(at) = *last_started {
+            // Holding the lock: the callers queued behind are served by this fetch.
+            tokio::time::sleep_until((at + MIN_REFETCH_INTERVAL).into()).await;
+        }
+        *last_started = Some(Instant::now());
+        self.fetch_and_install(&source.url).await;
+    }
+
+    /// One fetch; on failure the keys stay as they were.
+    async fn fetch_and_install(&self, url: &str) {
+        let outcome = fetch_jwks(url)
+            .await
+            .and_then(|jwks| parse_jwks(&jwks).context("the JWKS holds an invalid key"));
+        match outcome {
+            Ok(keys) => {
+                metrics::counter!("auth_jwks_fetches_total", "outcome" => "ok").increment(1);
+                self.install(keys);
             }
             Err(error) => {
-                tracing::warn!(error = %format!("{error:#}"), url, "failed to fetch JWKS");
-                // Keys we already have still verify; only an empty key ring is an outage.
-                if self.keys.load().is_empty() {
-                    Err(TokenError::KeysUnavailable)
-                } else {
-                    Ok(())
-                }
+                metrics::counter!("auth_jwks_fetches_total", "outcome" => "failed").increment(1);
+                tracing::warn!(
+                    error = %format!("{error:#}"),
+                    url,
+                    kept_keys = self.key_set.load().keys.len(),
+                    "failed to refresh the JWKS; keeping the keys already known"
+                );
             }
+        }
+    }
+
+    /// Makes `keys` the key set, bumping the generation if anything changed.
+    fn install(&self, keys: HashMap<String, (DecodingKey, String)>) {
+        let mut installed = 0;
+        self.key_set.rcu(|current| {
+            let unchanged = current.loaded
+                && current.keys.len() == keys.len()
+                && keys.iter().all(|(kid, (_, material))| {
+                    current
+                        .keys
+                        .get(kid)
+                        .is_some_and(|key| &key.material == material)
+                });
+            if unchanged {
+                installed = current.generation;
+                return Arc::clone(current);
+            }
+            let generation = current.generation + 1;
+            let keys: HashMap<String, VerificationKey> = keys
+                .iter()
+                .map(|(kid, (decoding, material))| {
+                    let since = current
+                        .keys
+                        .get(kid)
+                        .filter(|key| &key.material == material)
+                        .map_or(generation, |key| key.since);
+                    let key = VerificationKey {
+                        decoding: decoding.clone(),
+                        material: material.clone(),
+                        since,
+                    };
+                    (kid.clone(), key)
+                })
+                .collect();
+            let mut withdrawn: HashSet<String> = current
+                .withdrawn
+                .iter()
+                .chain(current.keys.keys())
+                .filter(|kid| !keys.contains_key(*kid))
+                .cloned()
+                .collect();
+            if withdrawn.len() > MAX_WITHDRAWN {
+                // Keep what this change withdrew; older entries cost only a refetch.
+                withdrawn.retain(|kid| current.keys.contains_key(kid));
+            }
+            installed = generation;
+            Arc::new(KeySet {
+                generation,
+                loaded: true,
+                keys,
+                withdrawn,
+            })
+        });
+        let previous = self.generation.fetch_max(installed, Ordering::AcqRel);
+        if installed > previous {
+            tracing::info!(generation = installed, kids = ?self.kids(), "token verification keys changed");
         }
     }
 }
@@ -339,7 +573,8 @@ fn validation(issuer: &str, audience: &str) -> Validation {
     validation
 }
 
-fn decoding_keys(jwks: &JwkSet) -> anyhow::Result<HashMap<String, DecodingKey>> {
+/// The Ed25519 keys of a JWKS by `kid`, with their published material; other keys are skipped.
+fn parse_jwks(jwks: &JwkSet) -> anyhow::Result<HashMap<String, (DecodingKey, String)>> {
     let mut keys = HashMap::new();
     for jwk in &jwks.keys {
         let Some(kid) = &jwk.common.key_id else {
@@ -347,10 +582,9 @@ fn decoding_keys(jwks: &JwkSet) -> anyhow::Result<HashMap<String, DecodingKey>> 
         };
         if let AlgorithmParameters::OctetKeyPair(params) = &jwk.algorithm {
             if params.curve == EllipticCurve::Ed25519 {
-                keys.insert(
-                    kid.clone(),
-                    DecodingKey::from_jwk(jwk).context("invalid Ed25519 JWK")?,
-                );
+                let decoding = DecodingKey::from_jwk(jwk)
+                    .with_context(|| format!("invalid Ed25519 JWK `{kid}`"))?;
+                keys.insert(kid.clone(), (decoding, params.x.clone()));
             }
         }
     }

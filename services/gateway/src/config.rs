@@ -68,9 +68,14 @@ pub struct AuthConfig {
     pub issuer: String,
     #[serde(default = "default_micromart")]
     pub audience: String,
-    /// Verified tokens cached per worker until they expire.
+    /// Verified tokens cached per worker until they expire or their key is withdrawn.
     #[serde(default = "default_token_cache_size")]
     pub token_cache_size: usize,
+    /// How often the JWKS is fetched again: a key identity stops publishing stops verifying
+    /// (cached tokens included) within this time. Keys a token names that the gateway does
+    /// not know yet are fetched at once, whatever this says.
+    #[serde(default = "default_jwks_refresh_secs")]
+    pub jwks_refresh_secs: u64,
 }
 
 impl Default for AuthConfig {
@@ -80,6 +85,7 @@ impl Default for AuthConfig {
             issuer: default_micromart(),
             audience: default_micromart(),
             token_cache_size: default_token_cache_size(),
+            jwks_refresh_secs: default_jwks_refresh_secs(),
         }
     }
 }
@@ -195,6 +201,11 @@ fn default_micromart() -> String {
 fn default_token_cache_size() -> usize {
     10_000
 }
+fn default_jwks_refresh_secs() -> u64 {
+    30
+}
+/// A refresh interval longer than this would leave a withdrawn (leaked) key trusted for too long.
+const MAX_JWKS_REFRESH_SECS: u64 = 3600;
 fn default_per_second() -> u32 {
     100
 }
@@ -295,6 +306,12 @@ impl Validate for Config {
             return Err(ConfigError::new(
                 "auth.token_cache_size",
                 "must be at least 1",
+            ));
+        }
+        if !(1..=MAX_JWKS_REFRESH_SECS).contains(&self.auth.jwks_refresh_secs) {
+            return Err(ConfigError::new(
+                "auth.jwks_refresh_secs",
+                format!("must be from 1 to {MAX_JWKS_REFRESH_SECS}"),
             ));
         }
         if !self.auth.jwks_url.starts_with("http://") {
@@ -449,6 +466,17 @@ mod tests {
         );
         assert_eq!(config.routes[0].auth, AuthMode::Required);
         assert_eq!(config.upstreams["catalog"].eject_ms, 10_000);
+        assert_eq!(config.auth.jwks_refresh_secs, 30);
+    }
+
+    #[test]
+    fn the_jwks_refresh_interval_is_bounded() {
+        for bad in ["0", "3601"] {
+            let text = format!("{BASE}\n[gateway.auth]\njwks_refresh_secs = {bad}\n");
+            assert_eq!(error(&text), "gateway.auth.jwks_refresh_secs", "{bad}");
+        }
+        let text = format!("{BASE}\n[gateway.auth]\njwks_refresh_secs = 5\n");
+        assert_eq!(parse(&text).auth.jwks_refresh_secs, 5);
     }
 
     #[test]

@@ -75,7 +75,8 @@ pub(crate) struct Shared {
     /// Longest prefix first, so the first match is the longest.
     routes: Vec<Route>,
     pub(crate) upstreams: Upstreams,
-    verifier: JwtVerifier,
+    /// Shared by every worker: they all see the same key set.
+    pub(crate) verifier: JwtVerifier,
     pub(crate) limiters: Vec<Arc<Limiter>>,
     cors: Cors,
     static_content: StaticContent,
@@ -455,23 +456,31 @@ impl Worker {
     /// The identity of a bearer token, from this worker's cache or by verifying it.
     async fn authenticate(&self, token: &[u8], metric: usize) -> Result<Identity, Response<Body>> {
         let now = unix_now();
-        if let Some(identity) = self.tokens.borrow_mut().get(token, now) {
+        if let Some(identity) = self
+            .tokens
+            .borrow_mut()
+            .get(token, now, &self.shared.verifier)
+        {
             return Ok(identity);
         }
         let unauthorized =
             |detail: &str| respond::problem(&Problem::unauthorized(detail.to_owned()));
         let text =
             std::str::from_utf8(token).map_err(|_| unauthorized("the token is malformed"))?;
-        match self.shared.verifier.verify(text).await {
-            Ok(claims) => {
-                let identity = Identity::from_claims(&claims)
+        match self.shared.verifier.verify_with_key(text).await {
+            Ok(verified) => {
+                let identity = Identity::from_claims(&verified.claims)
                     .ok_or_else(|| unauthorized("the token is malformed"))?;
                 // Tokens cached only until they expire (the verifier allows a small leeway,
-                // the cache none).
+                // the cache none) or their key is withdrawn.
                 if identity.exp > now {
-                    self.tokens
-                        .borrow_mut()
-                        .insert(token, identity.clone(), now);
+                    self.tokens.borrow_mut().insert(
+                        token,
+                        identity.clone(),
+                        &verified.kid,
+                        verified.generation,
+                        now,
+                    );
                 }
                 Ok(identity)
             }

@@ -35,6 +35,11 @@ pub struct Settings {
     /// Generate a key into `signing_key_file` (mode 0600) when that file does not exist.
     #[serde(default)]
     pub generate_signing_key: bool,
+    /// Key files (same format as `signing_key_file`) published in the JWKS beside the signing
+    /// key but never signing: previous keys whose tokens may still be live, and the next key,
+    /// published before it signs so every verifier knows it first (docs/key-rotation.md).
+    #[serde(default)]
+    pub published_key_files: Vec<PathBuf>,
     /// An administrator ensured at start-up: created if missing, given the admin role if not.
     #[serde(default)]
     pub admin_email: Option<String>,
@@ -139,6 +144,24 @@ impl Validate for Settings {
                 "`generate_signing_key` needs a file to write the key to",
             ));
         }
+        for (index, path) in self.published_key_files.iter().enumerate() {
+            let key = format!("published_key_files[{index}]");
+            if self.published_key_files[..index].contains(path) {
+                return Err(ConfigError::new(
+                    key,
+                    format!("{} is listed twice", path.display()),
+                ));
+            }
+            if self.signing_key.is_none() && self.signing_key_file.as_ref() == Some(path) {
+                return Err(ConfigError::new(
+                    key,
+                    format!(
+                        "{} is the signing key file: the signing key is always published",
+                        path.display()
+                    ),
+                ));
+            }
+        }
         self.password_hash
             .params()
             .map_err(|e| ConfigError::new("password_hash", format!("invalid argon2 cost: {e}")))?;
@@ -231,6 +254,37 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(error.key, "identity.admin_password");
+    }
+
+    #[test]
+    fn published_key_files_come_from_the_environment_and_are_checked() {
+        let config = load(&[(
+            "MICROMART_IDENTITY__PUBLISHED_KEY_FILES",
+            "[\"/keys/previous.key\", \"/keys/next.key\"]",
+        )])
+        .unwrap();
+        assert_eq!(
+            config.settings.published_key_files,
+            vec![
+                std::path::PathBuf::from("/keys/previous.key"),
+                std::path::PathBuf::from("/keys/next.key")
+            ]
+        );
+        let error = load(&[(
+            "MICROMART_IDENTITY__PUBLISHED_KEY_FILES",
+            "[\"/keys/a.key\", \"/keys/a.key\"]",
+        )])
+        .unwrap_err();
+        assert_eq!(error.key, "identity.published_key_files[1]");
+        let error = load(&[
+            ("MICROMART_IDENTITY__SIGNING_KEY_FILE", "/keys/a.key"),
+            (
+                "MICROMART_IDENTITY__PUBLISHED_KEY_FILES",
+                "[\"/keys/a.key\"]",
+            ),
+        ])
+        .unwrap_err();
+        assert_eq!(error.key, "identity.published_key_files[0]");
     }
 
     #[test]

@@ -15,14 +15,15 @@ pub mod store;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use jsonwebtoken::jwk::JwkSet;
-use platform::auth::{Ed25519Key, Role};
+use platform::auth::{Ed25519Key, JwkSet, Role};
 use platform::db::Db;
 use platform::service::{PublicRoute, RouteAuth, Service, ServiceParts};
 
 pub use config::{Config, PasswordHashConfig, Settings};
 pub use error::{IdentityError, PROBLEM_TYPES};
-pub use security::{load_signing_key, PasswordHasher};
+pub use security::{
+    load_key_ring, load_signing_key, read_key_file, write_new_key_file, KeyRing, PasswordHasher,
+};
 pub use store::Store;
 
 use domain::session::TokenPolicy;
@@ -31,10 +32,13 @@ use domain::{Email, Password, UserName};
 /// The service's name: its config section, metrics label and log field.
 pub const SERVICE: &str = "identity";
 
-/// The signing key, its public JWKS and the token lifetimes.
+/// The signing key, the public JWKS and the token lifetimes.
 #[derive(Debug)]
 pub struct Tokens {
+    /// Signs every new access token.
     pub key: Ed25519Key,
+    /// The signing key's public half and those of the `published_key_files`: every key that
+    /// may have signed a live token, and the next one before it signs.
     pub jwks: JwkSet,
     pub policy: TokenPolicy,
 }
@@ -86,17 +90,20 @@ fn ttl(secs: u64, key: &str) -> anyhow::Result<chrono::Duration> {
 
 /// Builds the state: key, hasher, admin bootstrap.
 async fn build_state(config: &Settings, store: Store) -> anyhow::Result<AppState> {
-    let key = load_signing_key(config)?;
+    let keys = load_key_ring(config)?;
     let params = config
         .password_hash
         .params()
         .map_err(|e| anyhow::anyhow!("`identity.password_hash` is invalid: {e}"))?;
     let hasher = PasswordHasher::new(params).await?;
+    tracing::info!(
+        signing_kid = keys.signing.kid(),
+        published_kids = ?keys.published.iter().map(Ed25519Key::kid).collect::<Vec<_>>(),
+        "token keys loaded"
+    );
     let tokens = Tokens {
-        jwks: JwkSet {
-            keys: vec![key.public_jwk()],
-        },
-        key,
+        jwks: platform::auth::public_jwks(keys.verifying_keys()),
+        key: keys.signing,
         policy: TokenPolicy {
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),

@@ -73,6 +73,92 @@ impl PasswordHasher {
     }
 }
 
+/// The key that signs new tokens and every key the JWKS publishes.
+#[derive(Debug)]
+pub struct KeyRing {
+    pub signing: Ed25519Key,
+    /// Verify-only keys, in configuration order (`published_key_files`).
+    pub published: Vec<Ed25519Key>,
+}
+
+impl KeyRing {
+    /// Every key that verifies tokens: the signing key first, then the published ones.
+    pub fn verifying_keys(&self) -> impl Iterator<Item = &Ed25519Key> {
+        std::iter::once(&self.signing).chain(&self.published)
+    }
+}
+
+/// The signing key ([`load_signing_key`]) and the `published_key_files`. Fails naming the
+/// setting and file of a key that cannot be read or that appears twice.
+pub fn load_key_ring(config: &Settings) -> anyhow::Result<KeyRing> {
+    let signing = load_signing_key(config)?;
+    let mut published: Vec<Ed25519Key> = Vec::with_capacity(config.published_key_files.len());
+    for (index, path) in config.published_key_files.iter().enumerate() {
+        let setting = format!("identity.published_key_files[{index}]");
+        let key = read_key_file(path).with_context(|| format!("`{setting}`"))?;
+        if key.kid() == signing.kid() {
+            anyhow::bail!(
+                "`{setting}` ({}) holds the signing key (kid {}): the signing key is always \
+                 published; list it only once",
+                path.display(),
+                key.kid()
+            );
+        }
+        if let Some(same) = published.iter().position(|k| k.kid() == key.kid()) {
+            anyhow::bail!(
+                "`{setting}` ({}) holds the same key (kid {}) as \
+                 `identity.published_key_files[{same}]`",
+                path.display(),
+                key.kid()
+            );
+        }
+        published.push(key);
+    }
+    Ok(KeyRing { signing, published })
+}
+
+/// Reads a key file: the base64 of an Ed25519 PKCS#8 document, as `micromart keys generate`
+/// writes it. Errors name the file.
+pub fn read_key_file(path: &Path) -> anyhow::Result<Ed25519Key> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the key file {}", path.display()))?;
+    Ed25519Key::from_base64(&text).with_context(|| {
+        format!(
+            "{} does not hold a base64 PKCS#8 Ed25519 key",
+            path.display()
+        )
+    })
+}
+
+/// Writes a new random key to `path` (mode 0600), creating its directory; refuses to replace
+/// an existing file (the error's kind is `AlreadyExists`, for callers that accept that).
+pub fn write_new_key_file(path: &Path) -> anyhow::Result<Ed25519Key> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("failed to create {}", dir.display()))?;
+    }
+    let key = Ed25519Key::generate()?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(|error| {
+        let what = if error.kind() == std::io::ErrorKind::AlreadyExists {
+            "already exists; a key file is never overwritten"
+        } else {
+            "cannot be created"
+        };
+        anyhow::Error::new(error).context(format!("{} {what}", path.display()))
+    })?;
+    file.write_all(key.to_base64().as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("failed to write the key to {}", path.display()))?;
+    Ok(key)
+}
+
 /// The signing key from `signing_key`, else from `signing_key_file` (generated there when
 /// `generate_signing_key` is set and the file is missing). Fails naming `identity.signing_key`.
 pub fn load_signing_key(config: &Settings) -> anyhow::Result<Ed25519Key> {
@@ -111,35 +197,19 @@ pub fn load_signing_key(config: &Settings) -> anyhow::Result<Ed25519Key> {
 /// Writes a new key to `path` with mode 0600, never overwriting: if another process created
 /// the file first, its key is used.
 fn generate_key_file(path: &Path) -> anyhow::Result<Ed25519Key> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("failed to create {}", dir.display()))?;
-    }
-    let key = Ed25519Key::generate()?;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    match options.open(path) {
-        Ok(mut file) => {
-            file.write_all(key.to_base64().as_bytes())
-                .and_then(|()| file.sync_all())
-                .with_context(|| {
-                    format!("failed to write the signing key to {}", path.display())
-                })?;
+    match write_new_key_file(path) {
+        Ok(key) => {
             tracing::info!(path = %path.display(), kid = key.kid(), "generated a new signing key");
             Ok(key)
         }
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("failed to read {}", path.display()))?;
-            Ed25519Key::from_base64(&text).context("the concurrently generated key is invalid")
+        Err(error)
+            if error
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::AlreadyExists) =>
+        {
+            read_key_file(path).context("the concurrently generated key is invalid")
         }
-        Err(error) => Err(error)
-            .with_context(|| format!("failed to create the signing key file {}", path.display())),
+        Err(error) => Err(error),
     }
 }
 
@@ -204,6 +274,68 @@ mod tests {
         let error = format!("{:#}", load_signing_key(&cfg).unwrap_err());
         assert!(error.contains("identity.signing_key"), "{error}");
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn published_keys_load_beside_the_signing_key_and_mistakes_name_the_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let signing = write_new_key_file(&dir.path().join("signing.key")).unwrap();
+        let previous = write_new_key_file(&dir.path().join("previous.key")).unwrap();
+        let next = write_new_key_file(&dir.path().join("next.key")).unwrap();
+        let path = |name: &str| dir.path().join(name).display().to_string();
+        let settings = |published: &[&str]| {
+            config(&format!(
+                "signing_key_file = {:?}\npublished_key_files = {:?}\n",
+                path("signing.key"),
+                published.iter().map(|name| path(name)).collect::<Vec<_>>()
+            ))
+        };
+        let ring = load_key_ring(&settings(&["previous.key", "next.key"])).unwrap();
+        assert_eq!(ring.signing.kid(), signing.kid());
+        let kids: Vec<&str> = ring.verifying_keys().map(Ed25519Key::kid).collect();
+        assert_eq!(kids, [signing.kid(), previous.kid(), next.kid()]);
+
+        let error = format!(
+            "{:#}",
+            load_key_ring(&settings(&["previous.key", "absent.key"])).unwrap_err()
+        );
+        assert!(error.contains("identity.published_key_files[1]"), "{error}");
+        assert!(error.contains("absent.key"), "{error}");
+
+        std::fs::write(dir.path().join("garbage.key"), "not a key").unwrap();
+        let error = format!(
+            "{:#}",
+            load_key_ring(&settings(&["garbage.key"])).unwrap_err()
+        );
+        assert!(error.contains("identity.published_key_files[0]"), "{error}");
+
+        // The same key under two names.
+        std::fs::copy(dir.path().join("next.key"), dir.path().join("copy.key")).unwrap();
+        let error = format!(
+            "{:#}",
+            load_key_ring(&settings(&["next.key", "copy.key"])).unwrap_err()
+        );
+        assert!(error.contains("identity.published_key_files[1]"), "{error}");
+        assert!(error.contains("published_key_files[0]"), "{error}");
+        std::fs::copy(dir.path().join("signing.key"), dir.path().join("again.key")).unwrap();
+        let error = format!(
+            "{:#}",
+            load_key_ring(&settings(&["again.key"])).unwrap_err()
+        );
+        assert!(error.contains("holds the signing key"), "{error}");
+    }
+
+    #[test]
+    fn a_new_key_file_never_replaces_an_existing_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k/next.key");
+        let key = write_new_key_file(&path).unwrap();
+        let error = write_new_key_file(&path).unwrap_err();
+        assert!(
+            format!("{error:#}").contains("never overwritten"),
+            "{error:#}"
+        );
+        assert_eq!(read_key_file(&path).unwrap().kid(), key.kid());
     }
 
     #[test]

@@ -8,5 +8,6 @@ mod balancing;
 mod edge;
 mod helpers;
 mod hostile;
+mod key_rotation;
 mod routing;
 mod shutdown;

@@ -10,6 +10,10 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 
+/// How long an HTTP cache may keep the key set: a few seconds, well under the gateway's
+/// default refresh interval, so withdrawing a key is not delayed by a cache on the way.
+pub const JWKS_CACHE_CONTROL: &str = "public, max-age=5";
+
 pub fn router() -> Router<AppState> {
     Router::new().route("/.well-known/jwks.json", get(jwks))
 }
@@ -44,8 +48,9 @@ pub struct JwkDoc {
     responses((status = 200, description = "The public signing keys", body = JwksDoc)))]
 pub async fn jwks(State(state): State<AppState>) -> Response {
     (
-        // Verifiers refetch on an unknown kid, so a short cache is safe and spares identity.
-        [(header::CACHE_CONTROL, "public, max-age=300")],
+        // Short: a withdrawn (leaked) key must leave every verifier's view within the refresh
+        // interval, and an HTTP cache in between would keep it for as long as this allows.
+        [(header::CACHE_CONTROL, JWKS_CACHE_CONTROL)],
         axum::Json(state.tokens.jwks.clone()),
     )
         .into_response()
