@@ -6,6 +6,7 @@
 mod auth;
 mod balancing;
 mod edge;
+mod frozen;
 mod helpers;
 mod hostile;
 mod routing;
