@@ -111,9 +111,10 @@ async fn load(app: &TestApp, method: reqwest::Method, clients: usize, duration: 
     run
 }
 
-/// The measurement behind ADR 11 (not part of the test command: it runs for ~40 s). Two
-/// instances, one frozen from the start, the default upstream timeout (10 s); four clients
-/// each sending one request every 20 ms for 15 s.
+/// The measurement behind ADR 11 (not part of the test command: it runs for about a minute).
+/// Two instances, one frozen from the start, the default upstream timeout and ejection (10 s
+/// each); four clients each sending one request every 20 ms for 25 s (long enough for an
+/// ejection to end).
 /// `cargo nextest run -p gateway --run-ignored only measure_a_frozen_instance --no-capture`
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "a measurement, run by hand"]
@@ -121,7 +122,7 @@ async fn measure_a_frozen_instance() {
     for method in [reqwest::Method::GET, reqwest::Method::POST] {
         let (_frozen, address) = frozen_listener();
         let app = gateway_with_a_frozen_instance(address, 10_000).await;
-        let run = load(&app, method.clone(), 4, Duration::from_secs(15)).await;
+        let run = load(&app, method.clone(), 4, Duration::from_secs(25)).await;
         println!("{}", run.report(method.as_str()));
     }
 }
