@@ -493,7 +493,7 @@ impl Worker {
                 Err(ConnectError::Queued) => {
                     route_metrics.error(ErrorKind::Timeout);
                     tracing::warn!(
-                        request_id = ?request_id,
+                        request_id = log_text(request_id),
                         upstream = %upstream.name,
                         instance = %instance.url,
                         "no upstream connection came free in time"
@@ -505,7 +505,7 @@ impl Worker {
                     upstream.eject(instance_index, now);
                     route_metrics.error(ErrorKind::Connect);
                     tracing::warn!(
-                        request_id = ?request_id,
+                        request_id = log_text(request_id),
                         upstream = %upstream.name,
                         instance = %instance.url,
                         error = %error,
@@ -538,7 +538,7 @@ impl Worker {
                 Ok(Err(error)) => {
                     route_metrics.error(ErrorKind::Upstream);
                     tracing::warn!(
-                        request_id = ?request_id,
+                        request_id = log_text(request_id),
                         upstream = %upstream.name,
                         instance = %instance.url,
                         error = %error,
@@ -550,7 +550,7 @@ impl Worker {
                     upstream.eject(instance_index, self.shared.upstreams.now_ms());
                     route_metrics.error(ErrorKind::Timeout);
                     tracing::warn!(
-                        request_id = ?request_id,
+                        request_id = log_text(request_id),
                         upstream = %upstream.name,
                         instance = %instance.url,
                         timeout_ms = upstream.timeout.as_millis() as u64,
@@ -659,6 +659,13 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
     let mut buffer = [0u8; uuid::fmt::Hyphenated::LENGTH];
     HeaderValue::from_str(uuid.hyphenated().encode_lower(&mut buffer))
         .unwrap_or(HeaderValue::from_static("unknown"))
+}
+
+/// A request id as logs carry it: bare, as every service logs it, so one id greps the same
+/// across processes (`Debug` of a `HeaderValue` would quote it). Ids are printable ASCII
+/// ([`request_id`]), so the fallback never shows.
+fn log_text(id: &HeaderValue) -> &str {
+    id.to_str().unwrap_or("-")
 }
 
 fn health(ok: bool) -> Response<Body> {
@@ -795,6 +802,45 @@ mod tests {
         headers.insert(AUTHORIZATION, HeaderValue::from_static("Basic dTpw"));
         prepare_headers(&mut headers, &peer, None, &HeaderValue::from_static("r"));
         assert_eq!(headers[AUTHORIZATION], "Basic dTpw");
+    }
+
+    /// Log lines written on this thread while the guard lives, as JSON (as the shop logs).
+    #[derive(Clone, Default)]
+    struct CapturedLogs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for CapturedLogs {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn request_ids_are_logged_bare_as_the_services_log_them() {
+        let logs = CapturedLogs::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_writer(move || writer.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        // The only instance refuses connections: the gateway logs the failure with the id.
+        let worker = Rc::new(Worker::new(Arc::new(shared(&["/svc"]))));
+        let mut request = Request::new(Bytes::new());
+        *request.uri_mut() = http::Uri::from_static("/svc/x");
+        request
+            .headers_mut()
+            .insert(X_REQUEST_ID, HeaderValue::from_static("0193-abc"));
+        let response = worker
+            .handle(Rc::new(Peer::new([127, 0, 0, 1].into())), request)
+            .await;
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+        let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("\"request_id\":\"0193-abc\""), "{text}");
+        assert!(!text.contains("\\\"0193-abc"), "{text}");
     }
 
     #[test]
