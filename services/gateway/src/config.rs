@@ -35,6 +35,11 @@ pub struct Config {
     /// How long in-flight requests may run after shutdown starts.
     #[serde(default = "default_drain_timeout")]
     pub drain_timeout_ms: u64,
+    /// After shutdown starts, how long idle keep-alive connections stay open: a request
+    /// arriving on one is answered with `Connection: close` (a client sending as the gateway
+    /// stops gets an answer, not a reset). At most `drain_timeout_ms`.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace_ms: u64,
     #[serde(default)]
     pub auth: AuthConfig,
     #[serde(default)]
@@ -224,6 +229,9 @@ fn default_connect_timeout() -> u64 {
 fn default_eject() -> u64 {
     10_000
 }
+fn default_shutdown_grace() -> u64 {
+    3_000
+}
 /// Fail closed: a route that forgets `auth` is not silently public.
 fn default_auth_mode() -> AuthMode {
     AuthMode::Required
@@ -284,6 +292,12 @@ impl Validate for Config {
             return Err(ConfigError::new(
                 "max_connections",
                 "`max_connections` and `max_connections_per_ip` must be at least 1",
+            ));
+        }
+        if self.shutdown_grace_ms > self.drain_timeout_ms {
+            return Err(ConfigError::new(
+                "shutdown_grace_ms",
+                "must be at most `drain_timeout_ms`",
             ));
         }
         if self.auth.token_cache_size == 0 {
@@ -432,6 +446,13 @@ mod tests {
         );
         assert_eq!(config.routes[0].auth, AuthMode::Required);
         assert_eq!(config.upstreams["catalog"].eject_ms, 10_000);
+        assert_eq!(config.shutdown_grace_ms, 3_000);
+    }
+
+    #[test]
+    fn the_grace_period_fits_in_the_drain() {
+        let grace = format!("[gateway]\ndrain_timeout_ms = 1000\nshutdown_grace_ms = 2000\n{BASE}");
+        assert_eq!(error(&grace), "gateway.shutdown_grace_ms");
     }
 
     #[test]

@@ -97,6 +97,7 @@ pub fn start(config: Config, static_content: StaticContent) -> anyhow::Result<Ga
     admin_listener.set_nonblocking(true)?;
     let admin_addr = admin_listener.local_addr()?;
     let drain = Duration::from_millis(config.drain_timeout_ms);
+    let grace = Duration::from_millis(config.shutdown_grace_ms);
     let (stop, stopped) = watch::channel(false);
 
     let mut threads = Vec::with_capacity(workers + 1);
@@ -109,7 +110,7 @@ pub fn start(config: Config, static_content: StaticContent) -> anyhow::Result<Ga
                 run_thread(async move {
                     let worker = Rc::new(Worker::new(shared));
                     let listener = TcpListener::from_std(listener)?;
-                    let shutdown = Rc::new(Shutdown::default());
+                    let shutdown = Rc::new(Shutdown::new(grace));
                     let signal = Rc::clone(&shutdown);
                     let mut stop_signal = stopped.clone();
                     tokio::task::spawn_local(async move {
