@@ -143,6 +143,37 @@ pub struct UpstreamConfig {
     /// How long a failing instance is skipped.
     #[serde(default = "default_eject")]
     pub eject_ms: u64,
+    /// A GET or HEAD that has had no byte of an answer this long after it was sent goes to
+    /// another instance (once, within `timeout_ms` in all, and within a retry budget of a
+    /// tenth of the requests); the silent instance is ejected. 0, or not below `timeout_ms`:
+    /// wait `timeout_ms`. Only with two instances or more (ADR 11).
+    #[serde(default = "default_first_byte_timeout")]
+    pub first_byte_timeout_ms: u64,
+    /// Active health checks: every instance's `health_check_path` is asked this often; two
+    /// failures in a row (no 2xx within `health_check_timeout_ms`) eject it until one passes.
+    /// 0 = passive health only.
+    #[serde(default = "default_health_check_interval")]
+    pub health_check_interval_ms: u64,
+    #[serde(default = "default_health_check_timeout")]
+    pub health_check_timeout_ms: u64,
+    #[serde(default = "default_health_check_path")]
+    pub health_check_path: String,
+}
+
+impl Default for UpstreamConfig {
+    /// No instances (which validation refuses) and every other field at its default.
+    fn default() -> Self {
+        Self {
+            instances: Vec::new(),
+            timeout_ms: default_timeout(),
+            connect_timeout_ms: default_connect_timeout(),
+            eject_ms: default_eject(),
+            first_byte_timeout_ms: default_first_byte_timeout(),
+            health_check_interval_ms: default_health_check_interval(),
+            health_check_timeout_ms: default_health_check_timeout(),
+            health_check_path: default_health_check_path(),
+        }
+    }
 }
 
 /// Who may use a route.
@@ -228,6 +259,18 @@ fn default_connect_timeout() -> u64 {
 }
 fn default_eject() -> u64 {
     10_000
+}
+fn default_first_byte_timeout() -> u64 {
+    1_000
+}
+fn default_health_check_interval() -> u64 {
+    1_000
+}
+fn default_health_check_timeout() -> u64 {
+    500
+}
+fn default_health_check_path() -> String {
+    "/readyz".to_owned()
 }
 fn default_shutdown_grace() -> u64 {
     3_000
@@ -352,6 +395,25 @@ impl Validate for Config {
                     ));
                 }
             }
+            if upstream.health_check_interval_ms > 0 {
+                if upstream.health_check_timeout_ms == 0
+                    || upstream.health_check_timeout_ms > upstream.health_check_interval_ms
+                {
+                    return Err(ConfigError::new(
+                        format!("{key}.health_check_timeout_ms"),
+                        "must be at least 1 and at most `health_check_interval_ms`",
+                    ));
+                }
+                let path = &upstream.health_check_path;
+                if !path.starts_with('/')
+                    || http::uri::PathAndQuery::try_from(path.as_str()).is_err()
+                {
+                    return Err(ConfigError::new(
+                        format!("{key}.health_check_path"),
+                        "must be a path starting with /",
+                    ));
+                }
+            }
         }
         for (index, route) in self.routes.iter().enumerate() {
             let key = format!("routes[{index}]");
@@ -446,7 +508,34 @@ mod tests {
         );
         assert_eq!(config.routes[0].auth, AuthMode::Required);
         assert_eq!(config.upstreams["catalog"].eject_ms, 10_000);
+        let catalog = &config.upstreams["catalog"];
+        assert_eq!(catalog.first_byte_timeout_ms, 1_000);
+        assert_eq!(catalog.health_check_interval_ms, 1_000);
+        assert_eq!(catalog.health_check_timeout_ms, 500);
+        assert_eq!(catalog.health_check_path, "/readyz");
         assert_eq!(config.shutdown_grace_ms, 3_000);
+    }
+
+    #[test]
+    fn deadlines_that_cannot_hold_are_refused() {
+        let upstream = |line: &str| BASE.replace("instances =", &format!("{line}\ninstances ="));
+        for (line, key) in [
+            ("health_check_timeout_ms = 0", "health_check_timeout_ms"),
+            ("health_check_timeout_ms = 2000", "health_check_timeout_ms"),
+            ("health_check_path = \"readyz\"", "health_check_path"),
+            ("health_check_path = \"/a b\"", "health_check_path"),
+        ] {
+            assert_eq!(
+                error(&upstream(line)),
+                format!("gateway.upstreams.catalog.{key}"),
+                "{line}"
+            );
+        }
+        // Turned off, nothing else about them is checked.
+        let off = upstream(
+            "first_byte_timeout_ms = 0\nhealth_check_interval_ms = 0\nhealth_check_timeout_ms = 0",
+        );
+        assert_eq!(parse(&off).upstreams["catalog"].health_check_interval_ms, 0);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! [`Shared`] is built once and read by every worker; [`Worker`] is one thread's state (token
 //! cache, connection pools, metric handles) and is never touched by another thread.
 
+use std::cell::Cell;
 use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -22,7 +23,8 @@ use crate::admission::Admission;
 use crate::auth::{bearer_token, unix_now, Identity, TokenCache};
 use crate::config::{AuthMode, Config, RateLimitConfig};
 use crate::cors::Cors;
-use crate::http1::{self, ExchangeError};
+use crate::health::Lifecycle;
+use crate::http1::{self, Deadline, ExchangeError};
 use crate::limit::{ClientKey, Limiter};
 use crate::metrics::{ErrorKind, RouteMetrics, StatusCounters};
 use crate::respond::{self, Body};
@@ -81,6 +83,8 @@ pub(crate) struct Shared {
     pub(crate) admission: Arc<Admission>,
     token_cache_size: usize,
     metrics: Vec<RouteMetrics>,
+    /// Whether this process takes traffic (`/readyz`).
+    pub(crate) lifecycle: Lifecycle,
 }
 
 impl Shared {
@@ -149,6 +153,7 @@ impl Shared {
             )),
             token_cache_size: config.auth.token_cache_size,
             metrics,
+            lifecycle: Lifecycle::default(),
         })
     }
 
@@ -320,7 +325,7 @@ impl Worker {
         }
         match path {
             "/healthz" => return Some(health(true)),
-            "/readyz" => return Some(health(self.shared.upstreams.all_ready())),
+            "/readyz" => return Some(readiness(&self.shared)),
             _ => {}
         }
         let file = self.shared.static_content.get(path)?;
@@ -484,6 +489,13 @@ impl Worker {
         // carry goes again on another connection (bounded so a flapping upstream cannot loop
         // us) — if it was not sent, or got no answer and is idempotent (as nginx retries).
         let mut stale_retries = 0;
+        // A GET or HEAD leaves an instance silent past the first-byte deadline, once, for
+        // another (a frozen instance accepts and never answers; ADR 11). What is left of the
+        // timeout goes with it, so the client waits no longer than `timeout` in all.
+        let mut first_byte = upstream
+            .first_byte_timeout
+            .filter(|_| matches!(*method, Method::GET | Method::HEAD));
+        let mut timeout = upstream.timeout;
         loop {
             let instance = &upstream.instances[instance_index];
             let pool = &self.pools[upstream_index][instance_index];
@@ -521,8 +533,20 @@ impl Worker {
                     continue;
                 }
             };
-            let exchange = http1::exchange(connection, wire, head_request, pool, upstream.timeout);
-            match tokio::time::timeout(upstream.timeout, exchange).await {
+            let answered = Cell::new(false);
+            let exchange = http1::exchange(
+                connection,
+                wire,
+                head_request,
+                pool,
+                upstream.timeout,
+                &answered,
+            );
+            if first_byte.is_some() {
+                pool.earn_retry();
+            }
+            let leave = || pool.spend_retry();
+            match http1::within(exchange, timeout, first_byte, &answered, leave).await {
                 Ok(Ok(response)) => {
                     upstream.mark_healthy(instance_index);
                     return Ok(response);
@@ -546,7 +570,25 @@ impl Worker {
                     );
                     return Err(ForwardError::BadGateway);
                 }
-                Err(_elapsed) => {
+                Err(Deadline::FirstByte) => {
+                    let now = self.shared.upstreams.now_ms();
+                    upstream.eject(instance_index, now);
+                    upstream.silent_retries.increment(1);
+                    tracing::warn!(
+                        request_id = log_text(request_id),
+                        upstream = %upstream.name,
+                        instance = %instance.url,
+                        "upstream instance sent nothing by the first-byte deadline; ejected, \
+                         retrying on another"
+                    );
+                    if let (Some(waited), Some(next)) =
+                        (first_byte.take(), upstream.retry_after(instance_index, now))
+                    {
+                        timeout = timeout.saturating_sub(waited);
+                        instance_index = next;
+                    }
+                }
+                Err(Deadline::Timeout) => {
                     upstream.eject(instance_index, self.shared.upstreams.now_ms());
                     route_metrics.error(ErrorKind::Timeout);
                     tracing::warn!(
@@ -677,7 +719,9 @@ fn health(ok: bool) -> Response<Body> {
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         response
     } else {
-        respond::problem(&Problem::unavailable("an upstream has no healthy instance"))
+        respond::problem(&Problem::unavailable(
+            "the gateway is not taking traffic: starting or stopping",
+        ))
     }
 }
 
@@ -693,9 +737,10 @@ fn preflight(cors: &Cors, origin: &HeaderValue) -> Response<Body> {
     response
 }
 
-/// Readiness as the admin listener reports it.
+/// Readiness: whether this process takes traffic, never whether its upstreams do (their
+/// health is in the metrics; `crate::health`).
 pub(crate) fn readiness(shared: &Shared) -> Response<Body> {
-    health(shared.upstreams.all_ready())
+    health(shared.lifecycle.is_ready())
 }
 
 #[cfg(test)]
@@ -717,6 +762,7 @@ mod tests {
                 timeout_ms: 10,
                 connect_timeout_ms: 10,
                 eject_ms: 10,
+                ..UpstreamConfig::default()
             },
         );
         config.routes = prefixes

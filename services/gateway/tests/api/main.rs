@@ -9,5 +9,6 @@ mod edge;
 mod frozen;
 mod helpers;
 mod hostile;
+mod readiness;
 mod routing;
 mod shutdown;
