@@ -89,8 +89,12 @@ pub fn gateway_defaults() -> anyhow::Result<String> {
     use std::fmt::Write as _;
     let mut toml = String::from(
         "# Upstreams: one per service at its default address; round-robin over `instances`, with\n\
-         # passive ejection. Routes: longest prefix wins (whole path segments); auth: \"none\"\n\
-         # (never verified), \"optional\" (verified when sent; a bad token is a 401), \"required\".\n\n",
+         # passive ejection (`eject_ms`) and active health checks of each instance's\n\
+         # `health_check_path` (two failures eject it until one passes; interval 0 = off). A GET\n\
+         # or HEAD with no byte of answer after `first_byte_timeout_ms` goes to another instance\n\
+         # (once; 0 = off; ADR 11). Routes: longest prefix wins (whole path segments); auth:\n\
+         # \"none\" (never verified), \"optional\" (verified when sent; a bad token is a 401),\n\
+         # \"required\".\n\n",
     );
     for entry in SERVICES {
         let section: toml::Table = toml::from_str(entry.defaults)?;
@@ -102,7 +106,9 @@ pub fn gateway_defaults() -> anyhow::Result<String> {
         writeln!(
             toml,
             "[gateway.upstreams.{name}]\ninstances = [{instance}]\ntimeout_ms = 10000\n\
-             connect_timeout_ms = 1000\neject_ms = 10000\n",
+             connect_timeout_ms = 1000\neject_ms = 10000\nfirst_byte_timeout_ms = 1000\n\
+             health_check_interval_ms = 1000\nhealth_check_timeout_ms = 500\n\
+             health_check_path = \"/readyz\"\n",
             name = entry.name,
             instance = toml_string(&format!("http://{listen}")),
         )?;
@@ -154,6 +160,40 @@ mod tests {
             routes.len(),
             SERVICES.iter().map(|e| e.routes.len()).sum::<usize>()
         );
+    }
+
+    #[test]
+    fn the_printed_gateway_defaults_are_the_gateways_own() {
+        let sources = platform::config::ConfigSources {
+            defaults: vec![crate::defaults().unwrap().into()],
+            file: None,
+            env: Vec::new(),
+        };
+        let config: gateway::Config =
+            platform::config::load_section(&sources, gateway::SERVICE).unwrap();
+        let own = gateway::UpstreamConfig::default();
+        for (name, upstream) in &config.upstreams {
+            let printed = (
+                upstream.timeout_ms,
+                upstream.connect_timeout_ms,
+                upstream.eject_ms,
+                upstream.first_byte_timeout_ms,
+                upstream.health_check_interval_ms,
+                upstream.health_check_timeout_ms,
+                upstream.health_check_path.as_str(),
+            );
+            let defaults = (
+                own.timeout_ms,
+                own.connect_timeout_ms,
+                own.eject_ms,
+                own.first_byte_timeout_ms,
+                own.health_check_interval_ms,
+                own.health_check_timeout_ms,
+                own.health_check_path.as_str(),
+            );
+            assert_eq!(printed, defaults, "{name}");
+        }
+        assert_eq!(config.shutdown_grace_ms, 3_000);
     }
 }
 

@@ -67,15 +67,38 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One worker's stop signal as its connections see it: a flag read after each answer, and a
 /// wake-up for the connections waiting between requests. Worker-local, like the connections.
-#[derive(Default)]
 pub(crate) struct Shutdown {
     stopping: Cell<bool>,
     idle: Notify,
+    /// How long idle connections stay open once stopping.
+    grace: Duration,
+    /// The end of the grace period, once stopping.
+    idle_until: Cell<Option<Instant>>,
+}
+
+impl Default for Shutdown {
+    /// No grace period: idle connections close as soon as the stop begins.
+    fn default() -> Self {
+        Self::new(Duration::ZERO)
+    }
 }
 
 impl Shutdown {
-    /// Idle connections close now; busy ones after their answer.
+    pub(crate) fn new(grace: Duration) -> Self {
+        Self {
+            stopping: Cell::new(false),
+            idle: Notify::new(),
+            grace,
+            idle_until: Cell::new(None),
+        }
+    }
+
+    /// From now on every answer closes its connection. Idle connections stay open for the
+    /// grace period, so a request a client sends as the stop begins is answered (with
+    /// `Connection: close`) instead of meeting a closed socket — nginx's graceful stop; they
+    /// close at its end. Busy ones close after their answer.
     pub(crate) fn begin(&self) {
+        self.idle_until.set(Some(Instant::now() + self.grace));
         self.stopping.set(true);
         self.idle.notify_waiters();
     }
@@ -208,14 +231,17 @@ impl ClientConnection {
                 }
             }
             let read = if self.buffer.is_empty() {
-                if shutdown.stopping.get() {
-                    return Ok(None);
-                }
-                let stopping = shutdown.idle.notified();
-                tokio::select! {
-                    biased;
-                    read = timeout(IDLE_TIMEOUT, self.read_more()) => read,
-                    () = stopping => return Ok(None),
+                if let Some(until) = shutdown.idle_until.get() {
+                    // Stopping: a request arriving within the grace period is still answered.
+                    timeout_at(until, self.read_more()).await
+                } else {
+                    let stopping = shutdown.idle.notified();
+                    tokio::select! {
+                        biased;
+                        read = timeout(IDLE_TIMEOUT, self.read_more()) => read,
+                        // Waiting on from here under the grace period's deadline.
+                        () = stopping => continue,
+                    }
                 }
             } else {
                 let deadline = *deadline.get_or_insert_with(|| Instant::now() + HEAD_TIMEOUT);
@@ -1084,6 +1110,45 @@ mod tests {
             answer.is_empty() || answer.contains("connection: close"),
             "{answer}"
         );
+    }
+
+    #[tokio::test]
+    async fn stopping_answers_what_arrives_within_the_grace_period_with_a_close() {
+        let shutdown = Shutdown::new(Duration::from_secs(5));
+        let answer = exchange(&shutdown, |mut stream| async {
+            stream
+                .write_all(b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n")
+                .await
+                .unwrap();
+            let mut first = [0u8; 15];
+            stream.read_exact(&mut first).await.unwrap();
+            // Idle between requests as the stop begins: the next request is still answered.
+            shutdown.begin();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            stream
+                .write_all(b"GET /b HTTP/1.1\r\nHost: h\r\n\r\n")
+                .await
+                .unwrap();
+            stream
+        })
+        .await;
+        assert!(answer.ends_with("GET /b 0:"), "{answer}");
+        assert_eq!(answer.matches("connection: close").count(), 1, "{answer}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_connections_close_when_the_grace_period_ends() {
+        let grace = Duration::from_secs(3);
+        let shutdown = Shutdown::new(grace);
+        let started = Instant::now();
+        let answer = exchange(&shutdown, |stream| async {
+            shutdown.begin();
+            stream
+        })
+        .await;
+        assert!(answer.is_empty());
+        let waited = started.elapsed();
+        assert!(waited >= grace && waited < IDLE_TIMEOUT, "{waited:?}");
     }
 
     /// Paused time: the runtime jumps to the next timer whenever both sides wait.

@@ -35,6 +35,11 @@ pub struct Config {
     /// How long in-flight requests may run after shutdown starts.
     #[serde(default = "default_drain_timeout")]
     pub drain_timeout_ms: u64,
+    /// After shutdown starts, how long idle keep-alive connections stay open: a request
+    /// arriving on one is answered with `Connection: close` (a client sending as the gateway
+    /// stops gets an answer, not a reset). At most `drain_timeout_ms`.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace_ms: u64,
     #[serde(default)]
     pub auth: AuthConfig,
     #[serde(default)]
@@ -149,6 +154,37 @@ pub struct UpstreamConfig {
     /// How long a failing instance is skipped.
     #[serde(default = "default_eject")]
     pub eject_ms: u64,
+    /// A GET or HEAD that has had no byte of an answer this long after it was sent goes to
+    /// another instance (once, within `timeout_ms` in all, and within a retry budget of a
+    /// tenth of the requests); the silent instance is ejected. 0, or not below `timeout_ms`:
+    /// wait `timeout_ms`. Only with two instances or more (ADR 11).
+    #[serde(default = "default_first_byte_timeout")]
+    pub first_byte_timeout_ms: u64,
+    /// Active health checks: every instance's `health_check_path` is asked this often; two
+    /// failures in a row (no 2xx within `health_check_timeout_ms`) eject it until one passes.
+    /// 0 = passive health only.
+    #[serde(default = "default_health_check_interval")]
+    pub health_check_interval_ms: u64,
+    #[serde(default = "default_health_check_timeout")]
+    pub health_check_timeout_ms: u64,
+    #[serde(default = "default_health_check_path")]
+    pub health_check_path: String,
+}
+
+impl Default for UpstreamConfig {
+    /// No instances (which validation refuses) and every other field at its default.
+    fn default() -> Self {
+        Self {
+            instances: Vec::new(),
+            timeout_ms: default_timeout(),
+            connect_timeout_ms: default_connect_timeout(),
+            eject_ms: default_eject(),
+            first_byte_timeout_ms: default_first_byte_timeout(),
+            health_check_interval_ms: default_health_check_interval(),
+            health_check_timeout_ms: default_health_check_timeout(),
+            health_check_path: default_health_check_path(),
+        }
+    }
 }
 
 /// Who may use a route.
@@ -240,6 +276,21 @@ fn default_connect_timeout() -> u64 {
 fn default_eject() -> u64 {
     10_000
 }
+fn default_first_byte_timeout() -> u64 {
+    1_000
+}
+fn default_health_check_interval() -> u64 {
+    1_000
+}
+fn default_health_check_timeout() -> u64 {
+    500
+}
+fn default_health_check_path() -> String {
+    "/readyz".to_owned()
+}
+fn default_shutdown_grace() -> u64 {
+    3_000
+}
 /// Fail closed: a route that forgets `auth` is not silently public.
 fn default_auth_mode() -> AuthMode {
     AuthMode::Required
@@ -302,6 +353,12 @@ impl Validate for Config {
                 "`max_connections` and `max_connections_per_ip` must be at least 1",
             ));
         }
+        if self.shutdown_grace_ms > self.drain_timeout_ms {
+            return Err(ConfigError::new(
+                "shutdown_grace_ms",
+                "must be at most `drain_timeout_ms`",
+            ));
+        }
         if self.auth.token_cache_size == 0 {
             return Err(ConfigError::new(
                 "auth.token_cache_size",
@@ -357,6 +414,25 @@ impl Validate for Config {
                     return Err(ConfigError::new(
                         format!("{key}.{field}"),
                         "must be at least 1",
+                    ));
+                }
+            }
+            if upstream.health_check_interval_ms > 0 {
+                if upstream.health_check_timeout_ms == 0
+                    || upstream.health_check_timeout_ms > upstream.health_check_interval_ms
+                {
+                    return Err(ConfigError::new(
+                        format!("{key}.health_check_timeout_ms"),
+                        "must be at least 1 and at most `health_check_interval_ms`",
+                    ));
+                }
+                let path = &upstream.health_check_path;
+                if !path.starts_with('/')
+                    || http::uri::PathAndQuery::try_from(path.as_str()).is_err()
+                {
+                    return Err(ConfigError::new(
+                        format!("{key}.health_check_path"),
+                        "must be a path starting with /",
                     ));
                 }
             }
@@ -467,6 +543,12 @@ mod tests {
         assert_eq!(config.routes[0].auth, AuthMode::Required);
         assert_eq!(config.upstreams["catalog"].eject_ms, 10_000);
         assert_eq!(config.auth.jwks_refresh_secs, 30);
+        let catalog = &config.upstreams["catalog"];
+        assert_eq!(catalog.first_byte_timeout_ms, 1_000);
+        assert_eq!(catalog.health_check_interval_ms, 1_000);
+        assert_eq!(catalog.health_check_timeout_ms, 500);
+        assert_eq!(catalog.health_check_path, "/readyz");
+        assert_eq!(config.shutdown_grace_ms, 3_000);
     }
 
     #[test]
@@ -491,6 +573,34 @@ mod tests {
         let error = platform::config::load_section::<Config>(&sources, "gateway").unwrap_err();
         assert_eq!(error.key, "gateway.upstreams.catalogue");
         assert!(error.message.contains("did you mean `catalog`"), "{error}");
+    }
+
+    #[test]
+    fn deadlines_that_cannot_hold_are_refused() {
+        let upstream = |line: &str| BASE.replace("instances =", &format!("{line}\ninstances ="));
+        for (line, key) in [
+            ("health_check_timeout_ms = 0", "health_check_timeout_ms"),
+            ("health_check_timeout_ms = 2000", "health_check_timeout_ms"),
+            ("health_check_path = \"readyz\"", "health_check_path"),
+            ("health_check_path = \"/a b\"", "health_check_path"),
+        ] {
+            assert_eq!(
+                error(&upstream(line)),
+                format!("gateway.upstreams.catalog.{key}"),
+                "{line}"
+            );
+        }
+        // Turned off, nothing else about them is checked.
+        let off = upstream(
+            "first_byte_timeout_ms = 0\nhealth_check_interval_ms = 0\nhealth_check_timeout_ms = 0",
+        );
+        assert_eq!(parse(&off).upstreams["catalog"].health_check_interval_ms, 0);
+    }
+
+    #[test]
+    fn the_grace_period_fits_in_the_drain() {
+        let grace = format!("[gateway]\ndrain_timeout_ms = 1000\nshutdown_grace_ms = 2000\n{BASE}");
+        assert_eq!(error(&grace), "gateway.shutdown_grace_ms");
     }
 
     #[test]

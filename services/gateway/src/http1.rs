@@ -9,12 +9,14 @@
 //! close-delimited bodies stream through [`Streaming`], which returns the connection at the end.
 //! Heads and chunk sizes are parsed by httparse, hyper's own parser.
 
+use std::cell::Cell;
 use std::future::Future as _;
 use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{ready, Context, Poll, Waker};
+use std::time::Duration;
 
 use bytes::{Buf as _, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
@@ -134,13 +136,15 @@ impl std::fmt::Display for ExchangeError {
 /// Sends `request` (from [`encode_request`]) on `connection` and reads the answer. A body that
 /// has arrived whole (or fits [`MAX_BUFFERED_BODY`]) is returned as one piece and the
 /// connection checked in to `pool` right here; otherwise the body streams and checks it in at
-/// its end. `head_request`: the answer has no body whatever its headers say.
+/// its end. `head_request`: the answer has no body whatever its headers say. `answered` is set
+/// when the first byte of the answer arrives (see [`within`]).
 pub(crate) async fn exchange(
     mut connection: Connection,
     request: &[u8],
     head_request: bool,
     pool: &Rc<Pool>,
     read_timeout: std::time::Duration,
+    answered_flag: &Cell<bool>,
 ) -> Result<Response<Body>, ExchangeError> {
     connection
         .stream
@@ -160,7 +164,7 @@ pub(crate) async fn exchange(
                 return Err(ExchangeError::Failed(io::ErrorKind::UnexpectedEof.into()))
             }
             Ok(0) => return Err(ExchangeError::NoAnswer(io::ErrorKind::UnexpectedEof.into())),
-            Ok(_) => {}
+            Ok(_) => answered_flag.set(true),
             Err(error) if answered => return Err(ExchangeError::Failed(error)),
             Err(error) => return Err(ExchangeError::NoAnswer(error)),
         }
@@ -197,6 +201,48 @@ pub(crate) async fn exchange(
         response.headers_mut().remove(CONTENT_LENGTH);
     }
     Ok(response.map(|()| Body::Streaming(body)))
+}
+
+/// Why [`within`] gave up on an exchange.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Deadline {
+    /// Nothing of the answer came by the first-byte deadline, and the caller chose to leave.
+    FirstByte,
+    /// The whole timeout passed.
+    Timeout,
+}
+
+/// Runs `exchange` for at most `timeout`. With `first_byte`, asks `leave` at that point if no
+/// byte of the answer has arrived yet (`answered`, set by [`exchange`]); when it agrees, the
+/// exchange is dropped with its connection, else it goes on to `timeout`. One timer either way:
+/// the first deadline's is moved on, so a request pays for no second one.
+pub(crate) async fn within<F: std::future::Future>(
+    exchange: F,
+    timeout: Duration,
+    first_byte: Option<Duration>,
+    answered: &Cell<bool>,
+    mut leave: impl FnMut() -> bool,
+) -> Result<F::Output, Deadline> {
+    let mut exchange = std::pin::pin!(exchange);
+    let mut sleep = std::pin::pin!(tokio::time::sleep(first_byte.unwrap_or(timeout)));
+    // The whole timeout's end, counted from when the first deadline was set.
+    let mut then = first_byte.map(|first| sleep.deadline() - first + timeout);
+    std::future::poll_fn(|context| {
+        if let Poll::Ready(output) = exchange.as_mut().poll(context) {
+            return Poll::Ready(Ok(output));
+        }
+        loop {
+            ready!(sleep.as_mut().poll(context));
+            match then.take() {
+                None => return Poll::Ready(Err(Deadline::Timeout)),
+                Some(_) if !answered.get() && leave() => {
+                    return Poll::Ready(Err(Deadline::FirstByte))
+                }
+                Some(end) => sleep.as_mut().reset(end),
+            }
+        }
+    })
+    .await
 }
 
 /// Parses a complete response head off the front of `buffer`, skipping interim (1xx) answers.
@@ -494,6 +540,7 @@ mod tests {
             head,
             pool,
             std::time::Duration::from_secs(5),
+            &Cell::new(false),
         )
         .await
         .map(|response| (response, reused))
@@ -501,6 +548,57 @@ mod tests {
 
     async fn body(response: Response<Body>) -> Bytes {
         response.into_body().collect().await.unwrap().to_bytes()
+    }
+
+    /// Paused time: `within` against an exchange that answers after `answer_after` (its first
+    /// byte after `first_byte_after`).
+    async fn deadline_run(
+        first_byte_after: Option<u64>,
+        answer_after: u64,
+        leave: bool,
+    ) -> (Result<(), Deadline>, Duration, usize) {
+        let answered = Cell::new(false);
+        let asked = Cell::new(0);
+        let exchange = async {
+            if let Some(ms) = first_byte_after {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                answered.set(true);
+            }
+            tokio::time::sleep(Duration::from_millis(answer_after)).await;
+        };
+        let started = tokio::time::Instant::now();
+        let result = within(
+            exchange,
+            Duration::from_secs(10),
+            Some(Duration::from_secs(1)),
+            &answered,
+            || {
+                asked.set(asked.get() + 1);
+                leave
+            },
+        )
+        .await;
+        (result, started.elapsed(), asked.get())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_byte_deadline_leaves_only_a_silent_exchange() {
+        let second = Duration::from_secs(1);
+        // Silent: left at the first-byte deadline.
+        let (result, waited, asked) = deadline_run(None, 60_000, true).await;
+        assert_eq!((result, asked), (Err(Deadline::FirstByte), 1));
+        assert!(waited >= second && waited < 2 * second, "{waited:?}");
+        // Silent, but the retry budget is spent: waits the whole timeout.
+        let (result, waited, _) = deadline_run(None, 60_000, false).await;
+        assert_eq!(result, Err(Deadline::Timeout));
+        assert!(waited >= 10 * second && waited < 11 * second, "{waited:?}");
+        // Answering, slowly: never left, done when done.
+        let (result, waited, asked) = deadline_run(Some(500), 3_000, true).await;
+        assert_eq!((result, asked), (Ok(()), 0));
+        assert!(waited >= 3 * second && waited < 4 * second, "{waited:?}");
+        // Answering, past the whole timeout: a timeout.
+        let (result, _, _) = deadline_run(Some(500), 60_000, true).await;
+        assert_eq!(result, Err(Deadline::Timeout));
     }
 
     #[test]

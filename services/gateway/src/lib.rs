@@ -1,9 +1,9 @@
 //! The micromart gateway: the shop's only public entry.
 //!
 //! Routes by longest path prefix to upstream services, verifies bearer tokens (cached per
-//! worker), forwards the verified identity, balances over instances with passive health
-//! checks, rate-limits per client, answers CORS, and serves static content. Built for speed:
-//! one current-thread runtime per worker with its own `SO_REUSEPORT` listener and upstream
+//! worker), forwards the verified identity, balances over instances with passive and active
+//! health checks, rate-limits per client, answers CORS, and serves static content. Built for
+//! speed: one current-thread runtime per worker with its own `SO_REUSEPORT` listener and upstream
 //! connection pools, speaking HTTP/1.1 itself on both sides (`client_conn`, `http1`; ADRs 2,
 //! 5 and 6 have the measurements behind those choices).
 
@@ -15,6 +15,7 @@ mod cors;
 mod framing;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+mod health;
 mod http1;
 mod limit;
 mod metrics;

@@ -4,6 +4,7 @@
 //! cache, connection pools, metric handles) and is never touched by another thread.
 
 use anyhow::Context as _;
+use std::cell::Cell;
 use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -23,7 +24,8 @@ use crate::admission::Admission;
 use crate::auth::{bearer_token, unix_now, Identity, TokenCache};
 use crate::config::{AuthMode, Config, RateLimitConfig};
 use crate::cors::Cors;
-use crate::http1::{self, ExchangeError};
+use crate::health::Lifecycle;
+use crate::http1::{self, Deadline, ExchangeError};
 use crate::limit::{ClientKey, Limiter};
 use crate::metrics::{ErrorKind, RouteMetrics, StatusCounters};
 use crate::respond::{self, Body};
@@ -88,6 +90,8 @@ pub(crate) struct Shared {
     /// headers from anyone else's (`internal.gateway_credential`).
     gateway_credential: Option<HeaderValue>,
     metrics: Vec<RouteMetrics>,
+    /// Whether this process takes traffic (`/readyz`).
+    pub(crate) lifecycle: Lifecycle,
 }
 
 impl Shared {
@@ -166,6 +170,7 @@ impl Shared {
                 })
                 .transpose()?,
             metrics,
+            lifecycle: Lifecycle::default(),
         })
     }
 
@@ -337,7 +342,7 @@ impl Worker {
         }
         match path {
             "/healthz" => return Some(health(true)),
-            "/readyz" => return Some(health(self.shared.upstreams.all_ready())),
+            "/readyz" => return Some(readiness(&self.shared)),
             _ => {}
         }
         let file = self.shared.static_content.get(path)?;
@@ -515,6 +520,13 @@ impl Worker {
         // carry goes again on another connection (bounded so a flapping upstream cannot loop
         // us) — if it was not sent, or got no answer and is idempotent (as nginx retries).
         let mut stale_retries = 0;
+        // A GET or HEAD leaves an instance silent past the first-byte deadline, once, for
+        // another (a frozen instance accepts and never answers; ADR 11). What is left of the
+        // timeout goes with it, so the client waits no longer than `timeout` in all.
+        let mut first_byte = upstream
+            .first_byte_timeout
+            .filter(|_| matches!(*method, Method::GET | Method::HEAD));
+        let mut timeout = upstream.timeout;
         loop {
             let instance = &upstream.instances[instance_index];
             let pool = &self.pools[upstream_index][instance_index];
@@ -524,7 +536,7 @@ impl Worker {
                 Err(ConnectError::Queued) => {
                     route_metrics.error(ErrorKind::Timeout);
                     tracing::warn!(
-                        request_id = ?request_id,
+                        request_id = log_text(request_id),
                         upstream = %upstream.name,
                         instance = %instance.url,
                         "no upstream connection came free in time"
@@ -536,7 +548,7 @@ impl Worker {
                     upstream.eject(instance_index, now);
                     route_metrics.error(ErrorKind::Connect);
                     tracing::warn!(
-                        request_id = ?request_id,
+                        request_id = log_text(request_id),
                         upstream = %upstream.name,
                         instance = %instance.url,
                         error = %error,
@@ -552,8 +564,20 @@ impl Worker {
                     continue;
                 }
             };
-            let exchange = http1::exchange(connection, wire, head_request, pool, upstream.timeout);
-            match tokio::time::timeout(upstream.timeout, exchange).await {
+            let answered = Cell::new(false);
+            let exchange = http1::exchange(
+                connection,
+                wire,
+                head_request,
+                pool,
+                upstream.timeout,
+                &answered,
+            );
+            if first_byte.is_some() {
+                pool.earn_retry();
+            }
+            let leave = || pool.spend_retry();
+            match http1::within(exchange, timeout, first_byte, &answered, leave).await {
                 Ok(Ok(response)) => {
                     upstream.mark_healthy(instance_index);
                     return Ok(response);
@@ -569,7 +593,7 @@ impl Worker {
                 Ok(Err(error)) => {
                     route_metrics.error(ErrorKind::Upstream);
                     tracing::warn!(
-                        request_id = ?request_id,
+                        request_id = log_text(request_id),
                         upstream = %upstream.name,
                         instance = %instance.url,
                         error = %error,
@@ -577,11 +601,29 @@ impl Worker {
                     );
                     return Err(ForwardError::BadGateway);
                 }
-                Err(_elapsed) => {
+                Err(Deadline::FirstByte) => {
+                    let now = self.shared.upstreams.now_ms();
+                    upstream.eject(instance_index, now);
+                    upstream.silent_retries.increment(1);
+                    tracing::warn!(
+                        request_id = log_text(request_id),
+                        upstream = %upstream.name,
+                        instance = %instance.url,
+                        "upstream instance sent nothing by the first-byte deadline; ejected, \
+                         retrying on another"
+                    );
+                    if let (Some(waited), Some(next)) =
+                        (first_byte.take(), upstream.retry_after(instance_index, now))
+                    {
+                        timeout = timeout.saturating_sub(waited);
+                        instance_index = next;
+                    }
+                }
+                Err(Deadline::Timeout) => {
                     upstream.eject(instance_index, self.shared.upstreams.now_ms());
                     route_metrics.error(ErrorKind::Timeout);
                     tracing::warn!(
-                        request_id = ?request_id,
+                        request_id = log_text(request_id),
                         upstream = %upstream.name,
                         instance = %instance.url,
                         timeout_ms = upstream.timeout.as_millis() as u64,
@@ -697,6 +739,13 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
         .unwrap_or(HeaderValue::from_static("unknown"))
 }
 
+/// A request id as logs carry it: bare, as every service logs it, so one id greps the same
+/// across processes (`Debug` of a `HeaderValue` would quote it). Ids are printable ASCII
+/// ([`request_id`]), so the fallback never shows.
+fn log_text(id: &HeaderValue) -> &str {
+    id.to_str().unwrap_or("-")
+}
+
 fn health(ok: bool) -> Response<Body> {
     if ok {
         let mut response =
@@ -706,7 +755,9 @@ fn health(ok: bool) -> Response<Body> {
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         response
     } else {
-        respond::problem(&Problem::unavailable("an upstream has no healthy instance"))
+        respond::problem(&Problem::unavailable(
+            "the gateway is not taking traffic: starting or stopping",
+        ))
     }
 }
 
@@ -722,9 +773,10 @@ fn preflight(cors: &Cors, origin: &HeaderValue) -> Response<Body> {
     response
 }
 
-/// Readiness as the admin listener reports it.
+/// Readiness: whether this process takes traffic, never whether its upstreams do (their
+/// health is in the metrics; `crate::health`).
 pub(crate) fn readiness(shared: &Shared) -> Response<Body> {
-    health(shared.upstreams.all_ready())
+    health(shared.lifecycle.is_ready())
 }
 
 #[cfg(test)]
@@ -746,6 +798,7 @@ mod tests {
                 timeout_ms: 10,
                 connect_timeout_ms: 10,
                 eject_ms: 10,
+                ..UpstreamConfig::default()
             },
         );
         config.routes = prefixes
@@ -852,6 +905,45 @@ mod tests {
             &HeaderValue::from_static("r"),
         );
         assert_eq!(headers[AUTHORIZATION], "Basic dTpw");
+    }
+
+    /// Log lines written on this thread while the guard lives, as JSON (as the shop logs).
+    #[derive(Clone, Default)]
+    struct CapturedLogs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for CapturedLogs {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn request_ids_are_logged_bare_as_the_services_log_them() {
+        let logs = CapturedLogs::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_writer(move || writer.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        // The only instance refuses connections: the gateway logs the failure with the id.
+        let worker = Rc::new(Worker::new(Arc::new(shared(&["/svc"]))));
+        let mut request = Request::new(Bytes::new());
+        *request.uri_mut() = http::Uri::from_static("/svc/x");
+        request
+            .headers_mut()
+            .insert(X_REQUEST_ID, HeaderValue::from_static("0193-abc"));
+        let response = worker
+            .handle(Rc::new(Peer::new([127, 0, 0, 1].into())), request)
+            .await;
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+        let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("\"request_id\":\"0193-abc\""), "{text}");
+        assert!(!text.contains("\\\"0193-abc"), "{text}");
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! Threads, listeners and connections: one current-thread runtime per worker, each with its own
 //! `SO_REUSEPORT` listener and serving its clients itself (`client_conn`), plus an admin thread
-//! on hyper; graceful shutdown bounded by a drain deadline.
+//! on hyper that also runs the upstream health checks; graceful shutdown bounded by a drain
+//! deadline, the admin listener answering (`/readyz`: 503) until every worker has stopped.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -24,6 +26,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::client_conn::{self, Shutdown};
+use crate::health::{self, UpstreamGauges};
 use crate::proxy::{Peer, Shared, Worker};
 use crate::respond::{self, Body};
 use crate::{Config, StaticContent};
@@ -32,6 +35,7 @@ use crate::{Config, StaticContent};
 pub struct Gateway {
     local_addr: SocketAddr,
     admin_addr: SocketAddr,
+    shared: Arc<Shared>,
     stop: watch::Sender<bool>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -47,9 +51,12 @@ impl Gateway {
         self.admin_addr
     }
 
-    /// Begins a graceful stop: listeners close, in-flight requests finish until the drain
-    /// deadline. Returns at once; `wait` or `join` for the end.
+    /// Begins a graceful stop: `/readyz` answers 503, the public listener closes, in-flight
+    /// requests finish until the drain deadline, and idle connections answer what arrives
+    /// (with `Connection: close`) for `shutdown_grace_ms` before they close. Returns at once;
+    /// `wait` or `join` for the end.
     pub fn shutdown(&self) {
+        self.shared.lifecycle.stop();
         self.stop.send_replace(true);
     }
 
@@ -67,7 +74,22 @@ impl Gateway {
 
 impl Drop for Gateway {
     fn drop(&mut self) {
-        self.stop.send_replace(true);
+        self.shutdown();
+    }
+}
+
+/// Counts running workers down as their threads end, however they end; the last one tells the
+/// admin thread to stop.
+struct WorkerRunning {
+    running: Arc<AtomicUsize>,
+    all_stopped: Arc<watch::Sender<bool>>,
+}
+
+impl Drop for WorkerRunning {
+    fn drop(&mut self) {
+        if self.running.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.all_stopped.send_replace(true);
+        }
     }
 }
 
@@ -79,8 +101,8 @@ fn join_all(threads: Vec<JoinHandle<()>>) {
     }
 }
 
-/// Binds every listener, spawns the worker and admin threads, and returns once they are
-/// accepting (connections queue in the kernel until each runtime polls its listener).
+/// Binds every listener, spawns the worker and admin threads, and returns once every worker is
+/// about to poll its listener (connections queue in the kernel until it does).
 pub fn start(config: Config, static_content: StaticContent) -> anyhow::Result<Gateway> {
     // The recorder must exist before the metric handles are registered.
     let _ = platform::telemetry::metrics();
@@ -98,19 +120,36 @@ pub fn start(config: Config, static_content: StaticContent) -> anyhow::Result<Ga
     let admin_addr = admin_listener.local_addr()?;
     let drain = Duration::from_millis(config.drain_timeout_ms);
     let jwks_refresh = Duration::from_secs(config.auth.jwks_refresh_secs);
+    let grace = Duration::from_millis(config.shutdown_grace_ms);
     let (stop, stopped) = watch::channel(false);
+    // The admin listener outlives the workers: readiness says 503 while they drain.
+    let (workers_stopped, admin_stopped) = watch::channel(false);
+    let workers_stopped = Arc::new(workers_stopped);
+    let running = Arc::new(AtomicUsize::new(workers));
+    shared.lifecycle.expect_workers(workers);
+    // Each worker says when it is about to poll its listener; `start` returns after that, so a
+    // gateway is ready as soon as it is started.
+    let (started, workers_started) = std::sync::mpsc::channel::<()>();
 
     let mut threads = Vec::with_capacity(workers + 1);
     for (index, listener) in listeners.into_iter().enumerate() {
         let shared = Arc::clone(&shared);
         let stopped = stopped.clone();
+        let running = WorkerRunning {
+            running: Arc::clone(&running),
+            all_stopped: Arc::clone(&workers_stopped),
+        };
+        let started = started.clone();
         let thread = std::thread::Builder::new()
             .name(format!("gateway-{index}"))
             .spawn(move || {
+                let _running = running;
                 run_thread(async move {
-                    let worker = Rc::new(Worker::new(shared));
                     let listener = TcpListener::from_std(listener)?;
-                    let shutdown = Rc::new(Shutdown::default());
+                    shared.lifecycle.worker_started();
+                    let _ = started.send(());
+                    let worker = Rc::new(Worker::new(shared));
+                    let shutdown = Rc::new(Shutdown::new(grace));
                     let signal = Rc::clone(&shutdown);
                     let mut stop_signal = stopped.clone();
                     tokio::task::spawn_local(async move {
@@ -146,11 +185,15 @@ pub fn start(config: Config, static_content: StaticContent) -> anyhow::Result<Ga
             .context("failed to spawn a gateway worker")?;
         threads.push(thread);
     }
+    let admin_shared = Arc::clone(&shared);
     let thread = std::thread::Builder::new()
         .name("gateway-admin".into())
         .spawn(move || {
+            let shared = admin_shared;
             run_thread(async move {
                 let listener = TcpListener::from_std(admin_listener)?;
+                health::spawn_checks(&shared);
+                let gauges = Rc::new(UpstreamGauges::new(&shared.upstreams));
                 // The workers record a latency sample per request; drained here, not only
                 // when /metrics is scraped (found in a memory run: +0.2 MiB per second of load).
                 let _upkeep = platform::telemetry::spawn_metrics_upkeep();
@@ -170,10 +213,12 @@ pub fn start(config: Config, static_content: StaticContent) -> anyhow::Result<Ga
                         }
                     }
                 });
-                let for_connections = stopped.clone();
-                accept_loop(listener, stopped, drain, move |stream, _| {
+                let for_connections = admin_stopped.clone();
+                accept_loop(listener, admin_stopped, drain, move |stream, _| {
                     let shared = Arc::clone(&shared);
-                    let service = move |request| admin(Arc::clone(&shared), request);
+                    let gauges = Rc::clone(&gauges);
+                    let service =
+                        move |request| admin(Arc::clone(&shared), Rc::clone(&gauges), request);
                     serve_admin(stream, service, for_connections.clone())
                 })
                 .await;
@@ -182,10 +227,22 @@ pub fn start(config: Config, static_content: StaticContent) -> anyhow::Result<Ga
         })
         .context("failed to spawn the gateway admin thread")?;
     threads.push(thread);
+    drop(started);
+    for _ in 0..workers {
+        // A worker that failed to start drops its sender: no wait for it (and not ready).
+        if workers_started
+            .recv_timeout(Duration::from_secs(5))
+            .is_err()
+        {
+            tracing::error!("a gateway worker did not start");
+            break;
+        }
+    }
     tracing::info!(%local_addr, %admin_addr, workers, "gateway listening");
     Ok(Gateway {
         local_addr,
         admin_addr,
+        shared,
         stop,
         threads,
     })
@@ -299,10 +356,12 @@ where
 /// The admin listener: metrics and probes.
 async fn admin(
     shared: Arc<Shared>,
+    gauges: Rc<UpstreamGauges>,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     Ok(match request.uri().path() {
         "/metrics" => {
+            gauges.refresh(&shared.upstreams);
             let text = platform::telemetry::metrics().render();
             let mut response = respond::full(StatusCode::OK, Bytes::from(text));
             response.headers_mut().insert(

@@ -1,12 +1,13 @@
-//! Upstream services: instances, round-robin with passive health, and per-worker connection
-//! pools (the connections speak [`crate::http1`]).
+//! Upstream services: instances, round-robin with passive and active health (`crate::health`
+//! asks each instance's readiness path), and per-worker connection pools (the connections
+//! speak [`crate::http1`]).
 //!
 //! Health is shared by every worker (one atomic per instance); connections are not: each worker
 //! owns its pools, so checking one out is a `RefCell` pop on the worker's own thread. Taking a
 //! connection before sending tells a connect failure (the request was not sent, retry it on
 //! another instance) from a failure after sending (see `proxy::Worker::forward`).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -22,13 +23,29 @@ const MAX_IDLE: usize = 512;
 /// burst answered none, with its 60 s connect timeout.
 const MAX_CONNECTING: usize = 16;
 
+/// Retry tokens of a worker's pool, in tenths: each request sent earns one, a retry elsewhere
+/// costs ten, so at most a tenth of the requests are retried once the burst is spent.
+const RETRY_TOKEN_COST: u32 = 10;
+const RETRY_TOKENS_MAX: u32 = 10 * RETRY_TOKEN_COST;
+
+/// `ejected_until` of an instance that failed its health checks: skipped until one passes.
+const EJECTED_UNTIL_CHECKED: u64 = u64::MAX;
+
 /// One instance of an upstream and its shared health.
 pub(crate) struct Instance {
     pub(crate) url: String,
-    host: String,
-    port: u16,
-    /// Milliseconds since [`Upstreams::epoch`] until which the instance is skipped; 0 = healthy.
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    /// Milliseconds since [`Upstreams::epoch`] until which the instance is skipped; 0 = healthy,
+    /// [`EJECTED_UNTIL_CHECKED`] = until a health check passes.
     ejected_until: AtomicU64,
+}
+
+/// `[gateway.upstreams.*]` health checks of one upstream.
+pub(crate) struct HealthCheck {
+    pub(crate) interval: Duration,
+    pub(crate) timeout: Duration,
+    pub(crate) path: String,
 }
 
 /// One upstream service (shared by all workers).
@@ -38,6 +55,12 @@ pub(crate) struct Upstream {
     next: AtomicUsize,
     pub(crate) timeout: Duration,
     pub(crate) connect_timeout: Duration,
+    /// A GET or HEAD without a byte of answer by then goes to another instance; `None` with
+    /// one instance, or when not below `timeout`.
+    pub(crate) first_byte_timeout: Option<Duration>,
+    pub(crate) health_check: Option<HealthCheck>,
+    /// Requests that left a silent instance for another.
+    pub(crate) silent_retries: metrics::Counter,
     eject_ms: u64,
 }
 
@@ -67,12 +90,28 @@ impl Upstreams {
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             anyhow::ensure!(!instances.is_empty(), "upstream {name} has no instances");
+            let first_byte_timeout = (instances.len() > 1
+                && config.first_byte_timeout_ms > 0
+                && config.first_byte_timeout_ms < config.timeout_ms)
+                .then(|| Duration::from_millis(config.first_byte_timeout_ms));
+            let health_check = (config.health_check_interval_ms > 0).then(|| HealthCheck {
+                interval: Duration::from_millis(config.health_check_interval_ms),
+                timeout: Duration::from_millis(config.health_check_timeout_ms.max(1)),
+                path: config.health_check_path.clone(),
+            });
             list.push(Upstream {
                 name: name.clone(),
                 instances,
                 next: AtomicUsize::new(0),
                 timeout: Duration::from_millis(config.timeout_ms),
                 connect_timeout: Duration::from_millis(config.connect_timeout_ms),
+                first_byte_timeout,
+                health_check,
+                silent_retries: metrics::counter!(
+                    "gateway_upstream_retries_total",
+                    "upstream" => name.clone(),
+                    "reason" => "first_byte_timeout"
+                ),
                 eject_ms: config.eject_ms,
             });
         }
@@ -86,19 +125,16 @@ impl Upstreams {
     pub(crate) fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64 + 1
     }
-
-    /// Ready when every upstream has at least one instance that is not ejected.
-    pub(crate) fn all_ready(&self) -> bool {
-        let now = self.now_ms();
-        self.list
-            .iter()
-            .all(|u| (0..u.instances.len()).any(|i| !u.is_ejected(i, now)))
-    }
 }
 
 impl Upstream {
     fn is_ejected(&self, index: usize, now_ms: u64) -> bool {
         self.instances[index].ejected_until.load(Ordering::Relaxed) > now_ms
+    }
+
+    /// Whether `index` takes requests now (the metrics' view of it).
+    pub(crate) fn is_up(&self, index: usize, now_ms: u64) -> bool {
+        !self.is_ejected(index, now_ms)
     }
 
     /// The next instance in round-robin order that is not ejected; if all are, the next one
@@ -124,11 +160,23 @@ impl Upstream {
             .or(Some((failed + 1) % count))
     }
 
-    /// Skips `index` for `eject_ms`.
+    /// Skips `index` for `eject_ms` (longer if it is out already: health checks keep theirs).
     pub(crate) fn eject(&self, index: usize, now_ms: u64) {
         self.instances[index]
             .ejected_until
-            .store(now_ms + self.eject_ms, Ordering::Relaxed);
+            .fetch_max(now_ms + self.eject_ms, Ordering::Relaxed);
+    }
+
+    /// A failed health check (the threshold reached): skipped until one passes.
+    pub(crate) fn check_failed(&self, index: usize) {
+        self.instances[index]
+            .ejected_until
+            .store(EJECTED_UNTIL_CHECKED, Ordering::Relaxed);
+    }
+
+    /// A passed health check readmits the instance, whatever ejected it.
+    pub(crate) fn check_passed(&self, index: usize) {
+        self.mark_healthy(index);
     }
 
     /// A successful exchange clears an ejection early (the fail-open path found it alive).
@@ -147,6 +195,8 @@ pub(crate) struct Pool {
     connecting: tokio::sync::Semaphore,
     /// Woken when a connection is checked in, for requests queued behind the connects.
     returned: tokio::sync::Notify,
+    /// Tokens for retrying a request elsewhere after this instance stayed silent, in tenths.
+    retry_tokens: Cell<u32>,
 }
 
 impl Default for Pool {
@@ -155,6 +205,7 @@ impl Default for Pool {
             idle: RefCell::default(),
             connecting: tokio::sync::Semaphore::new(MAX_CONNECTING),
             returned: tokio::sync::Notify::new(),
+            retry_tokens: Cell::new(RETRY_TOKENS_MAX),
         }
     }
 }
@@ -241,6 +292,26 @@ impl Pool {
         Ok(Connection::new(stream))
     }
 
+    /// A request that could be retried elsewhere was sent to this instance: it earns a tenth
+    /// of a retry.
+    pub(crate) fn earn_retry(&self) {
+        let tokens = self.retry_tokens.get();
+        if tokens < RETRY_TOKENS_MAX {
+            self.retry_tokens.set(tokens + 1);
+        }
+    }
+
+    /// Spends a retry if the budget has one: retries after a silent instance stay under a
+    /// tenth of the requests, so an upstream slow everywhere is not sent twice the load.
+    pub(crate) fn spend_retry(&self) -> bool {
+        let tokens = self.retry_tokens.get();
+        let spent = tokens >= RETRY_TOKEN_COST;
+        if spent {
+            self.retry_tokens.set(tokens - RETRY_TOKEN_COST);
+        }
+        spent
+    }
+
     /// Keeps a connection whose last answer has been read to the end.
     pub(crate) fn checkin(&self, connection: Connection) {
         let mut idle = self.idle.borrow_mut();
@@ -280,6 +351,7 @@ pub(crate) mod tests {
                 timeout_ms: 1000,
                 connect_timeout_ms: 100,
                 eject_ms: 1000,
+                ..UpstreamConfig::default()
             },
         );
         Upstreams::new(&map).unwrap()
@@ -295,19 +367,72 @@ pub(crate) mod tests {
             [0, 1, 2, 0]
         );
         up.eject(1, now);
-        assert!(all.all_ready());
         let picks: Vec<_> = (0..4).map(|_| up.pick(now)).collect();
         assert!(!picks.contains(&1), "{picks:?}");
         assert_eq!(up.retry_after(0, now), Some(2));
         up.eject(0, now);
         up.eject(2, now);
-        assert!(!all.all_ready());
         // Every instance ejected: still pick one rather than refuse.
         assert!(up.pick(now) < 3);
         // Ejections end.
         assert!(!up.is_ejected(1, now + 1001));
         up.mark_healthy(0);
-        assert!(all.all_ready());
+        assert!(up.is_up(0, now));
+    }
+
+    #[test]
+    fn failed_health_checks_eject_until_one_passes() {
+        let all = upstreams(&["http://a:1", "http://b:2"]);
+        let up = &all.list[0];
+        let now = all.now_ms();
+        up.check_failed(0);
+        assert!(!up.is_up(0, now + 3_600_000));
+        // A passive ejection does not shorten it.
+        up.eject(0, now);
+        assert!(!up.is_up(0, now + 3_600_000));
+        up.check_passed(0);
+        assert!(up.is_up(0, now));
+        // A passed check readmits a passively ejected instance too.
+        up.eject(1, now);
+        up.check_passed(1);
+        assert!(up.is_up(1, now));
+    }
+
+    #[test]
+    fn retries_elsewhere_stay_within_a_tenth_of_the_requests() {
+        let pool = Pool::default();
+        let burst = (0..100).take_while(|_| pool.spend_retry()).count();
+        assert_eq!(burst, 10);
+        for _ in 0..95 {
+            pool.earn_retry();
+        }
+        let retries = (0..100).take_while(|_| pool.spend_retry()).count();
+        assert_eq!(retries, 9);
+    }
+
+    #[test]
+    fn the_first_byte_deadline_needs_another_instance_and_room_below_the_timeout() {
+        assert_eq!(
+            upstreams(&["http://a:1", "http://b:2"]).list[0].first_byte_timeout,
+            None,
+            "1000 ms is not below the 1000 ms timeout"
+        );
+        let mut map = BTreeMap::new();
+        let config = |instances: &[&str]| UpstreamConfig {
+            instances: instances.iter().map(|s| s.to_string()).collect(),
+            timeout_ms: 5000,
+            first_byte_timeout_ms: 700,
+            ..UpstreamConfig::default()
+        };
+        map.insert("two".to_owned(), config(&["http://a:1", "http://b:2"]));
+        map.insert("one".to_owned(), config(&["http://a:1"]));
+        let all = Upstreams::new(&map).unwrap();
+        let by_name = |name: &str| all.list.iter().find(|u| u.name == name).unwrap();
+        assert_eq!(
+            by_name("two").first_byte_timeout,
+            Some(Duration::from_millis(700))
+        );
+        assert_eq!(by_name("one").first_byte_timeout, None);
     }
 
     #[test]

@@ -64,6 +64,17 @@ async fn echo(
 
 /// Starts one fake upstream instance on port 0.
 async fn spawn_upstream(upstream: &'static str, instance: &str, jwks: Option<Value>) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    serve_upstream(listener, upstream, instance, jwks)
+}
+
+/// Serves a fake upstream instance (echoing what it gets) on `listener`.
+pub fn serve_upstream(
+    listener: tokio::net::TcpListener,
+    upstream: &'static str,
+    instance: &str,
+    jwks: Option<Value>,
+) -> SocketAddr {
     let mut router = Router::new();
     if let Some(jwks) = jwks {
         router = router.route(
@@ -75,7 +86,6 @@ async fn spawn_upstream(upstream: &'static str, instance: &str, jwks: Option<Val
         upstream,
         instance: instance.to_owned(),
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     addr
@@ -143,6 +153,7 @@ fn upstream(instances: &[SocketAddr], timeout_ms: u64) -> UpstreamConfig {
         timeout_ms,
         connect_timeout_ms: 500,
         eject_ms: 10_000,
+        ..UpstreamConfig::default()
     }
 }
 

@@ -156,6 +156,9 @@ async fn gateway_to_with(
                 timeout_ms,
                 connect_timeout_ms: 500,
                 eject_ms: 10,
+                // The script answers what it reads: health checks would be requests too.
+                health_check_interval_ms: 0,
+                ..UpstreamConfig::default()
             },
         );
         config.routes.push(RouteConfig {

@@ -6,8 +6,10 @@
 mod auth;
 mod balancing;
 mod edge;
+mod frozen;
 mod helpers;
 mod hostile;
 mod key_rotation;
+mod readiness;
 mod routing;
 mod shutdown;
