@@ -31,6 +31,9 @@ pub fn config_layers(data_dir: &Path) -> anyhow::Result<Vec<String>> {
             embedded = entry.embedded.replace("{data_dir}", data_dir_text),
         ));
     }
+    // One machine and no load balancer to move clients elsewhere: a stop answers what is in
+    // flight and lets idle keep-alive connections go after half a second, not three.
+    layers.push("[gateway]\nshutdown_grace_ms = 500\n".to_owned());
     layers.push(format!(
         "[identity]\nadmin_email = {email}\nadmin_password = {password}\n\
          [internal]\ntoken = {token}\ngateway_credential = {credential}\n",
