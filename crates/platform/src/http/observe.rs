@@ -145,8 +145,11 @@ pub async fn observe(
 
     let elapsed = started.elapsed();
     span.record("status", status.as_u16());
+    // A failing readiness probe is a state, not a failed request: its handler warns with the
+    // cause, and the gateway's health checks ask every second.
+    let probe = route == "/readyz";
     span.in_scope(|| {
-        if status.is_server_error() {
+        if status.is_server_error() && !probe {
             tracing::error!(
                 latency_ms = elapsed.as_secs_f64() * 1e3,
                 status = status.as_u16(),
