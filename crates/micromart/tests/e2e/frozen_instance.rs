@@ -182,8 +182,11 @@ async fn a_frozen_instance_does_not_stall_the_healthy_one() {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
         assert_eq!(body["code"], "unavailable", "{body}");
         assert!(retry_after.is_some(), "a 503 says when to retry");
+        // The 503 itself shows the lock timeout worked (waiting on, the healthy instance would
+        // have reserved once the server ended the frozen session); the bound keeps it prompt
+        // with room for a loaded machine.
         assert!(
-            waited < Duration::from_millis(LOCK_TIMEOUT_MS * 2 + 1_500),
+            waited < Duration::from_millis(IDLE_IN_TRANSACTION_MS + 1_000),
             "answered after {waited:?}"
         );
 
