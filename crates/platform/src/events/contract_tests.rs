@@ -8,6 +8,9 @@
 //! Each test declares its own uniquely named stream, so implementations backed by a shared
 //! broker can run them in parallel.
 
+// These are test assertions (compiled only for tests and `test-util`): a failure must panic.
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
