@@ -4,6 +4,7 @@
 //! Services never import each other's crates; a type two of them must agree on lives here.
 //! Everything is plain data with serde and OpenAPI schemas: no I/O, no framework.
 
+pub mod events;
 pub mod inventory;
 pub mod money;
 
