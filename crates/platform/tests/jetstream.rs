@@ -1,0 +1,492 @@
+//! The JetStream event bus against a real NATS server.
+//!
+//! The server is `MICROMART_TEST_NATS_URL` (default `nats://127.0.0.1:4222`; `scripts/test` makes
+//! one reachable). Each test declares streams and subjects of its own, so the tests run in
+//! parallel, and deletes them at the end. The restart test starts a private `nats-server` on a
+//! spare port with its own store, and kills that one. Outside CI an unreachable server skips
+//! the tests with a loud note; with `CI=true` it fails them.
+
+use std::collections::HashSet;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use platform::events::jetstream::{
+    dead_letter_stream, JetStreamBus, JetStreamConfig, DEAD_LETTER_REASON, DELIVERY_COUNT,
+    ORIGINAL_SUBJECT,
+};
+use platform::events::{ConsumerConfig, Delivery, Envelope, EventBus, StreamConfig, Subscription};
+
+const NATS_URL_VAR: &str = "MICROMART_TEST_NATS_URL";
+const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// A bus on the test server, or `None` (with a loud note) when none answers outside CI.
+async fn bus() -> Option<JetStreamBus> {
+    let url = std::env::var(NATS_URL_VAR).unwrap_or_else(|_| DEFAULT_NATS_URL.to_owned());
+    match JetStreamBus::connect(&url, JetStreamConfig::default()).await {
+        Ok(bus) => Some(bus),
+        Err(error) => {
+            if in_ci() {
+                panic!("NATS at {url} is unreachable and CI=true: {error}");
+            }
+            static WARNED: AtomicBool = AtomicBool::new(false);
+            if !WARNED.swap(true, Ordering::Relaxed) {
+                eprintln!("SKIPPING NATS tests: {url} unreachable ({error}); run scripts/test");
+            }
+            None
+        }
+    }
+}
+
+/// A stream and subject prefix no other test uses.
+struct Names {
+    stream: String,
+    prefix: String,
+}
+
+impl Names {
+    fn new() -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        Self {
+            stream: format!("T{}", id[..12].to_uppercase()),
+            prefix: format!("t{}", &id[..12]),
+        }
+    }
+
+    fn subject(&self, name: &str) -> String {
+        format!("{}.{name}", self.prefix)
+    }
+
+    fn stream(&self) -> StreamConfig {
+        StreamConfig {
+            name: self.stream.clone(),
+            subjects: vec![format!("{}.>", self.prefix)],
+            max_age: Duration::from_secs(600),
+            replicas: 1,
+        }
+    }
+
+    fn consumer(&self, ack_wait: Duration, max_deliver: u32) -> ConsumerConfig {
+        ConsumerConfig {
+            stream: self.stream.clone(),
+            durable: "worker".to_owned(),
+            subjects: vec![format!("{}.>", self.prefix)],
+            ack_wait,
+            max_deliver,
+            backoff: Vec::new(),
+        }
+    }
+}
+
+fn envelope(n: u64) -> Envelope {
+    Envelope {
+        id: uuid::Uuid::now_v7(),
+        source: "/tests/jetstream".to_owned(),
+        r#type: "micromart.tests.happened.v1".to_owned(),
+        specversion: "1.0".to_owned(),
+        time: chrono::Utc::now(),
+        subject: Some(n.to_string()),
+        datacontenttype: "application/json".to_owned(),
+        traceparent: None,
+        data: serde_json::json!({ "n": n }),
+    }
+}
+
+async fn next_within(subscription: &mut Subscription, limit: Duration) -> Option<Delivery> {
+    tokio::time::timeout(limit, subscription.next())
+        .await
+        .ok()
+        .flatten()
+}
+
+async fn expect_next(subscription: &mut Subscription) -> Delivery {
+    next_within(subscription, Duration::from_secs(10))
+        .await
+        .expect("no delivery within 10 s")
+}
+
+async fn setup(
+    names: &Names,
+    ack_wait: Duration,
+    max_deliver: u32,
+) -> (JetStreamBus, Subscription) {
+    let bus = bus().await.expect("checked by the caller");
+    bus.declare(&[names.stream()]).await.expect("declare");
+    // Declaring twice is a no-op: services declare at every start.
+    bus.declare(&[names.stream()]).await.expect("declare again");
+    let subscription = bus
+        .subscribe(names.consumer(ack_wait, max_deliver))
+        .await
+        .expect("subscribe");
+    (bus, subscription)
+}
+
+/// The dead-letter stream's first message: its headers and payload.
+async fn first_dead_letter(bus: &JetStreamBus, names: &Names) -> (Vec<(String, String)>, Vec<u8>) {
+    let stream = bus
+        .jetstream()
+        .get_stream(dead_letter_stream(&names.stream))
+        .await
+        .expect("dead-letter stream");
+    let message = stream.get_raw_message(1).await.expect("a dead letter");
+    let headers = [DEAD_LETTER_REASON, ORIGINAL_SUBJECT, DELIVERY_COUNT]
+        .iter()
+        .map(|name| {
+            let value = message
+                .headers
+                .get(*name)
+                .map(|v| v.as_str().to_owned())
+                .unwrap_or_default();
+            ((*name).to_owned(), value)
+        })
+        .collect();
+    (headers, message.payload.to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_and_consumes_in_order() {
+    if bus().await.is_none() {
+        return;
+    }
+    let names = Names::new();
+    let (bus, mut subscription) = setup(&names, Duration::from_secs(30), 5).await;
+    bus.check().await.expect("connected");
+    let sent: Vec<Envelope> = (1..=3).map(envelope).collect();
+    for event in &sent {
+        bus.publish(&names.subject("placed"), event)
+            .await
+            .expect("publish");
+    }
+    for event in &sent {
+        let delivery = expect_next(&mut subscription).await;
+        assert_eq!(&delivery.envelope, event);
+        assert_eq!(delivery.subject, names.subject("placed"));
+        assert_eq!(delivery.attempt, 1);
+        delivery.ack().await.expect("ack");
+    }
+    bus.delete_stream(&names.stream).await.expect("cleanup");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_not_acked_within_ack_wait_comes_again() {
+    if bus().await.is_none() {
+        return;
+    }
+    let names = Names::new();
+    let (bus, mut subscription) = setup(&names, Duration::from_secs(1), 5).await;
+    let event = envelope(1);
+    bus.publish(&names.subject("placed"), &event)
+        .await
+        .expect("publish");
+    let first = expect_next(&mut subscription).await;
+    assert_eq!(first.attempt, 1);
+    drop(first); // the handler "crashed": no ack
+    let second = expect_next(&mut subscription).await;
+    assert_eq!(second.envelope.id, event.id);
+    assert_eq!(second.attempt, 2);
+    second.ack().await.expect("ack");
+    assert!(
+        next_within(&mut subscription, Duration::from_secs(2))
+            .await
+            .is_none(),
+        "an acked message came again"
+    );
+    bus.delete_stream(&names.stream).await.expect("cleanup");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nack_with_a_delay_redelivers_after_the_delay() {
+    if bus().await.is_none() {
+        return;
+    }
+    let names = Names::new();
+    let (bus, mut subscription) = setup(&names, Duration::from_secs(30), 5).await;
+    let event = envelope(1);
+    bus.publish(&names.subject("placed"), &event)
+        .await
+        .expect("publish");
+    let first = expect_next(&mut subscription).await;
+    let nacked_at = Instant::now();
+    first.nack(Duration::from_millis(1500)).await.expect("nack");
+    let second = expect_next(&mut subscription).await;
+    let waited = nacked_at.elapsed();
+    assert_eq!(second.envelope.id, event.id);
+    assert_eq!(second.attempt, 2);
+    assert!(
+        waited >= Duration::from_millis(1400),
+        "redelivered after {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(10),
+        "redelivered after {waited:?}"
+    );
+    second.ack().await.expect("ack");
+    bus.delete_stream(&names.stream).await.expect("cleanup");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nack_on_the_last_delivery_dead_letters_the_message() {
+    if bus().await.is_none() {
+        return;
+    }
+    let names = Names::new();
+    let (bus, mut subscription) = setup(&names, Duration::from_secs(30), 2).await;
+    let event = envelope(1);
+    bus.publish(&names.subject("placed"), &event)
+        .await
+        .expect("publish");
+    let first = expect_next(&mut subscription).await;
+    first.nack(Duration::from_millis(100)).await.expect("nack");
+    let second = expect_next(&mut subscription).await;
+    assert_eq!(second.attempt, 2);
+    second.nack(Duration::from_millis(100)).await.expect("nack");
+    let (headers, payload) = first_dead_letter(&bus, &names).await;
+    assert_eq!(
+        headers,
+        vec![
+            (
+                DEAD_LETTER_REASON.to_owned(),
+                "nacked on delivery 2 of at most 2".to_owned()
+            ),
+            (ORIGINAL_SUBJECT.to_owned(), names.subject("placed")),
+            (DELIVERY_COUNT.to_owned(), "2".to_owned()),
+        ]
+    );
+    let dead: Envelope = serde_json::from_slice(&payload).expect("the original envelope");
+    assert_eq!(dead, event);
+    assert!(
+        next_within(&mut subscription, Duration::from_secs(2))
+            .await
+            .is_none(),
+        "a dead-lettered message came again"
+    );
+    bus.delete_stream(&names.stream).await.expect("cleanup");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_republished_event_id_is_delivered_once() {
+    if bus().await.is_none() {
+        return;
+    }
+    let names = Names::new();
+    let (bus, mut subscription) = setup(&names, Duration::from_secs(30), 5).await;
+    let event = envelope(1);
+    let other = envelope(2);
+    for _ in 0..3 {
+        bus.publish(&names.subject("placed"), &event)
+            .await
+            .expect("a duplicate publish succeeds");
+    }
+    bus.publish(&names.subject("placed"), &other)
+        .await
+        .expect("publish");
+    let first = expect_next(&mut subscription).await;
+    assert_eq!(first.envelope.id, event.id);
+    first.ack().await.expect("ack");
+    let second = expect_next(&mut subscription).await;
+    assert_eq!(second.envelope.id, other.id, "a duplicate was delivered");
+    second.ack().await.expect("ack");
+    bus.delete_stream(&names.stream).await.expect("cleanup");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_message_is_dead_lettered_and_the_next_one_still_delivered() {
+    if bus().await.is_none() {
+        return;
+    }
+    let names = Names::new();
+    let (bus, mut subscription) = setup(&names, Duration::from_secs(30), 5).await;
+    bus.jetstream()
+        .publish(names.subject("placed"), "not an envelope".into())
+        .await
+        .expect("raw publish")
+        .await
+        .expect("raw publish ack");
+    let event = envelope(1);
+    bus.publish(&names.subject("placed"), &event)
+        .await
+        .expect("publish");
+    let delivery = expect_next(&mut subscription).await;
+    assert_eq!(delivery.envelope, event);
+    delivery.ack().await.expect("ack");
+    let (headers, payload) = first_dead_letter(&bus, &names).await;
+    assert!(
+        headers[0].1.starts_with("not a valid event envelope"),
+        "{headers:?}"
+    );
+    assert_eq!(headers[1].1, names.subject("placed"));
+    assert_eq!(payload, b"not an envelope");
+    bus.delete_stream(&names.stream).await.expect("cleanup");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_explicit_dead_letter_keeps_the_reason() {
+    if bus().await.is_none() {
+        return;
+    }
+    let names = Names::new();
+    let (bus, mut subscription) = setup(&names, Duration::from_secs(30), 5).await;
+    let event = envelope(1);
+    bus.publish(&names.subject("placed"), &event)
+        .await
+        .expect("publish");
+    let delivery = expect_next(&mut subscription).await;
+    delivery
+        .dead_letter("unknown product\nline two")
+        .await
+        .expect("dead-letter");
+    let (headers, _) = first_dead_letter(&bus, &names).await;
+    assert_eq!(headers[0].1, "unknown product line two");
+    assert_eq!(headers[2].1, "1");
+    bus.delete_stream(&names.stream).await.expect("cleanup");
+}
+
+/// A private `nats-server -js` on a spare port with its own store, killed with SIGKILL.
+struct PrivateNats {
+    child: Option<Child>,
+    port: u16,
+    store: tempfile::TempDir,
+}
+
+fn nats_server_binary() -> String {
+    std::env::var("MICROMART_NATS_SERVER").unwrap_or_else(|_| {
+        if std::path::Path::new("/usr/sbin/nats-server").exists() {
+            "/usr/sbin/nats-server".to_owned()
+        } else {
+            "nats-server".to_owned()
+        }
+    })
+}
+
+impl PrivateNats {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a spare port")
+            .port();
+        let mut server = Self {
+            child: None,
+            port,
+            store: tempfile::tempdir().expect("a store dir"),
+        };
+        server.spawn();
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new(nats_server_binary())
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
+            .arg(self.store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server runs (scripts/lib/nats.sh installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // Child::kill is SIGKILL: no shutdown, no flush.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Publishes until the server acknowledges (the same id each time: a retry is de-duplicated).
+async fn publish_until_acked(bus: &JetStreamBus, subject: &str, event: &Envelope) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Err(error) = bus.publish(subject, event).await {
+        assert!(
+            Instant::now() < deadline,
+            "publish never succeeded: {error}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_acknowledged_is_lost_when_the_server_is_killed_and_restarted() {
+    if bus().await.is_none() {
+        return; // the same environment that has a server has the binary
+    }
+    let mut server = PrivateNats::start();
+    let names = Names::new();
+    let bus = JetStreamBus::connect(&server.url(), JetStreamConfig::default())
+        .await
+        .expect("connect to the private server");
+    bus.declare(&[names.stream()]).await.expect("declare");
+    let mut subscription = bus
+        .subscribe(names.consumer(Duration::from_secs(2), 1000))
+        .await
+        .expect("subscribe");
+    let received = Arc::new(Mutex::new(HashSet::new()));
+    let consumer = tokio::spawn({
+        let received = Arc::clone(&received);
+        async move {
+            while let Some(delivery) = subscription.next().await {
+                let id = delivery.envelope.id;
+                // An ack lost in the crash means a redelivery, which the set absorbs.
+                if delivery.ack().await.is_ok() {
+                    received.lock().expect("lock").insert(id);
+                }
+            }
+        }
+    });
+
+    let total = 300;
+    let mut acknowledged = HashSet::new();
+    for n in 0..total {
+        if n == total / 2 {
+            server.kill();
+            server.spawn();
+        }
+        let event = envelope(n);
+        publish_until_acked(&bus, &names.subject("placed"), &event).await;
+        acknowledged.insert(event.id);
+    }
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let missing = acknowledged
+            .difference(&received.lock().expect("lock"))
+            .count();
+        if missing == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{missing} of {total} acknowledged events never consumed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    consumer.abort();
+    bus.delete_stream(&names.stream).await.expect("cleanup");
+}
