@@ -103,8 +103,13 @@ impl JetStreamBus {
         if let Some(name) = &config.client_name {
             options = options.name(name);
         }
+        let servers: Vec<&str> = url
+            .split(',')
+            .map(str::trim)
+            .filter(|server| !server.is_empty())
+            .collect();
         let client = options
-            .connect(url)
+            .connect(servers)
             .await
             .map_err(|error| BusError::Unavailable(format!("cannot connect to {url}: {error}")))?;
         let mut context = jetstream::new(client.clone());
