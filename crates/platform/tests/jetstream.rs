@@ -694,3 +694,25 @@ async fn a_three_replica_stream_loses_nothing_acknowledged_when_nodes_are_killed
     consumer.abort();
     let _ = bus.delete_stream(&names.stream).await;
 }
+
+/// Publish-with-ack rate, one publisher awaiting each ack, over a bounded 2 s loop (ADR 0015).
+/// `cargo test -p platform --test jetstream -- --ignored --nocapture publish_rate`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check"]
+async fn publish_rate() {
+    let Some(bus) = bus().await else { return };
+    let names = Names::new();
+    bus.declare(&[names.stream()]).await.expect("declare");
+    let subject = names.subject("placed");
+    let started = Instant::now();
+    let mut published = 0u64;
+    while started.elapsed() < Duration::from_secs(2) {
+        bus.publish(&subject, &envelope(published))
+            .await
+            .expect("publish");
+        published += 1;
+    }
+    let rate = published as f64 / started.elapsed().as_secs_f64();
+    eprintln!("published {published} events with ack in 2 s: {rate:.0}/s");
+    bus.delete_stream(&names.stream).await.expect("cleanup");
+}
