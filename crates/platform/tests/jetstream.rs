@@ -269,6 +269,44 @@ async fn a_nack_on_the_last_delivery_dead_letters_the_message() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_whose_last_delivery_times_out_is_dead_lettered() {
+    if bus().await.is_none() {
+        return;
+    }
+    let names = Names::new();
+    let (bus, mut subscription) = setup(&names, Duration::from_secs(1), 2).await;
+    let event = envelope(1);
+    bus.publish(&names.subject("placed"), &event)
+        .await
+        .expect("publish");
+    for attempt in 1..=2 {
+        let delivery = expect_next(&mut subscription).await;
+        assert_eq!(delivery.attempt, attempt);
+        drop(delivery); // the handler hangs or crashes: neither ack nor nack
+    }
+    let dead_letters = bus
+        .jetstream()
+        .get_stream(dead_letter_stream(&names.stream))
+        .await
+        .expect("dead-letter stream");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while dead_letters.get_raw_message(1).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the message vanished after its last delivery"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (headers, payload) = first_dead_letter(&bus, &names).await;
+    assert_eq!(headers[0].1, "not acknowledged on the last of 2 deliveries");
+    assert_eq!(headers[1].1, names.subject("placed"));
+    assert_eq!(headers[2].1, "2");
+    let dead: Envelope = serde_json::from_slice(&payload).expect("the original envelope");
+    assert_eq!(dead, event);
+    bus.delete_stream(&names.stream).await.expect("cleanup");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_republished_event_id_is_delivered_once() {
     if bus().await.is_none() {
         return;

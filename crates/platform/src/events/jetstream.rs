@@ -221,6 +221,14 @@ impl JetStreamBus {
             heartbeat: self.config.heartbeat,
             sender,
         };
+        tokio::spawn(watch_max_deliveries(
+            self.client.clone(),
+            self.context.clone(),
+            task.config.stream.clone(),
+            task.config.durable.clone(),
+            task.config.max_deliver,
+            task.sender.clone(),
+        ));
         tokio::spawn(task.run(pull_consumer));
         Ok(Subscription::new(receiver))
     }
@@ -449,45 +457,164 @@ impl JetStreamAcker {
     }
 
     async fn dead_letter_now(self, reason: String) -> Result<(), BusError> {
-        let original_subject = self.message.subject.to_string();
-        let mut headers = self.message.headers.clone().unwrap_or_default();
-        // Header values are one line.
-        let one_line: String = reason
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect();
-        headers.insert(DEAD_LETTER_REASON, one_line.as_str());
-        headers.insert(ORIGINAL_SUBJECT, original_subject.as_str());
-        headers.insert(ORIGINAL_STREAM, self.stream.as_str());
-        headers.insert(DEAD_LETTER_CONSUMER, self.durable.as_str());
-        headers.insert(DELIVERY_COUNT, self.attempt.to_string().as_str());
-        let subject = dead_letter_subject(&self.stream, &original_subject);
-        // The original Nats-Msg-Id (kept in the copied headers) makes a repeated dead-lettering
-        // of one message, after a crash between the publish and the +TERM, a duplicate.
-        let published = async {
-            self.context
-                .publish_with_headers(subject.clone(), headers, self.message.payload.clone())
-                .await?
-                .await
-        }
-        .await;
-        if let Err(error) = published {
-            return Err(BusError::Unavailable(format!(
-                "cannot dead-letter to {subject}: {error}"
-            )));
-        }
+        let letter = DeadLetter {
+            stream: &self.stream,
+            durable: &self.durable,
+            subject: self.message.subject.as_str(),
+            headers: self.message.headers.clone().unwrap_or_default(),
+            payload: self.message.payload.clone(),
+            attempt: self.attempt,
+        };
+        let reason = publish_dead_letter(&self.context, letter, &reason).await?;
         self.settle(AckKind::Term).await?;
-        metrics::counter!("events_dead_lettered_total", "stream" => self.stream.clone())
-            .increment(1);
-        tracing::warn!(
-            stream = %self.stream,
-            durable = %self.durable,
-            subject = %original_subject,
-            attempt = self.attempt,
-            reason = %one_line,
-            "event dead-lettered"
+        count_dead_letter(
+            &self.stream,
+            &self.durable,
+            self.message.subject.as_str(),
+            self.attempt,
+            &reason,
         );
         Ok(())
+    }
+}
+
+/// A message on its way to the dead-letter stream.
+struct DeadLetter<'a> {
+    stream: &'a str,
+    durable: &'a str,
+    subject: &'a str,
+    headers: HeaderMap,
+    payload: bytes::Bytes,
+    attempt: u32,
+}
+
+/// Publishes `letter` to its dead-letter subject and waits for the ack; returns the reason as
+/// written (one line).
+async fn publish_dead_letter(
+    context: &jetstream::Context,
+    letter: DeadLetter<'_>,
+    reason: &str,
+) -> Result<String, BusError> {
+    let DeadLetter {
+        stream,
+        durable,
+        subject: original_subject,
+        mut headers,
+        payload,
+        attempt,
+    } = letter;
+    // Header values are one line.
+    let one_line: String = reason
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    headers.insert(DEAD_LETTER_REASON, one_line.as_str());
+    headers.insert(ORIGINAL_SUBJECT, original_subject);
+    headers.insert(ORIGINAL_STREAM, stream);
+    headers.insert(DEAD_LETTER_CONSUMER, durable);
+    headers.insert(DELIVERY_COUNT, attempt.to_string().as_str());
+    let subject = dead_letter_subject(stream, original_subject);
+    // The original Nats-Msg-Id (kept in the copied headers) makes a repeated dead-lettering
+    // of one message, after a crash between the publish and the +TERM, a duplicate.
+    let published = async {
+        context
+            .publish_with_headers(subject.clone(), headers, payload)
+            .await?
+            .await
+    }
+    .await;
+    match published {
+        Ok(_) => Ok(one_line),
+        Err(error) => Err(BusError::Unavailable(format!(
+            "cannot dead-letter to {subject}: {error}"
+        ))),
+    }
+}
+
+fn count_dead_letter(stream: &str, durable: &str, subject: &str, attempt: u32, reason: &str) {
+    metrics::counter!("events_dead_lettered_total", "stream" => stream.to_owned()).increment(1);
+    tracing::warn!(
+        stream,
+        durable,
+        subject,
+        attempt,
+        reason,
+        "event dead-lettered"
+    );
+}
+
+/// Copies to the dead-letter stream every message JetStream gives up on after its last delivery
+/// timed out (no ack, no nack): the server announces it in a max-deliveries advisory and keeps
+/// the message in the stream. Advisories are not persisted: one sent while no subscription of
+/// this consumer is connected is missed (ADR 0015).
+async fn watch_max_deliveries(
+    client: async_nats::Client,
+    context: jetstream::Context,
+    stream: String,
+    durable: String,
+    max_deliver: u32,
+    sender: mpsc::Sender<Delivery>,
+) {
+    let advisories = format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{durable}");
+    let mut subscriber = match client.subscribe(advisories).await {
+        Ok(subscriber) => subscriber,
+        Err(error) => {
+            tracing::error!(%stream, %durable, %error, "cannot watch max-deliveries advisories");
+            return;
+        }
+    };
+    loop {
+        let advisory = tokio::select! {
+            () = sender.closed() => return,
+            advisory = subscriber.next() => advisory,
+        };
+        let Some(advisory) = advisory else { return };
+        let sequence = serde_json::from_slice::<serde_json::Value>(&advisory.payload)
+            .ok()
+            .and_then(|advisory| {
+                advisory
+                    .get("stream_seq")
+                    .and_then(serde_json::Value::as_u64)
+            });
+        let Some(sequence) = sequence else {
+            tracing::warn!(%stream, %durable, "unreadable max-deliveries advisory");
+            continue;
+        };
+        let message = match context.get_stream(&stream).await {
+            Ok(handle) => handle
+                .get_raw_message(sequence)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(error) => Err(error.to_string()),
+        };
+        let message = match message {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::error!(%stream, %durable, sequence, %error, "a message dropped after its last delivery could not be read for the dead-letter stream");
+                continue;
+            }
+        };
+        let reason = format!("not acknowledged on the last of {max_deliver} deliveries");
+        let letter = DeadLetter {
+            stream: &stream,
+            durable: &durable,
+            subject: message.subject.as_str(),
+            headers: message.headers.clone(),
+            payload: message.payload.clone(),
+            attempt: max_deliver,
+        };
+        match publish_dead_letter(&context, letter, &reason).await {
+            Ok(reason) => count_dead_letter(
+                &stream,
+                &durable,
+                message.subject.as_str(),
+                max_deliver,
+                &reason,
+            ),
+            Err(error) => {
+                tracing::error!(%stream, %durable, sequence, %error, "a message dropped after its last delivery could not be dead-lettered");
+            }
+        }
     }
 }
 
