@@ -307,6 +307,43 @@ async fn a_message_whose_last_delivery_times_out_is_dead_lettered() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_subscription_resumes_the_durable_consumer() {
+    if bus().await.is_none() {
+        return;
+    }
+    let names = Names::new();
+    let (bus, mut subscription) = setup(&names, Duration::from_secs(1), 5).await;
+    let first = envelope(1);
+    let second = envelope(2);
+    for event in [&first, &second] {
+        bus.publish(&names.subject("placed"), event)
+            .await
+            .expect("publish");
+    }
+    let delivery = expect_next(&mut subscription).await;
+    assert_eq!(delivery.envelope.id, first.id);
+    delivery.ack().await.expect("ack");
+    drop(subscription); // the instance stops
+    let mut resumed = bus
+        .subscribe(names.consumer(Duration::from_secs(1), 5))
+        .await
+        .expect("subscribe again");
+    let delivery = expect_next(&mut resumed).await;
+    assert_eq!(
+        delivery.envelope.id, second.id,
+        "the acked event came again"
+    );
+    delivery.ack().await.expect("ack");
+    assert!(
+        next_within(&mut resumed, Duration::from_secs(2))
+            .await
+            .is_none(),
+        "an acked event came again"
+    );
+    bus.delete_stream(&names.stream).await.expect("cleanup");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_republished_event_id_is_delivered_once() {
     if bus().await.is_none() {
         return;
@@ -504,6 +541,7 @@ async fn nothing_acknowledged_is_lost_when_the_server_is_killed_and_restarted() 
     for n in 0..total {
         if n == total / 2 {
             server.kill();
+            wait_for_check(&bus, false).await;
             server.spawn();
         }
         let event = envelope(n);
@@ -525,8 +563,25 @@ async fn nothing_acknowledged_is_lost_when_the_server_is_killed_and_restarted() 
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    wait_for_check(&bus, true).await;
     consumer.abort();
     bus.delete_stream(&names.stream).await.expect("cleanup");
+}
+
+/// Waits until `check` (what /readyz asks) says the bus is up (`true`) or unavailable.
+async fn wait_for_check(bus: &JetStreamBus, up: bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match bus.check().await {
+            Ok(()) if up => return,
+            Err(platform::events::BusError::Unavailable(_)) if !up => return,
+            state => assert!(
+                Instant::now() < deadline,
+                "check still says {state:?} (expected up = {up})"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn spare_port() -> u16 {
