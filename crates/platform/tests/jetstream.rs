@@ -173,6 +173,35 @@ async fn publishes_and_consumes_in_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declaring_again_updates_the_stream() {
+    let Some(bus) = bus().await else { return };
+    let names = Names::new();
+    bus.declare(&[names.stream()]).await.expect("declare");
+    let mut changed = names.stream();
+    changed.max_age = Duration::from_secs(300);
+    bus.declare(&[changed]).await.expect("declare changed");
+    let mut stream = bus
+        .jetstream()
+        .get_stream(&names.stream)
+        .await
+        .expect("stream");
+    let info = stream.info().await.expect("info");
+    assert_eq!(info.config.max_age, Duration::from_secs(300));
+    assert_eq!(info.config.duplicate_window, Duration::from_secs(120));
+    let mut dead_letters = bus
+        .jetstream()
+        .get_stream(dead_letter_stream(&names.stream))
+        .await
+        .expect("dead-letter stream");
+    let info = dead_letters.info().await.expect("info");
+    assert_eq!(
+        info.config.subjects,
+        vec![format!("dlq.{}.>", names.stream)]
+    );
+    bus.delete_stream(&names.stream).await.expect("cleanup");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delivery_not_acked_within_ack_wait_comes_again() {
     if bus().await.is_none() {
         return;
@@ -514,7 +543,11 @@ async fn nothing_acknowledged_is_lost_when_the_server_is_killed_and_restarted() 
     }
     let mut server = PrivateNats::start();
     let names = Names::new();
-    let bus = JetStreamBus::connect(&server.url(), JetStreamConfig::default())
+    let config = JetStreamConfig {
+        request_timeout: Duration::from_secs(1),
+        ..JetStreamConfig::default()
+    };
+    let bus = JetStreamBus::connect(&server.url(), config)
         .await
         .expect("connect to the private server");
     bus.declare(&[names.stream()]).await.expect("declare");
@@ -542,6 +575,12 @@ async fn nothing_acknowledged_is_lost_when_the_server_is_killed_and_restarted() 
         if n == total / 2 {
             server.kill();
             wait_for_check(&bus, false).await;
+            // What an outbox relay sees, and retries on, while the broker is down.
+            let refused = bus.publish(&names.subject("placed"), &envelope(n)).await;
+            assert!(
+                matches!(refused, Err(platform::events::BusError::Unavailable(_))),
+                "{refused:?}"
+            );
             server.spawn();
         }
         let event = envelope(n);
