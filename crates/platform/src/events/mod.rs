@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 pub use contracts::events::{Envelope, EventType, InvalidEnvelope};
 
 pub mod inbox;
+pub mod jetstream;
 pub mod memory;
 pub mod outbox;
 mod subject;
