@@ -172,12 +172,7 @@ pub(crate) fn extract<T: DeserializeOwned>(
             Ok(config) => return Ok(config),
             Err(error) => error,
         };
-        let key = section
-            .split('.')
-            .chain(error.path.iter().map(String::as_str))
-            .filter(|part| !part.is_empty())
-            .collect::<Vec<_>>()
-            .join(".");
+        let key = full_key(section, &error);
         let from_env = sources
             .env
             .iter()
@@ -370,14 +365,19 @@ pub(crate) fn refuse_unknown_keys(
     Ok(())
 }
 
-/// A figment error as a [`ConfigError`] naming the whole key (`section.inner.key`).
-pub(crate) fn from_figment(error: figment::Error, section: &str) -> ConfigError {
-    let key = section
+/// The key an error of `section` names, section first (`catalog.pool.max_connections`).
+fn full_key(section: &str, error: &figment::Error) -> String {
+    section
         .split('.')
         .chain(error.path.iter().map(String::as_str))
         .filter(|part| !part.is_empty())
         .collect::<Vec<_>>()
-        .join(".");
+        .join(".")
+}
+
+/// A figment error as a [`ConfigError`] naming the whole key (`section.inner.key`).
+pub(crate) fn from_figment(error: figment::Error, section: &str) -> ConfigError {
+    let key = full_key(section, &error);
     let key = if key.is_empty() {
         "<root>".to_owned()
     } else {

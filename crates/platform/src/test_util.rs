@@ -263,6 +263,18 @@ impl Answer {
 /// `Db::begin_write` instead: on SQLite that is what queues writers for the write lock
 /// (`BEGIN IMMEDIATE`, retried on a stale snapshot) rather than failing one request in a
 /// thousand with "database is locked". Each service's store tests assert this is empty.
+/// Asserts that none of `sources` (`(file, text)` pairs) writes outside `Db::begin_write`.
+pub fn assert_every_write_takes_a_write_transaction(sources: &[(&str, &str)]) {
+    let outside: Vec<String> = sources
+        .iter()
+        .flat_map(|(file, source)| writes_outside_begin_write(file, source))
+        .collect();
+    assert!(
+        outside.is_empty(),
+        "writes outside begin_write: {outside:?}"
+    );
+}
+
 pub fn writes_outside_begin_write(file: &str, source: &str) -> Vec<String> {
     let mut found = Vec::new();
     let mut rest = source;

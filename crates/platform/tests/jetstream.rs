@@ -523,6 +523,49 @@ impl Drop for PrivateNats {
 }
 
 /// Publishes until the server acknowledges (the same id each time: a retry is de-duplicated).
+/// Acks every delivery of `subscription` and collects the ids acked; an ack lost in a crash
+/// means a redelivery, which the set absorbs.
+fn consume_acking(
+    mut subscription: Subscription,
+) -> (Arc<Mutex<HashSet<uuid::Uuid>>>, tokio::task::JoinHandle<()>) {
+    let received = Arc::new(Mutex::new(HashSet::new()));
+    let consumer = tokio::spawn({
+        let received = Arc::clone(&received);
+        async move {
+            while let Some(delivery) = subscription.next().await {
+                let id = delivery.envelope.id;
+                if delivery.ack().await.is_ok() {
+                    received.lock().expect("lock").insert(id);
+                }
+            }
+        }
+    });
+    (received, consumer)
+}
+
+/// Waits until every acknowledged publish was consumed, failing after `limit`.
+async fn wait_until_consumed(
+    received: &Mutex<HashSet<uuid::Uuid>>,
+    acknowledged: &HashSet<uuid::Uuid>,
+    limit: Duration,
+) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let missing = acknowledged
+            .difference(&received.lock().expect("lock"))
+            .count();
+        if missing == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{missing} of {} acknowledged events never consumed",
+            acknowledged.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn publish_until_acked(bus: &JetStreamBus, subject: &str, event: &Envelope) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while let Err(error) = bus.publish(subject, event).await {
@@ -549,23 +592,11 @@ async fn nothing_acknowledged_is_lost_when_the_server_is_killed_and_restarted() 
         .await
         .expect("connect to the private server");
     bus.declare(&[names.stream()]).await.expect("declare");
-    let mut subscription = bus
+    let subscription = bus
         .subscribe(names.consumer(Duration::from_secs(2), 1000))
         .await
         .expect("subscribe");
-    let received = Arc::new(Mutex::new(HashSet::new()));
-    let consumer = tokio::spawn({
-        let received = Arc::clone(&received);
-        async move {
-            while let Some(delivery) = subscription.next().await {
-                let id = delivery.envelope.id;
-                // An ack lost in the crash means a redelivery, which the set absorbs.
-                if delivery.ack().await.is_ok() {
-                    received.lock().expect("lock").insert(id);
-                }
-            }
-        }
-    });
+    let (received, consumer) = consume_acking(subscription);
 
     let total = 300;
     let mut acknowledged = HashSet::new();
@@ -586,20 +617,7 @@ async fn nothing_acknowledged_is_lost_when_the_server_is_killed_and_restarted() 
         acknowledged.insert(event.id);
     }
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let missing = acknowledged
-            .difference(&received.lock().expect("lock"))
-            .count();
-        if missing == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{missing} of {total} acknowledged events never consumed"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_consumed(&received, &acknowledged, Duration::from_secs(60)).await;
     wait_for_check(&bus, true).await;
     consumer.abort();
     bus.delete_stream(&names.stream).await.expect("cleanup");
@@ -744,7 +762,7 @@ async fn a_three_replica_stream_loses_nothing_acknowledged_when_nodes_are_killed
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let mut subscription = loop {
+    let subscription = loop {
         match bus
             .subscribe(names.consumer(Duration::from_secs(2), 1000))
             .await
@@ -759,18 +777,7 @@ async fn a_three_replica_stream_loses_nothing_acknowledged_when_nodes_are_killed
             }
         }
     };
-    let received = Arc::new(Mutex::new(HashSet::new()));
-    let consumer = tokio::spawn({
-        let received = Arc::clone(&received);
-        async move {
-            while let Some(delivery) = subscription.next().await {
-                let id = delivery.envelope.id;
-                if delivery.ack().await.is_ok() {
-                    received.lock().expect("lock").insert(id);
-                }
-            }
-        }
-    });
+    let (received, consumer) = consume_acking(subscription);
 
     let total = 300;
     let mut acknowledged = HashSet::new();
@@ -807,20 +814,7 @@ async fn a_three_replica_stream_loses_nothing_acknowledged_when_nodes_are_killed
         acknowledged.insert(event.id);
     }
 
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let missing = acknowledged
-            .difference(&received.lock().expect("lock"))
-            .count();
-        if missing == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{missing} of {total} acknowledged events never consumed"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_consumed(&received, &acknowledged, Duration::from_secs(90)).await;
     consumer.abort();
     let _ = bus.delete_stream(&names.stream).await;
 }

@@ -11,21 +11,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    product, spawn_app, spawn_app_on, spawn_app_with_config, Answer, As, TestApp,
+    product, spawn_app, spawn_app_on, spawn_app_with_config, stocked_product, Answer, As, TestApp,
 };
-
-/// A product with `stock` units on hand; returns its id.
-async fn stocked_product(app: &TestApp, sku: &str, stock: i64) -> String {
-    let category = app
-        .create_category(&format!("cat-{}", sku.to_lowercase()), None)
-        .await;
-    let mut body = product(sku, &category, 1_000);
-    body["stock"] = json!(stock);
-    app.create_product(&body).await["id"]
-        .as_str()
-        .expect("an id")
-        .to_owned()
-}
 
 async fn reserve(app: &TestApp, order_id: &str, product_id: &str) -> Answer {
     app.post(

@@ -181,3 +181,16 @@ pub fn product(sku: &str, category_id: &str, amount: i64) -> Value {
         "stock": 5
     })
 }
+
+/// A product with `stock` units on hand; returns its id.
+pub async fn stocked_product(app: &TestApp, sku: &str, stock: i64) -> String {
+    let category = app
+        .create_category(&format!("cat-{}", sku.to_lowercase()), None)
+        .await;
+    let mut body = product(sku, &category, 1_000);
+    body["stock"] = json!(stock);
+    app.create_product(&body).await["id"]
+        .as_str()
+        .expect("an id")
+        .to_owned()
+}

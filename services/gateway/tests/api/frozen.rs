@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 
-use crate::helpers::{spawn_app_with, TestApp};
+use crate::helpers::{metric, spawn_app_with, TestApp};
 
 /// A listener nobody accepts from: connects succeed, requests vanish, nothing answers.
 pub fn frozen_listener() -> (std::net::TcpListener, SocketAddr) {
@@ -132,15 +132,6 @@ async fn measure_a_frozen_instance() {
         let run = load(&app, method.clone(), 4, Duration::from_secs(25)).await;
         println!("{}", run.report(method.as_str()));
     }
-}
-
-/// The value of the metric line that starts with `name{` and contains every label given.
-fn metric(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
-    text.lines()
-        .filter(|line| line.starts_with(&format!("{name}{{")))
-        .find(|line| labels.iter().all(|label| line.contains(label)))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
 }
 
 #[tokio::test]

@@ -314,3 +314,12 @@ impl Drop for TestApp {
         }
     }
 }
+
+/// The value of the metric line that starts with `name{` and contains every label given.
+pub fn metric(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")))
+        .find(|line| labels.iter().all(|label| line.contains(label)))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}

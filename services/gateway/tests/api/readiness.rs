@@ -5,16 +5,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 
-use crate::helpers::{spawn_app, spawn_app_with};
-
-/// The value of the metric line that starts with `name{` and contains every label given.
-fn metric(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
-    text.lines()
-        .filter(|line| line.starts_with(&format!("{name}{{")))
-        .find(|line| labels.iter().all(|label| line.contains(label)))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
-}
+use crate::helpers::{metric, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn a_dead_upstream_leaves_the_gateway_ready() {

@@ -268,12 +268,5 @@ fn every_write_takes_a_write_transaction() {
         ("store/user.rs", include_str!("user.rs")),
         ("store/refresh_token.rs", include_str!("refresh_token.rs")),
     ];
-    let outside: Vec<String> = sources
-        .iter()
-        .flat_map(|(file, source)| platform::test_util::writes_outside_begin_write(file, source))
-        .collect();
-    assert!(
-        outside.is_empty(),
-        "writes outside begin_write: {outside:?}"
-    );
+    platform::test_util::assert_every_write_takes_a_write_transaction(&sources);
 }
