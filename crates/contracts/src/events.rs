@@ -159,6 +159,16 @@ pub struct EventType {
     pub version: u32,
 }
 
+/// A stream as producers and consumers agree on it: its name and the subjects it holds. How
+/// long it keeps messages and how many replicas it has are the deployment's choice (`[events]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamSpec {
+    /// Upper-case, as JetStream names streams (`PAYMENT`).
+    pub name: &'static str,
+    /// NATS subject patterns (`payment.>`).
+    pub subjects: &'static [&'static str],
+}
+
 /// Why a name does not follow the event type rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid event type {name:?}: {reason} (expected micromart.<service>.<noun>.<verb>.v<N>)")]

@@ -190,7 +190,13 @@ async fn serve(name: &str, sources: &ConfigSources) -> anyhow::Result<()> {
     let entry = crate::registry::find(name).with_context(|| format!("no service `{name}`"))?;
     let launch = (entry.load)(sources)?;
     let listeners = platform::service::Listeners::bind(name, launch.common()).await?;
-    launch.run(listeners, Box::pin(shutdown)).await
+    launch
+        .run(
+            listeners,
+            platform::service::Shared::default(),
+            Box::pin(shutdown),
+        )
+        .await
 }
 
 async fn migrate(name: &str, sources: &ConfigSources) -> anyhow::Result<()> {

@@ -34,6 +34,10 @@ pub fn config_layers(data_dir: &Path) -> anyhow::Result<Vec<String>> {
     // One machine and no load balancer to move clients elsewhere: a stop answers what is in
     // flight and lets idle keep-alive connections go after half a second, not three.
     layers.push("[gateway]\nshutdown_grace_ms = 500\n".to_owned());
+    // Every service in this process shares one in-process bus. Its streams last a day: what
+    // the outbox sent within that is published again after a restart (consumers skip what
+    // they processed), so the window bounds that replay (ADR 14).
+    layers.push("[events]\nurl = \"memory\"\nmax_age_secs = 86400\n".to_owned());
     layers.push(format!(
         "[identity]\nadmin_email = {email}\nadmin_password = {password}\n\
          [internal]\ntoken = {token}\ngateway_credential = {credential}\n",

@@ -16,6 +16,8 @@ const BASE_DEFAULTS: &str = include_str!("../config/micromart.default.toml");
 pub fn defaults() -> anyhow::Result<String> {
     let mut text = String::from(BASE_DEFAULTS);
     text.push('\n');
+    text.push_str(platform::events::config::DEFAULTS);
+    text.push('\n');
     text.push_str(&registry::gateway_defaults()?);
     for entry in registry::SERVICES {
         text.push('\n');

@@ -56,7 +56,7 @@ pub fn names() -> Vec<&'static str> {
 /// The top-level sections a configuration may hold: the shop-wide ones, the gateway's, and
 /// one per service.
 pub fn sections() -> Vec<&'static str> {
-    let mut sections = vec!["internal", "telemetry", gateway::SERVICE];
+    let mut sections = vec!["internal", "events", "telemetry", gateway::SERVICE];
     sections.extend(SERVICES.iter().map(|entry| entry.name));
     sections
 }

@@ -110,6 +110,8 @@ impl Shop {
             bound.push((launch, listeners));
         }
         let shutdown = CancellationToken::new();
+        // One in-process event bus for every service of the shop (`events.url = "memory"`).
+        let shared = platform::service::Shared::default();
         let mut services = Vec::new();
         let mut addresses = Vec::new();
         for (launch, listeners) in bound {
@@ -124,8 +126,9 @@ impl Shop {
             if let Some(upstream) = gateway_config.upstreams.get_mut(name) {
                 upstream.instances = vec![format!("http://{public}")];
             }
+            let shared = shared.clone();
             services.push(RunningService::spawn(name, &shutdown, |stop| {
-                launch.run(listeners, Box::pin(stop.cancelled_owned()))
+                launch.run(listeners, shared, Box::pin(stop.cancelled_owned()))
             }));
         }
         if let Some(identity) = addresses.iter().find(|s| s.name == "identity") {

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::INTERNAL_TOKEN_HEADER;
 use crate::config::{ConfigSources, Secret};
 use crate::db::{Db, PoolConfig};
-use crate::service::{Listeners, Service, ServiceConfig};
+use crate::service::{Listeners, Service, ServiceConfig, Shared};
 
 /// Whether a schema `pattern` matches `text`, read as jsonschema-rs (schemathesis's validator)
 /// reads ECMA-262 patterns: for tests that hold a published pattern to the rule it states.
@@ -87,6 +87,8 @@ pub fn service_config<S: Service>(
         .unwrap_or_else(|error| panic!("the test config of {} is invalid: {error}", S::NAME));
     config.internal.token = Some(Secret::new(TEST_INTERNAL_TOKEN));
     config.internal.gateway_credential = Some(Secret::new(TEST_GATEWAY_CREDENTIAL));
+    // The test server's own in-process bus (each `TestServer` has its `Shared`).
+    config.events.url = Secret::new(crate::events::config::IN_PROCESS);
     config
 }
 
@@ -109,7 +111,16 @@ pub struct TestServer {
 impl TestServer {
     /// Starts `S` with `config` through the kit's own `run` (the path production takes) and
     /// returns once its `/readyz` answers 200.
-    pub async fn start<S: Service>(mut config: ServiceConfig<S::Settings>) -> Self {
+    pub async fn start<S: Service>(config: ServiceConfig<S::Settings>) -> Self {
+        Self::start_sharing::<S>(config, Shared::default()).await
+    }
+
+    /// As [`TestServer::start`], sharing `shared` (the in-process bus) with other servers of
+    /// this test.
+    pub async fn start_sharing<S: Service>(
+        mut config: ServiceConfig<S::Settings>,
+        shared: Shared,
+    ) -> Self {
         crate::telemetry::init_for_tests();
         // Bind what the config names (port 0 in tests) and run on those listeners.
         let listeners = Listeners::bind(S::NAME, &config.common)
@@ -122,6 +133,7 @@ impl TestServer {
         let task = tokio::spawn(crate::service::run::<S>(
             config,
             listeners,
+            shared,
             stop.clone().cancelled_owned(),
         ));
         let server = Self {

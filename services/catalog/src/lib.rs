@@ -16,8 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use platform::db::Db;
-use platform::service::{PublicRoute, RouteAuth, Service, ServiceParts};
+use platform::service::{Kit, PublicRoute, RouteAuth, Service, ServiceParts};
 
 pub use config::{Config, Settings};
 pub use error::{CatalogError, PROBLEM_TYPES};
@@ -52,8 +51,8 @@ impl Service for Catalog {
         store::MIGRATIONS
     }
 
-    async fn build(config: &Config, db: Db) -> anyhow::Result<ServiceParts> {
-        let store = Store::new(db);
+    async fn build(config: &Config, kit: Kit) -> anyhow::Result<ServiceParts> {
+        let store = Store::new(kit.db);
         if config.settings.seed_demo_if_empty {
             let report = seed_demo(&store).await?;
             tracing::info!(%report, "demo seeding");

@@ -16,8 +16,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use platform::auth::{Ed25519Key, JwkSet, Role};
-use platform::db::Db;
-use platform::service::{PublicRoute, RouteAuth, Service, ServiceParts};
+use platform::service::{Kit, PublicRoute, RouteAuth, Service, ServiceParts};
 
 pub use config::{Config, PasswordHashConfig, Settings};
 pub use error::{IdentityError, PROBLEM_TYPES};
@@ -72,8 +71,8 @@ impl Service for Identity {
         store::MIGRATIONS
     }
 
-    async fn build(config: &Config, db: Db) -> anyhow::Result<ServiceParts> {
-        let state = build_state(&config.settings, Store::new(db)).await?;
+    async fn build(config: &Config, kit: Kit) -> anyhow::Result<ServiceParts> {
+        let state = build_state(&config.settings, Store::new(kit.db)).await?;
         Ok(ServiceParts::new(http::router(state)))
     }
 

@@ -10,10 +10,13 @@ use tokio::sync::mpsc;
 
 pub use contracts::events::{Envelope, EventType, InvalidEnvelope};
 
+pub mod config;
+pub mod consumer;
 pub mod inbox;
 pub mod jetstream;
 pub mod memory;
 pub mod outbox;
+pub mod publisher;
 mod subject;
 
 #[cfg(any(test, feature = "test-util"))]

@@ -11,6 +11,7 @@ use crate::config::{
     Validate,
 };
 use crate::db::{Engine, PoolConfig};
+use crate::events::config::EventsConfig;
 use crate::http::HttpConfig;
 
 /// The keys of every service's section (`[catalog]`, `[identity]`, ...).
@@ -131,11 +132,12 @@ pub fn check_shared_secret(key: &str, secret: Option<&Secret>) -> Result<(), Con
 }
 
 /// A service's whole configuration: its section's common keys, its own settings, and the
-/// deployment's `[internal]` section.
+/// deployment's `[internal]` and `[events]` sections.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig<S> {
     pub common: CommonConfig,
     pub internal: InternalConfig,
+    pub events: EventsConfig,
     pub settings: S,
 }
 
@@ -163,9 +165,18 @@ where
     internal
         .validate()
         .map_err(|e| ConfigError::new(format!("internal.{}", e.key), e.message))?;
+    let events: EventsConfig = if figment.find_value("events").is_ok() {
+        extract(sources, "events")?
+    } else {
+        EventsConfig::default()
+    };
+    events
+        .validate()
+        .map_err(|e| ConfigError::new(format!("events.{}", e.key), e.message))?;
     Ok(ServiceConfig {
         common,
         internal,
+        events,
         settings,
     })
 }

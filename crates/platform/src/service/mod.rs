@@ -21,7 +21,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConfigError, ConfigSources, Validate};
 use crate::db::Db;
+use crate::events::consumer::Consumer;
+use crate::events::memory::InProcessBus;
+use crate::events::outbox::{Relay, RelayConfig};
+use crate::events::publisher::Publisher;
+use crate::events::EventBus;
 use crate::http::ProblemType;
+use contracts::events::StreamSpec;
 
 pub use config::{
     common_defaults, CommonConfig, InternalConfig, ServiceConfig, COMMON_DEFAULTS,
@@ -43,6 +49,13 @@ pub trait Service: Send + Sync + 'static {
     const ROUTES: &'static [PublicRoute];
     /// Every problem type of its own (the shared ones are [`crate::http::PLATFORM_PROBLEMS`]).
     const PROBLEM_TYPES: &'static [ProblemType];
+    /// The streams it writes to through its outbox (its events, commands to others). A
+    /// service with any has the outbox table in its migrations
+    /// ([`crate::events::outbox::migration`]); the kit declares them and runs its relay.
+    const PUBLISHES: &'static [StreamSpec] = &[];
+    /// Whether it runs consumers ([`ServiceParts::with_consumer`]): the kit connects the bus
+    /// for it even when it publishes nothing.
+    const CONSUMES: bool = false;
 
     /// Its own settings: the keys of its section besides [`CommonConfig`]'s. A plain struct
     /// without `deny_unknown_fields` (the kit refuses unknown keys for the whole section).
@@ -51,10 +64,10 @@ pub trait Service: Send + Sync + 'static {
     /// Its migrations, one folder per engine.
     fn migrations() -> Migrations;
 
-    /// Builds its routers and background tasks on its open, migrated database.
+    /// Builds its routers, consumers and background tasks on its open, migrated database.
     fn build(
         config: &ServiceConfig<Self::Settings>,
-        db: Db,
+        kit: Kit,
     ) -> impl Future<Output = anyhow::Result<ServiceParts>> + Send;
 
     /// The OpenAPI description of its public routes.
@@ -113,6 +126,23 @@ impl PublicRoute {
     }
 }
 
+/// What the kit hands a service to build on.
+#[derive(Debug, Clone)]
+pub struct Kit {
+    /// Its open, migrated database.
+    pub db: Db,
+    /// Its outbox: what it enqueues in a write transaction is published after the commit
+    /// (for a service that declares [`Service::PUBLISHES`]).
+    pub publisher: Publisher,
+}
+
+/// What the services launched in one process share: the in-process event bus of
+/// `events.url = "memory"` (`micromart up`). Each process (and each test) has its own.
+#[derive(Clone, Default)]
+pub struct Shared {
+    pub bus: InProcessBus,
+}
+
 /// A task that runs beside the servers until the token is cancelled.
 pub type BackgroundTask = Box<dyn FnOnce(CancellationToken) -> BoxFuture<'static, ()> + Send>;
 
@@ -125,6 +155,8 @@ pub struct ServiceParts {
     /// `/internal/v1/...`: for other services, behind the internal token.
     pub internal: Router,
     pub tasks: Vec<BackgroundTask>,
+    /// Durable consumers the kit runs (each delivery applied with its inbox record).
+    pub consumers: Vec<Consumer>,
 }
 
 impl ServiceParts {
@@ -137,6 +169,11 @@ impl ServiceParts {
 
     pub fn with_internal(mut self, internal: Router) -> Self {
         self.internal = internal;
+        self
+    }
+
+    pub fn with_consumer(mut self, consumer: Consumer) -> Self {
+        self.consumers.push(consumer);
         self
     }
 
@@ -206,17 +243,129 @@ pub async fn migrate<S: Service>(config: &ServiceConfig<S::Settings>) -> anyhow:
     Ok(())
 }
 
-/// Runs the service until `shutdown` resolves: opens and migrates its database, builds it,
-/// serves its public and internal APIs, runs its background tasks; then lets in-flight
-/// requests finish, stops the tasks and closes the database.
+/// Connects the configured bus: the process's in-process bus, or NATS JetStream.
+async fn connect_bus<S: Service>(
+    config: &crate::events::config::EventsConfig,
+    shared: &Shared,
+) -> anyhow::Result<Arc<dyn EventBus>> {
+    if config.in_process() {
+        return Ok(Arc::new(shared.bus.clone()));
+    }
+    let options = crate::events::jetstream::JetStreamConfig {
+        client_name: Some(S::NAME.to_owned()),
+        ..Default::default()
+    };
+    let bus = crate::events::jetstream::JetStreamBus::connect(config.url.expose(), options)
+        .await
+        .with_context(|| format!("{}: failed to connect the event bus (events.url)", S::NAME))?;
+    Ok(Arc::new(bus))
+}
+
+/// The streams a service writes to or reads from, declared (idempotently) at start.
+fn streams_of<S: Service>(
+    config: &crate::events::config::EventsConfig,
+    consumers: &[Consumer],
+) -> Vec<crate::events::StreamConfig> {
+    let mut specs: Vec<&StreamSpec> = S::PUBLISHES.iter().collect();
+    for consumer in consumers {
+        if !specs.contains(&&consumer.stream) {
+            specs.push(&consumer.stream);
+        }
+    }
+    specs.into_iter().map(|spec| config.stream(spec)).collect()
+}
+
+type Started = (
+    ServiceParts,
+    Option<Relay>,
+    Publisher,
+    Option<Arc<dyn EventBus>>,
+);
+
+/// Builds the service and, when it publishes or consumes events, connects its bus and
+/// declares its streams.
+async fn start<S: Service>(
+    config: &ServiceConfig<S::Settings>,
+    db: &Db,
+    shared: &Shared,
+) -> anyhow::Result<Started> {
+    // Connected before `build` (the publisher wakes the relay), and only for a service that
+    // uses events: identity and catalog start without a broker.
+    let bus = if !S::PUBLISHES.is_empty() || S::CONSUMES {
+        Some(connect_bus::<S>(&config.events, shared).await?)
+    } else {
+        None
+    };
+    // Only a service that publishes has an outbox table to relay.
+    let relay = bus
+        .as_ref()
+        .filter(|_| !S::PUBLISHES.is_empty())
+        .map(|bus| {
+            let relay_config = RelayConfig {
+                batch_size: config.events.relay_batch,
+                fallback_poll: std::time::Duration::from_millis(config.events.relay_poll_ms),
+                // The in-process bus forgets with the process what the outbox marked sent:
+                // publish again what a consumer may not have processed yet (ADR 14).
+                republish_sent_within: config
+                    .events
+                    .in_process()
+                    .then(|| std::time::Duration::from_secs(config.events.max_age_secs)),
+                ..RelayConfig::default()
+            };
+            Relay::new(db.clone(), bus.clone(), relay_config)
+        });
+    let publisher = Publisher::new(S::NAME, relay.as_ref().map(Relay::handle));
+    let kit = Kit {
+        db: db.clone(),
+        publisher: publisher.clone(),
+    };
+    let parts = S::build(config, kit).await?;
+    match &bus {
+        Some(bus) => bus
+            .declare(&streams_of::<S>(&config.events, &parts.consumers))
+            .await
+            .with_context(|| format!("{}: failed to declare its event streams", S::NAME))?,
+        None if !parts.consumers.is_empty() => anyhow::bail!(
+            "{} has consumers but `Service::CONSUMES` is false: they would never run",
+            S::NAME
+        ),
+        None => {}
+    }
+    Ok((parts, relay, publisher, bus))
+}
+
+/// What `/readyz` checks for a service: its database, and its bus when it uses one.
+struct ServiceReadiness {
+    db: Db,
+    bus: Option<Arc<dyn EventBus>>,
+}
+
+impl crate::http::Readiness for ServiceReadiness {
+    fn check(&self) -> BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(async move {
+            self.db.ping().await?;
+            if let Some(bus) = &self.bus {
+                bus.check().await.context("the event bus")?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Runs the service until `shutdown` resolves: opens and migrates its database, connects its
+/// event bus, builds it, serves its public and internal APIs, runs its outbox relay,
+/// consumers and background tasks; then lets in-flight requests finish, stops the tasks and
+/// closes the database.
 pub async fn run<S: Service>(
     config: ServiceConfig<S::Settings>,
     listeners: Listeners,
+    shared: Shared,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let db = open::<S>(&config.common).await?;
-    let parts = match S::build(&config, db.clone()).await {
-        Ok(parts) => parts,
+    let started = start::<S>(&config, &db, &shared).await;
+    let (parts, relay, publisher, bus) = match started {
+        Ok(started) => started,
         Err(error) => {
             db.close().await;
             return Err(error.context(format!("failed to start {}", S::NAME)));
@@ -236,11 +385,15 @@ pub async fn run<S: Service>(
         );
     }
     let http = &config.common.http;
+    let readiness = ServiceReadiness {
+        db: db.clone(),
+        bus: bus.clone(),
+    };
     let public = crate::http::mount(
         parts.public,
         S::NAME,
         http,
-        Arc::new(db.clone()),
+        Arc::new(readiness),
         config.internal.gateway_credential.as_ref(),
     );
     let internal = crate::http::mount_internal(
@@ -251,11 +404,26 @@ pub async fn run<S: Service>(
     );
 
     let stop = CancellationToken::new();
-    let tasks: Vec<_> = parts
+    let mut tasks: Vec<_> = parts
         .tasks
         .into_iter()
         .map(|task| tokio::spawn(task(stop.child_token())))
         .collect();
+    if let Some(relay) = relay {
+        tasks.push(tokio::spawn(relay.run(stop.child_token())));
+    }
+    if let Some(bus) = &bus {
+        for consumer in parts.consumers {
+            tasks.push(tokio::spawn(crate::events::consumer::run(
+                consumer,
+                config.events.clone(),
+                db.clone(),
+                bus.clone(),
+                publisher.clone(),
+                stop.child_token(),
+            )));
+        }
+    }
     let draining = CancellationToken::new();
     let on_signal = {
         let draining = draining.clone();
@@ -294,6 +462,7 @@ pub trait Launch: Send {
     fn run(
         self: Box<Self>,
         listeners: Listeners,
+        shared: Shared,
         shutdown: BoxFuture<'static, ()>,
     ) -> BoxFuture<'static, anyhow::Result<()>>;
     fn migrate(self: Box<Self>) -> BoxFuture<'static, anyhow::Result<()>>;
@@ -319,9 +488,10 @@ impl<S: Service> Launch for Loaded<S> {
     fn run(
         self: Box<Self>,
         listeners: Listeners,
+        shared: Shared,
         shutdown: BoxFuture<'static, ()>,
     ) -> BoxFuture<'static, anyhow::Result<()>> {
-        Box::pin(run::<S>(self.config, listeners, shutdown))
+        Box::pin(run::<S>(self.config, listeners, shared, shutdown))
     }
 
     fn migrate(self: Box<Self>) -> BoxFuture<'static, anyhow::Result<()>> {
@@ -392,7 +562,7 @@ mod tests {
 
         async fn build(
             config: &ServiceConfig<GreeterSettings>,
-            _db: Db,
+            _kit: Kit,
         ) -> anyhow::Result<ServiceParts> {
             let public_greeting = config.settings.greeting.clone();
             let internal_greeting = format!("{} (internal)", config.settings.greeting);
@@ -501,7 +671,7 @@ mod tests {
             dir.path().display()
         ));
         let listeners = Listeners::bind("greeter", &config.common).await.unwrap();
-        let error = run::<Greeter>(config, listeners, std::future::pending())
+        let error = run::<Greeter>(config, listeners, Shared::default(), std::future::pending())
             .await
             .unwrap_err();
         assert!(

@@ -101,10 +101,14 @@ async fn startup_with_an_unreadable_published_key_fails_naming_it() {
     let listeners = platform::service::Listeners::bind("identity", &config.common)
         .await
         .unwrap();
-    let error =
-        platform::service::run::<identity::Identity>(config, listeners, std::future::pending())
-            .await
-            .expect_err("startup fails");
+    let error = platform::service::run::<identity::Identity>(
+        config,
+        listeners,
+        platform::service::Shared::default(),
+        std::future::pending(),
+    )
+    .await
+    .expect_err("startup fails");
     let error = format!("{error:#}");
     assert!(error.contains("identity.published_key_files[0]"), "{error}");
     assert!(error.contains("absent.key"), "{error}");

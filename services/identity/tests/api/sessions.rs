@@ -300,10 +300,14 @@ async fn startup_without_a_signing_key_fails_naming_the_key() {
     let listeners = platform::service::Listeners::bind("identity", &config.common)
         .await
         .unwrap();
-    let error =
-        platform::service::run::<identity::Identity>(config, listeners, std::future::pending())
-            .await
-            .expect_err("startup fails");
+    let error = platform::service::run::<identity::Identity>(
+        config,
+        listeners,
+        platform::service::Shared::default(),
+        std::future::pending(),
+    )
+    .await
+    .expect_err("startup fails");
     assert!(
         format!("{error:#}").contains("identity.signing_key"),
         "{error:#}"

@@ -1,0 +1,62 @@
+//! What a service's code holds to announce events: it writes them in its own write
+//! transaction (the outbox) and, once that committed, wakes the relay that publishes them.
+
+use sqlx::{Any, Transaction};
+
+use super::outbox::{self, RelayHandle};
+use super::{Envelope, EventType};
+use crate::trace_context::TraceContext;
+
+/// A service's side of the outbox; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    source: String,
+    /// `None` for a service that publishes nothing.
+    relay: Option<RelayHandle>,
+}
+
+impl Publisher {
+    /// `service` becomes the envelopes' `source` (`/payment`).
+    pub fn new(service: &str, relay: Option<RelayHandle>) -> Self {
+        Self {
+            source: format!("/{service}"),
+            relay,
+        }
+    }
+
+    /// An envelope from this service; `subject` is the CloudEvents subject (the aggregate),
+    /// `trace` the request or event it follows from, so the trace crosses the bus.
+    pub fn envelope(
+        &self,
+        event_type: &EventType,
+        subject: impl Into<String>,
+        data: serde_json::Value,
+        trace: Option<&TraceContext>,
+    ) -> Envelope {
+        let envelope = Envelope::new(self.source.clone(), event_type, data).with_subject(subject);
+        match trace {
+            Some(trace) => envelope.with_traceparent(trace.child().to_header()),
+            None => envelope,
+        }
+    }
+
+    /// Writes `envelope` for `subject` in `tx`: it is published once `tx` commits and
+    /// [`Publisher::notify`] (or the relay's poll) runs. `aggregate` orders the events of one
+    /// entity.
+    pub async fn enqueue(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        subject: &str,
+        aggregate: &str,
+        envelope: &Envelope,
+    ) -> anyhow::Result<()> {
+        outbox::enqueue(tx, subject, aggregate, envelope).await
+    }
+
+    /// After a commit that enqueued events: publish now rather than at the next poll.
+    pub fn notify(&self) {
+        if let Some(relay) = &self.relay {
+            relay.notify();
+        }
+    }
+}
