@@ -263,3 +263,7 @@ mod tests {
         assert_eq!(retry_delay(u32::MAX), Duration::from_secs(30));
     }
 }
+
+#[cfg(test)]
+#[path = "consumer_tests.rs"]
+mod flow_tests;
