@@ -67,6 +67,9 @@ impl platform::config::Validate for AdminLogin {
 pub struct Shop {
     pub addresses: ShopAddresses,
     pub started_in: Duration,
+    /// What the services share in this process: the in-process event bus (tests publish and
+    /// watch events on it as another service would).
+    pub shared: platform::service::Shared,
     shutdown: CancellationToken,
     services: Vec<RunningService>,
     gateway: gateway::Gateway,
@@ -157,6 +160,7 @@ impl Shop {
                 admin_password: admin.admin_password.map(|p| p.expose().to_owned()),
             },
             started_in: Duration::ZERO,
+            shared,
             shutdown,
             services,
             gateway,
