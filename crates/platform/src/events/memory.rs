@@ -1,13 +1,15 @@
 //! The in-process bus of the embedded mode: JetStream's at-least-once contract in memory.
 //!
 //! Streams keep their messages for `max_age` (also the de-duplication window by envelope id).
-//! A durable consumer keeps, per subject, a queue of messages it has not settled; only the head
-//! of a queue is in flight, so deliveries are in order per subject. An unacknowledged head is
-//! delivered again after its ack wait (or nack delay); after `max_deliver` deliveries it is
-//! dead-lettered. Everything lives as long as the process: what survives a restart comes from
-//! the outbox (docs/adr/0014-event-backbone.md).
+//! A durable consumer delivers every message of its subjects once, in stream order, and keeps
+//! the delivered ones pending until they are settled, as a JetStream pull consumer does (up to
+//! [`MAX_ACK_PENDING`] at a time). A pending message is delivered again once its ack wait (or
+//! nack delay) has passed, behind whatever was delivered meanwhile: a nack never holds back
+//! later messages of its subject. After `max_deliver` deliveries it is dead-lettered.
+//! Everything lives as long as the process: what survives a restart comes from the outbox
+//! (docs/adr/0014-event-backbone.md; the ordering contract in docs/adr/0015-jetstream.md).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -24,6 +26,10 @@ use super::{
 
 /// Deliveries buffered per subscription before the consumer task waits for the reader.
 const DELIVERY_BUFFER: usize = 64;
+
+/// Messages a consumer has delivered and not yet settled, at most: JetStream's default
+/// `max_ack_pending`. Further messages wait in the stream until some are settled.
+pub const MAX_ACK_PENDING: usize = 1000;
 
 /// The in-process event bus; clones share the same streams.
 #[derive(Clone, Default)]
@@ -62,19 +68,21 @@ struct Message {
 
 struct Consumer {
     config: ConsumerConfig,
-    /// The next stream sequence not yet taken into `queues`.
+    /// The next stream sequence not yet taken into `pending`.
     cursor: u64,
-    queues: BTreeMap<String, VecDeque<Pending>>,
+    /// Messages taken from the stream and not settled, by stream sequence.
+    pending: BTreeMap<u64, Pending>,
     /// Bumped by a resubscription; the previous task sees it and stops.
     generation: u64,
     wake: Arc<Notify>,
 }
 
 struct Pending {
-    seq: u64,
     attempts: u32,
-    /// When the head is (re)delivered: now for a new message, the ack deadline when in flight.
+    /// When it is (re)delivered: now for a new message, the ack deadline or the end of the
+    /// nack delay once delivered.
     due: Instant,
+    /// The current delivery attempt's identity.
     token: u64,
 }
 
@@ -228,7 +236,7 @@ impl InProcessBus {
         let generation = match stream.consumers.get_mut(&durable) {
             Some(consumer) => {
                 // Resuming: what the previous subscriber left in flight is delivered again now.
-                for pending in consumer.queues.values_mut().filter_map(VecDeque::front_mut) {
+                for pending in consumer.pending.values_mut() {
                     pending.due = now;
                 }
                 consumer.generation += 1;
@@ -243,7 +251,7 @@ impl InProcessBus {
                     Consumer {
                         config,
                         cursor: 1,
-                        queues: BTreeMap::new(),
+                        pending: BTreeMap::new(),
                         generation: 0,
                         wake: wake.clone(),
                     },
@@ -278,8 +286,9 @@ impl InProcessBus {
     }
 }
 
-/// Takes new messages into the consumer's queues and hands out every head that is due;
-/// `None` when the consumer was replaced by a newer subscription or its stream is gone.
+/// Takes new messages into the consumer's pending set (up to [`MAX_ACK_PENDING`]) and hands
+/// out, in stream order, every pending message that is due; `None` when the consumer was
+/// replaced by a newer subscription or its stream is gone.
 fn take_turn(
     shared: &Arc<Shared>,
     stream_name: &str,
@@ -294,79 +303,97 @@ fn take_turn(
     if consumer.generation != generation {
         return None;
     }
+    let mut cursor = consumer.cursor;
     for (&seq, message) in stream.log.range(consumer.cursor..) {
+        if consumer.pending.len() >= MAX_ACK_PENDING {
+            break;
+        }
+        cursor = seq + 1;
         let wanted = consumer
             .config
             .subjects
             .iter()
             .any(|pattern| subject_matches(pattern, &message.subject));
         if wanted {
-            consumer
-                .queues
-                .entry(message.subject.clone())
-                .or_default()
-                .push_back(Pending {
-                    seq,
+            consumer.pending.insert(
+                seq,
+                Pending {
                     attempts: 0,
                     due: now,
                     token: 0,
-                });
+                },
+            );
         }
     }
-    consumer.cursor = stream.next_seq;
+    consumer.cursor = cursor;
 
     let mut turn = Turn {
         deliveries: Vec::new(),
         next_due: None,
     };
     let mut dead = Vec::new();
-    for (subject, queue) in &mut consumer.queues {
-        while let Some(head) = queue.front_mut() {
-            let Some(message) = stream.log.get(&head.seq) else {
-                queue.pop_front(); // expired from the stream
-                continue;
-            };
-            if head.due > now {
-                turn.next_due = Some(turn.next_due.map_or(head.due, |due| due.min(head.due)));
-                break;
-            }
-            let envelope = match &message.payload {
-                Err(reason) => {
-                    dead.push((subject.clone(), None, reason.clone(), head.attempts));
-                    queue.pop_front();
-                    continue;
-                }
-                Ok(envelope) => envelope,
-            };
-            let max_deliver = consumer.config.max_deliver;
-            if max_deliver > 0 && head.attempts >= max_deliver {
-                let reason = format!("not acknowledged after {max_deliver} deliveries");
-                dead.push((subject.clone(), Some(envelope.id), reason, head.attempts));
-                queue.pop_front();
-                continue;
-            }
-            head.attempts += 1;
-            head.token = shared.token();
-            head.due = now + consumer.config.ack_wait_for(head.attempts);
-            turn.next_due = Some(turn.next_due.map_or(head.due, |due| due.min(head.due)));
-            let acker = MemoryAcker {
-                shared: shared.clone(),
-                stream: stream_name.to_owned(),
-                durable: durable.to_owned(),
-                subject: subject.clone(),
-                seq: head.seq,
-                token: head.token,
-            };
-            turn.deliveries.push(Delivery::new(
-                envelope.clone(),
-                subject.clone(),
-                head.attempts,
-                Box::new(acker),
-            ));
-            break;
+    let mut settled = Vec::new();
+    let max_deliver = consumer.config.max_deliver;
+    for (&seq, pending) in &mut consumer.pending {
+        let Some(message) = stream.log.get(&seq) else {
+            settled.push(seq); // expired from the stream
+            continue;
+        };
+        if pending.due > now {
+            turn.next_due = Some(
+                turn.next_due
+                    .map_or(pending.due, |due| due.min(pending.due)),
+            );
+            continue;
         }
+        let envelope = match &message.payload {
+            Err(reason) => {
+                dead.push((
+                    message.subject.clone(),
+                    None,
+                    reason.clone(),
+                    pending.attempts,
+                ));
+                settled.push(seq);
+                continue;
+            }
+            Ok(envelope) => envelope,
+        };
+        if max_deliver > 0 && pending.attempts >= max_deliver {
+            let reason = format!("not acknowledged on the last of {max_deliver} deliveries");
+            dead.push((
+                message.subject.clone(),
+                Some(envelope.id),
+                reason,
+                pending.attempts,
+            ));
+            settled.push(seq);
+            continue;
+        }
+        pending.attempts += 1;
+        pending.token = shared.token();
+        pending.due = now + consumer.config.ack_wait_for(pending.attempts);
+        turn.next_due = Some(
+            turn.next_due
+                .map_or(pending.due, |due| due.min(pending.due)),
+        );
+        let acker = MemoryAcker {
+            shared: shared.clone(),
+            stream: stream_name.to_owned(),
+            durable: durable.to_owned(),
+            seq,
+            token: pending.token,
+        };
+        turn.deliveries.push(Delivery::new(
+            envelope.clone(),
+            message.subject.clone(),
+            pending.attempts,
+            Box::new(acker),
+        ));
     }
-    consumer.queues.retain(|_, queue| !queue.is_empty());
+    for seq in settled {
+        consumer.pending.remove(&seq);
+    }
     for (subject, event_id, reason, attempts) in dead {
         state.dead_letters.push(dead_letter(
             stream_name,
@@ -413,7 +440,6 @@ struct MemoryAcker {
     shared: Arc<Shared>,
     stream: String,
     durable: String,
-    subject: String,
     seq: u64,
     token: u64,
 }
@@ -429,58 +455,62 @@ impl MemoryAcker {
         let now = Instant::now();
         let mut state = self.shared.lock();
         let state = &mut *state;
-        let consumer = state
+        let Some(stream) = state.streams.get_mut(&self.stream) else {
+            return Box::pin(async { Ok(()) });
+        };
+        let Some(consumer) = stream.consumers.get_mut(&self.durable) else {
+            return Box::pin(async { Ok(()) });
+        };
+        // A settle for an attempt that is no longer the current one (acked already, or
+        // redelivered since) changes nothing; an ack of an older attempt still acks, as on
+        // JetStream.
+        let Some(pending) = consumer.pending.get_mut(&self.seq) else {
+            return Box::pin(async { Ok(()) });
+        };
+        if pending.token != self.token && !matches!(settle, Settle::Ack) {
+            return Box::pin(async { Ok(()) });
+        }
+        let max_deliver = consumer.config.max_deliver;
+        let attempts = pending.attempts;
+        let letter = match settle {
+            Settle::Ack => {
+                consumer.pending.remove(&self.seq);
+                None
+            }
+            // A nack of the last allowed delivery would only bring it back to be
+            // dead-lettered: do it now, as the JetStream bus does.
+            Settle::Nack(_) if max_deliver > 0 && attempts >= max_deliver => Some(format!(
+                "nacked on delivery {attempts} of at most {max_deliver}"
+            )),
+            Settle::Nack(delay) => {
+                pending.due = now + delay;
+                None
+            }
+            Settle::DeadLetter(reason) => Some(reason),
+        };
+        if let Some(reason) = letter {
+            consumer.pending.remove(&self.seq);
+            let message = stream.log.get(&self.seq);
+            let subject = message.map(|m| m.subject.clone()).unwrap_or_default();
+            let event_id = message
+                .and_then(|message| message.payload.as_ref().ok())
+                .map(|envelope| envelope.id);
+            let letter = dead_letter(
+                &self.stream,
+                &self.durable,
+                subject,
+                event_id,
+                reason,
+                attempts,
+            );
+            state.dead_letters.push(letter);
+        }
+        if let Some(consumer) = state
             .streams
-            .get_mut(&self.stream)
-            .and_then(|stream| stream.consumers.get_mut(&self.durable));
-        let Some(consumer) = consumer else {
-            return Box::pin(async { Ok(()) });
-        };
-        let Some(queue) = consumer.queues.get_mut(&self.subject) else {
-            return Box::pin(async { Ok(()) });
-        };
-        // A settle for an attempt that is no longer the head's (acked already, or redelivered
-        // since) changes nothing; an ack of an older attempt still acks, as on JetStream.
-        let current = queue.front().is_some_and(|head| {
-            head.seq == self.seq && (head.token == self.token || matches!(settle, Settle::Ack))
-        });
-        if current {
-            match settle {
-                Settle::Ack => {
-                    queue.pop_front();
-                }
-                Settle::Nack(delay) => {
-                    if let Some(head) = queue.front_mut() {
-                        head.due = now + delay;
-                    }
-                }
-                Settle::DeadLetter(reason) => {
-                    let attempts = queue.front().map_or(0, |head| head.attempts);
-                    queue.pop_front();
-                    let event_id = state
-                        .streams
-                        .get(&self.stream)
-                        .and_then(|stream| stream.log.get(&self.seq))
-                        .and_then(|message| message.payload.as_ref().ok())
-                        .map(|envelope| envelope.id);
-                    let letter = dead_letter(
-                        &self.stream,
-                        &self.durable,
-                        self.subject.clone(),
-                        event_id,
-                        reason,
-                        attempts,
-                    );
-                    state.dead_letters.push(letter);
-                }
-            }
-            if let Some(consumer) = state
-                .streams
-                .get(&self.stream)
-                .and_then(|stream| stream.consumers.get(&self.durable))
-            {
-                consumer.wake.notify_one();
-            }
+            .get(&self.stream)
+            .and_then(|stream| stream.consumers.get(&self.durable))
+        {
+            consumer.wake.notify_one();
         }
         Box::pin(async { Ok(()) })
     }
