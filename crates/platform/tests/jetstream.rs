@@ -5,6 +5,9 @@
 //! parallel, and deletes them at the end. The restart test starts a private `nats-server` on a
 //! spare port with its own store, and kills that one. Outside CI an unreachable server skips
 //! the tests with a loud note; with `CI=true` it fails them.
+//!
+//! The bus contract suite (`platform::event_bus_contract_suite!`, the same functions the
+//! in-process bus passes) runs here too, one test per contract function, in `mod contract`.
 
 use std::collections::HashSet;
 use std::process::{Child, Command, Stdio};
@@ -12,12 +15,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::future::BoxFuture;
+use platform::events::contract_tests::BusUnderTest;
 use platform::events::jetstream::{
     dead_letter_stream, JetStreamBus, JetStreamConfig, DEAD_LETTER_REASON, DELIVERY_COUNT,
     ORIGINAL_SUBJECT,
 };
 use platform::events::{
-    ConsumerConfig, Delivery, Envelope, EventBus, EventType, StreamConfig, Subscription,
+    BusError, ConsumerConfig, DeadLetter, Delivery, Envelope, EventBus, EventType, StreamConfig,
+    Subscription,
 };
 
 const NATS_URL_VAR: &str = "MICROMART_TEST_NATS_URL";
@@ -43,6 +49,88 @@ async fn bus() -> Option<JetStreamBus> {
             None
         }
     }
+}
+
+/// The JetStream bus as the contract suite drives it: raw publishes, dead letters read back
+/// from the dead-letter stream, and the streams a test declared deleted after it.
+struct ContractBus {
+    bus: JetStreamBus,
+    declared: Mutex<Vec<String>>,
+}
+
+async fn contract_bus() -> Option<ContractBus> {
+    Some(ContractBus {
+        bus: bus().await?,
+        declared: Mutex::new(Vec::new()),
+    })
+}
+
+impl EventBus for ContractBus {
+    fn declare(&self, streams: &[StreamConfig]) -> BoxFuture<'_, Result<(), BusError>> {
+        self.declared
+            .lock()
+            .expect("lock")
+            .extend(streams.iter().map(|stream| stream.name.clone()));
+        self.bus.declare(streams)
+    }
+
+    fn publish<'a>(
+        &'a self,
+        subject: &'a str,
+        envelope: &'a Envelope,
+    ) -> BoxFuture<'a, Result<(), BusError>> {
+        self.bus.publish(subject, envelope)
+    }
+
+    fn subscribe(&self, consumer: ConsumerConfig) -> BoxFuture<'_, Result<Subscription, BusError>> {
+        self.bus.subscribe(consumer)
+    }
+
+    fn check(&self) -> BoxFuture<'_, Result<(), BusError>> {
+        self.bus.check()
+    }
+}
+
+impl BusUnderTest for ContractBus {
+    fn publish_raw<'a>(
+        &'a self,
+        subject: &'a str,
+        payload: &'a [u8],
+    ) -> BoxFuture<'a, Result<(), BusError>> {
+        Box::pin(async move {
+            let ack = self
+                .bus
+                .jetstream()
+                .publish(subject.to_owned(), payload.to_vec().into())
+                .await
+                .map_err(|error| BusError::Other(error.to_string()))?;
+            ack.await
+                .map(|_| ())
+                .map_err(|error| BusError::Other(error.to_string()))
+        })
+    }
+
+    fn dead_letters<'a>(
+        &'a self,
+        stream: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<DeadLetter>, BusError>> {
+        Box::pin(self.bus.dead_letters(stream))
+    }
+
+    fn clean_up(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let declared = std::mem::take(&mut *self.declared.lock().expect("lock"));
+            for stream in declared {
+                if let Err(error) = self.bus.delete_stream(&stream).await {
+                    eprintln!("could not delete test stream {stream}: {error}");
+                }
+            }
+        })
+    }
+}
+
+mod contract {
+    platform::event_bus_contract_suite!(optional: super::contract_bus());
 }
 
 /// A stream and subject prefix no other test uses.

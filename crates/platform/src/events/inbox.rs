@@ -9,11 +9,19 @@
 //! tx.commit().await?;
 //! delivery.ack().await?;
 //! ```
+//!
+//! Records are needed only as long as the event can come again; [`prune`] deletes older ones.
 
+use std::time::Duration;
+
+use anyhow::Context as _;
 use sqlx::{Any, Transaction};
 use uuid::Uuid;
 
+use crate::db::Db;
+
 /// The `inbox` table; the same SQL on both engines. Services copy it into their migrations.
+/// The `processed_at` index lets [`prune`] find the oldest records without a table scan.
 pub const MIGRATION: &str = "\
 CREATE TABLE inbox (
     consumer TEXT NOT NULL,
@@ -21,7 +29,12 @@ CREATE TABLE inbox (
     processed_at TEXT NOT NULL,
     PRIMARY KEY (consumer, event_id)
 );
+CREATE INDEX inbox_processed_at ON inbox (processed_at);
 ";
+
+/// Records deleted per [`prune`] call at most: one short write transaction, never a long hold
+/// of SQLite's write lock.
+pub const PRUNE_BATCH: u32 = 1000;
 
 /// Records that `consumer` processes `event_id` in the caller's transaction: `true` the first
 /// time, `false` when it was already processed (then the caller changes nothing and acks).
@@ -42,4 +55,36 @@ pub async fn record(
     .execute(&mut **tx)
     .await?;
     Ok(result.rows_affected() == 1)
+}
+
+/// Deletes at most [`PRUNE_BATCH`] records processed more than `older_than` ago (oldest first)
+/// and returns how many; call it again while it returns a full batch. `older_than` must
+/// exceed the longest time an event can come again (the stream's `max_age`, the relay's
+/// `republish_sent_within`): a pruned record no longer stops a duplicate.
+pub async fn prune(db: &Db, older_than: Duration) -> anyhow::Result<u64> {
+    prune_batch(db, older_than, PRUNE_BATCH).await
+}
+
+/// [`prune`] with another bound (the tests use a small one).
+pub(crate) async fn prune_batch(db: &Db, older_than: Duration, limit: u32) -> anyhow::Result<u64> {
+    let older_than =
+        chrono::Duration::from_std(older_than).context("older_than is out of range")?;
+    let cutoff = crate::db::encode_time(crate::now() - older_than);
+    let mut tx = db
+        .begin_write()
+        .await
+        .context("failed to begin pruning the inbox")?;
+    let deleted = sqlx::query(
+        "DELETE FROM inbox WHERE (consumer, event_id) IN (\
+             SELECT consumer, event_id FROM inbox WHERE processed_at < $1 \
+             ORDER BY processed_at LIMIT $2)",
+    )
+    .bind(cutoff)
+    .bind(i64::from(limit))
+    .execute(&mut *tx)
+    .await
+    .context("failed to prune the inbox")?
+    .rows_affected();
+    tx.commit().await.context("failed to prune the inbox")?;
+    Ok(deleted)
 }

@@ -20,6 +20,7 @@ use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
+use super::DeadLetter as DeadLetterRecord;
 use super::{
     Acker, BusError, ConsumerConfig, Delivery, Envelope, EventBus, StreamConfig, Subscription,
 };
@@ -138,6 +139,64 @@ impl JetStreamBus {
             }
         }
         Ok(())
+    }
+
+    /// The dead letters of `stream`, oldest first, read back from its dead-letter stream (for
+    /// tools and tests: it reads every message of that stream). `event_id` is `None` for a
+    /// message that was not a valid envelope.
+    pub async fn dead_letters(&self, stream: &str) -> Result<Vec<DeadLetterRecord>, BusError> {
+        let name = dead_letter_stream(stream);
+        let mut handle = self.context.get_stream(&name).await.map_err(|error| {
+            self.unavailable_or_other(format!("cannot find stream {name}: {error}"))
+        })?;
+        let state = handle
+            .info()
+            .await
+            .map_err(|error| {
+                self.unavailable_or_other(format!("cannot read stream {name}: {error}"))
+            })?
+            .state
+            .clone();
+        let mut letters = Vec::new();
+        if state.messages == 0 {
+            return Ok(letters);
+        }
+        for sequence in state.first_sequence..=state.last_sequence {
+            let message = match handle.get_raw_message(sequence).await {
+                Ok(message) => message,
+                // Deleted by an operator: a gap, not an error.
+                Err(error)
+                    if error.kind()
+                        == jetstream::stream::LastRawMessageErrorKind::NoMessageFound =>
+                {
+                    continue
+                }
+                Err(error) => {
+                    return Err(self.unavailable_or_other(format!(
+                        "cannot read dead letter {sequence} of {name}: {error}"
+                    )))
+                }
+            };
+            let header = |key: &str| {
+                message
+                    .headers
+                    .get(key)
+                    .map(|value| value.as_str().to_owned())
+            };
+            letters.push(DeadLetterRecord {
+                stream: header(ORIGINAL_STREAM).unwrap_or_else(|| stream.to_owned()),
+                consumer: header(DEAD_LETTER_CONSUMER).unwrap_or_default(),
+                subject: header(ORIGINAL_SUBJECT).unwrap_or_default(),
+                event_id: Envelope::from_json(&message.payload)
+                    .ok()
+                    .map(|envelope| envelope.id),
+                reason: header(DEAD_LETTER_REASON).unwrap_or_default(),
+                attempts: header(DELIVERY_COUNT)
+                    .and_then(|count| count.parse().ok())
+                    .unwrap_or(0),
+            });
+        }
+        Ok(letters)
     }
 
     fn unavailable_or_other(&self, message: String) -> BusError {
