@@ -183,11 +183,12 @@ impl RelayConfig {
     }
 
     /// PostgreSQL ends the lease session after this long without a statement
-    /// (`idle_session_timeout`), which releases the lease of a frozen holder. The holder speaks
-    /// at least every `max(fallback_poll, max_backoff)`; three of those leave room for a slow
-    /// round.
+    /// (`idle_session_timeout`), which releases the lease of a frozen holder (30 s with the
+    /// defaults). Between rounds the holder speaks at least every `max(fallback_poll,
+    /// max_backoff)`; three of those leave room for a slow round, which stops publishing at
+    /// half of it anyway (`Relay::publish_chain`).
     fn lease_timeout(&self) -> Duration {
-        (self.fallback_poll.max(self.max_backoff) * 3).max(Duration::from_secs(10))
+        (self.fallback_poll.max(self.max_backoff) * 3).max(Duration::from_secs(1))
     }
 }
 

@@ -786,3 +786,39 @@ async fn a_relay_whose_lease_session_is_ended_stops_and_a_relay_takes_over() {
         task.await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_holder_loses_the_lease_after_the_lease_timeout() {
+    let Some(test_db) = postgres_outbox().await else {
+        return;
+    };
+    let db = test_db.db.clone();
+    let config = quick(RelayConfig {
+        fallback_poll: Duration::from_millis(100),
+        ..RelayConfig::default()
+    });
+    // Takes the lease and then says nothing, as a process stopped with SIGSTOP would: its
+    // session stays open, so only the server's idle_session_timeout can end it.
+    let frozen_bus = RecordingBus::failing(0);
+    let frozen = Relay::new(db.clone(), frozen_bus.clone(), config.clone());
+    assert_eq!(frozen.publish_pending().await.unwrap(), 0);
+    assert!(frozen.holds_lease().await);
+
+    let bus = RecordingBus::failing(0);
+    let relay = Relay::new(db.clone(), bus.clone(), config.clone());
+    let handle = relay.handle();
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(relay.run(stop.clone()));
+    enqueue_committed(&db, "a", 1).await;
+    handle.notify();
+    bus.wait_for(1).await;
+
+    // Thawed, the old holder finds its session ended and stands by without publishing.
+    assert!(frozen.publish_pending().await.is_err());
+    assert_eq!(frozen.publish_pending().await.unwrap(), 0);
+    assert!(!frozen.holds_lease().await);
+    assert!(frozen_bus.publishes().is_empty());
+    assert_eq!(bus.publishes().len(), 1);
+    stop.cancel();
+    running.await.unwrap();
+}
