@@ -62,6 +62,9 @@ pub enum Command {
     Defaults,
     /// Print the merged OpenAPI document of the public API.
     Openapi,
+    /// One measurement of the event backbone, as a JSON line (bench/run's `events` scenario).
+    #[command(hide = true)]
+    BenchEvents(crate::bench_events::BenchEventsArgs),
 }
 
 /// The service names of the registry (and the gateway), as clap offers them.
@@ -126,6 +129,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             print!("{}", crate::openapi::document_json()?);
             Ok(())
         }
+        Command::BenchEvents(args) => crate::bench_events::run(args).await,
     }
 }
 

@@ -9,7 +9,7 @@
 //! Everything lives as long as the process: what survives a restart comes from the outbox
 //! (docs/adr/0014-event-backbone.md; the ordering contract in docs/adr/0015-jetstream.md).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -55,7 +55,9 @@ struct Stream {
     next_seq: u64,
     log: BTreeMap<u64, Message>,
     /// Envelope ids published within `max_age`, for de-duplication.
-    seen: HashMap<Uuid, Instant>,
+    seen: HashSet<Uuid>,
+    /// The same ids in publish order, so expiring them costs what expired, not the window.
+    seen_order: VecDeque<(Instant, Uuid)>,
     consumers: HashMap<String, Consumer>,
 }
 
@@ -123,11 +125,12 @@ impl InProcessBus {
         };
         stream.expire(now);
         if let Ok(envelope) = &payload {
-            if stream.seen.contains_key(&envelope.id) {
+            if stream.seen.contains(&envelope.id) {
                 tracing::debug!(event_id = %envelope.id, subject, "duplicate publish dropped");
                 return Ok(());
             }
-            stream.seen.insert(envelope.id, now);
+            stream.seen.insert(envelope.id);
+            stream.seen_order.push_back((now, envelope.id));
         }
         let seq = stream.next_seq;
         stream.next_seq += 1;
@@ -169,7 +172,13 @@ impl Stream {
             }
             entry.remove();
         }
-        self.seen.retain(|_, stored_at| !expired(*stored_at));
+        while let Some(&(stored_at, id)) = self.seen_order.front() {
+            if !expired(stored_at) {
+                break;
+            }
+            self.seen.remove(&id);
+            self.seen_order.pop_front();
+        }
     }
 }
 
@@ -192,7 +201,8 @@ impl EventBus for InProcessBus {
                             config: config.clone(),
                             next_seq: 1,
                             log: BTreeMap::new(),
-                            seen: HashMap::new(),
+                            seen: HashSet::new(),
+                            seen_order: VecDeque::new(),
                             consumers: HashMap::new(),
                         },
                     );
