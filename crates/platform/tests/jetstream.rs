@@ -928,3 +928,84 @@ async fn publish_rate() {
     eprintln!("published {published} events with ack in 2 s: {rate:.0}/s");
     bus.delete_stream(&names.stream).await.expect("cleanup");
 }
+
+/// What strict order per subject after a nack would cost on JetStream (ADR 0015): a durable
+/// pull consumer can keep a nacked message ahead of later ones of its subject only with
+/// `max_ack_pending = 1`, i.e. one message in flight for the whole consumer. Consume-and-ack
+/// rates with that and with the default (1000), without and with one message nacked for 1 s.
+/// `cargo test -p platform --release --test jetstream -- --ignored --nocapture ordering_cost`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check"]
+async fn ordering_cost() {
+    use async_nats::jetstream::consumer::{pull, AckPolicy};
+    use async_nats::jetstream::AckKind;
+    use futures_util::StreamExt as _;
+
+    let Some(bus) = bus().await else { return };
+    let names = Names::new();
+    bus.declare(&[names.stream()]).await.expect("declare");
+    const COUNT: usize = 5000;
+    let events: Vec<(String, Envelope)> = (0..COUNT as u64)
+        .map(|n| (names.subject(&format!("s{}", n % 100)), envelope(n)))
+        .collect();
+    futures_util::stream::iter(&events)
+        .map(|(subject, event)| bus.publish(subject, event))
+        .buffer_unordered(256)
+        .for_each(|published| async { published.expect("publish") })
+        .await;
+    let stream = bus
+        .jetstream()
+        .get_stream(&names.stream)
+        .await
+        .expect("stream");
+    let cases = [
+        ("default (1000)", 1000, false),
+        ("max_ack_pending = 1", 1, false),
+        ("default (1000), first message nacked for 1 s", 1000, true),
+        ("max_ack_pending = 1, first message nacked for 1 s", 1, true),
+    ];
+    for (index, (label, max_ack_pending, nack_first)) in cases.into_iter().enumerate() {
+        let consumer = stream
+            .create_consumer(pull::Config {
+                durable_name: Some(format!("c{index}")),
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(30),
+                max_ack_pending,
+                ..Default::default()
+            })
+            .await
+            .expect("consumer");
+        let mut messages = consumer
+            .stream()
+            .max_messages_per_batch(64)
+            .messages()
+            .await
+            .expect("pull");
+        let started = Instant::now();
+        let (mut acked, mut nacked) = (0, false);
+        let mut others_done = None;
+        while acked < COUNT {
+            let message = messages.next().await.expect("a message").expect("pulled");
+            if nack_first && !nacked {
+                nacked = true;
+                message
+                    .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                    .await
+                    .expect("nack");
+                continue;
+            }
+            message.ack().await.expect("ack");
+            acked += 1;
+            if acked == COUNT - 1 {
+                others_done = Some(started.elapsed());
+            }
+        }
+        let elapsed = started.elapsed();
+        let others = others_done.unwrap_or(elapsed);
+        eprintln!(
+            "{label}: {COUNT} acked in {elapsed:.2?} ({:.0}/s); all but the last in {others:.2?}",
+            COUNT as f64 / elapsed.as_secs_f64()
+        );
+    }
+    bus.delete_stream(&names.stream).await.expect("cleanup");
+}
