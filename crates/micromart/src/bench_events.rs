@@ -26,7 +26,9 @@ use platform::db::{Db, PoolConfig};
 use platform::events::jetstream::{JetStreamBus, JetStreamConfig};
 use platform::events::memory::InProcessBus;
 use platform::events::outbox::{self, Relay, RelayConfig};
-use platform::events::{inbox, ConsumerConfig, Envelope, EventBus, EventType, StreamConfig};
+use platform::events::{
+    inbox, BusError, ConsumerConfig, Envelope, EventBus, EventType, StreamConfig,
+};
 use platform::sqlx;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
@@ -326,7 +328,12 @@ impl Bench {
         let committed: Arc<Mutex<Vec<Option<Instant>>>> = Arc::new(Mutex::new(vec![None; count]));
         let applied: Arc<Mutex<Vec<Option<Instant>>>> = Arc::new(Mutex::new(vec![None; count]));
 
-        let relay = Relay::try_new(producer.clone(), self.bus.clone(), RelayConfig::default())?;
+        let published: Arc<Mutex<Vec<Option<Instant>>>> = Arc::new(Mutex::new(vec![None; count]));
+        let timed = TimedBus {
+            inner: self.bus.clone(),
+            published: published.clone(),
+        };
+        let relay = Relay::try_new(producer.clone(), Arc::new(timed), RelayConfig::default())?;
         let relay_handle = relay.handle();
         let stop = CancellationToken::new();
         let relay_task = tokio::spawn(relay.run(stop.child_token()));
@@ -338,6 +345,8 @@ impl Bench {
             count,
         ));
 
+        // How long each producer transaction took: where the lag is not the relay's.
+        let mut commits = Vec::with_capacity(count);
         let started = Instant::now();
         for n in 0..args.count {
             if args.rate > 0.0 {
@@ -345,38 +354,33 @@ impl Bench {
                 let due = started + Duration::from_secs_f64(n as f64 / args.rate);
                 tokio::time::sleep_until(due.into()).await;
             }
+            let begun = Instant::now();
             self.commit_one(producer, n, args.aggregates).await?;
-            lock(&committed)[n as usize] = Some(Instant::now());
+            let now = Instant::now();
+            lock(&committed)[n as usize] = Some(now);
+            commits.push(now.duration_since(begun).as_secs_f64() * 1e3);
             relay_handle.notify();
         }
         let producing = started.elapsed().as_secs_f64();
         let consumed = consumer_task.await.context("the consumer task failed")?;
         stop.cancel();
         let _ = relay_task.await;
-        consumed?;
+        let mut applies = consumed?;
         let finished = Instant::now();
 
         let committed = lock(&committed);
-        let applied = lock(&applied);
-        let mut lags: Vec<f64> = committed
-            .iter()
-            .zip(applied.iter())
-            .filter_map(|(committed, applied)| {
-                Some(
-                    applied
-                        .as_ref()?
-                        .saturating_duration_since(*committed.as_ref()?)
-                        .as_secs_f64()
-                        * 1e3,
-                )
-            })
-            .collect();
+        let mut lags = lags_ms(&committed, &lock(&applied));
+        // The relay's part: from the commit to the bus's ack of the publish.
+        let mut relay_lags = lags_ms(&committed, &lock(&published));
         anyhow::ensure!(
             lags.len() == count,
             "{} of {count} events were measured",
             lags.len()
         );
         lags.sort_by(f64::total_cmp);
+        relay_lags.sort_by(f64::total_cmp);
+        commits.sort_by(f64::total_cmp);
+        applies.sort_by(f64::total_cmp);
         let seconds = finished.duration_since(started).as_secs_f64();
         Ok(json!({
             "seconds": round3(seconds),
@@ -387,6 +391,10 @@ impl Bench {
             "p90_ms": round3(percentile(&lags, 0.90)),
             "p99_ms": round3(percentile(&lags, 0.99)),
             "max_ms": round3(lags.last().copied().unwrap_or(0.0)),
+            "relay_p50_ms": round3(percentile(&relay_lags, 0.50)),
+            "relay_p99_ms": round3(percentile(&relay_lags, 0.99)),
+            "commit_p99_ms": round3(percentile(&commits, 0.99)),
+            "apply_p99_ms": round3(percentile(&applies, 0.99)),
         }))
     }
 
@@ -402,15 +410,79 @@ impl Bench {
     }
 }
 
+/// Per event, milliseconds from `from` to `to` (events missing either are left out).
+fn lags_ms(from: &[Option<Instant>], to: &[Option<Instant>]) -> Vec<f64> {
+    from.iter()
+        .zip(to)
+        .filter_map(|(from, to)| {
+            Some(
+                to.as_ref()?
+                    .saturating_duration_since(*from.as_ref()?)
+                    .as_secs_f64()
+                    * 1e3,
+            )
+        })
+        .collect()
+}
+
+/// The bus as the relay sees it, noting when each event's publish was acknowledged.
+struct TimedBus {
+    inner: Arc<dyn EventBus>,
+    published: Arc<Mutex<Vec<Option<Instant>>>>,
+}
+
+impl EventBus for TimedBus {
+    fn declare(
+        &self,
+        streams: &[StreamConfig],
+    ) -> futures_util::future::BoxFuture<'_, Result<(), BusError>> {
+        self.inner.declare(streams)
+    }
+
+    fn publish<'a>(
+        &'a self,
+        subject: &'a str,
+        envelope: &'a Envelope,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), BusError>> {
+        Box::pin(async move {
+            self.inner.publish(subject, envelope).await?;
+            let now = Instant::now();
+            let n = envelope.data["n"]
+                .as_u64()
+                .and_then(|n| usize::try_from(n).ok());
+            if let Some(n) = n {
+                if let Some(slot) = lock(&self.published).get_mut(n) {
+                    // The first ack counts: a re-publish is the broker's duplicate.
+                    slot.get_or_insert(now);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn subscribe(
+        &self,
+        consumer: ConsumerConfig,
+    ) -> futures_util::future::BoxFuture<'_, Result<platform::events::Subscription, BusError>> {
+        self.inner.subscribe(consumer)
+    }
+
+    fn check(&self) -> futures_util::future::BoxFuture<'_, Result<(), BusError>> {
+        self.inner.check()
+    }
+}
+
 /// The consumer of `end-to-end`: applies each event once (inbox record and effect in one
 /// transaction, as the service kit's consumers do), records when that committed, acks.
+/// Returns how long each applying transaction took (ms).
 async fn consume(
     mut subscription: platform::events::Subscription,
     db: Db,
     applied: Arc<Mutex<Vec<Option<Instant>>>>,
     count: usize,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<f64>> {
     let mut done = 0;
+    let mut durations = Vec::with_capacity(count);
     while done < count {
         let delivery = subscription
             .next()
@@ -419,10 +491,12 @@ async fn consume(
         let n = delivery.envelope.data["n"]
             .as_u64()
             .context("an event without its number")?;
+        let begun = Instant::now();
         let mut tx = db.begin_write().await?;
         if inbox::record(&mut tx, "bench", delivery.envelope.id).await? {
             insert_effect(&mut tx, delivery.envelope.id, n).await?;
             tx.commit().await?;
+            durations.push(begun.elapsed().as_secs_f64() * 1e3);
             let mut applied = lock(&applied);
             let slot = applied
                 .get_mut(n as usize)
@@ -434,7 +508,7 @@ async fn consume(
         }
         delivery.ack().await?;
     }
-    Ok(())
+    Ok(durations)
 }
 
 async fn insert_effect(
