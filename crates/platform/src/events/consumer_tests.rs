@@ -41,6 +41,9 @@ struct Thing {
 /// the consumer's transaction; asks for a retry first when the event says so.
 struct Noting {
     publisher: Publisher,
+    /// Refuses (retries) every event with an `n` at least this: a process that never gets
+    /// to them before it stops.
+    stuck_from: Option<u64>,
 }
 
 impl Handler for Noting {
@@ -66,7 +69,7 @@ impl Handler for Noting {
             self.publisher
                 .enqueue(tx, "kit.out", &thing.n.to_string(), &noted)
                 .await?;
-            if event.attempt <= thing.retries {
+            if event.attempt <= thing.retries || self.stuck_from.is_some_and(|n| thing.n >= n) {
                 return Err(Refusal::Retry(anyhow::anyhow!("not yet")));
             }
             Ok(())
@@ -83,6 +86,7 @@ struct Rig {
     bus: InProcessBus,
     stop: CancellationToken,
     out: Subscription,
+    publisher: Publisher,
 }
 
 impl Drop for Rig {
@@ -103,6 +107,11 @@ fn events_config() -> EventsConfig {
 /// A database with the outbox, the inbox and an effects table; the consumer `kit-things` of
 /// `kit.in.>` and a relay running; a subscription to what the handler announces.
 async fn rig(db: Db, stream_max_age: Duration) -> Rig {
+    create_tables(&db).await;
+    start(db, stream_max_age, RelayConfig::default(), None).await
+}
+
+async fn create_tables(db: &Db) {
     let mut tx = db.begin_write().await.unwrap();
     let schema = format!(
         "{}\n{}\nCREATE TABLE effects (n BIGINT NOT NULL, attempt BIGINT NOT NULL);",
@@ -113,15 +122,24 @@ async fn rig(db: Db, stream_max_age: Duration) -> Rig {
         sqlx::query(statement).execute(&mut *tx).await.unwrap();
     }
     tx.commit().await.unwrap();
+}
 
+/// One "process": a fresh in-process bus, the relay and the consumer on `db`.
+async fn start(
+    db: Db,
+    stream_max_age: Duration,
+    relay_config: RelayConfig,
+    stuck_from: Option<u64>,
+) -> Rig {
     let bus = InProcessBus::new();
     let config = events_config();
     let mut stream = config.stream(&STREAM);
     stream.max_age = stream_max_age;
     bus.declare(&[stream]).await.unwrap();
     let shared: Arc<dyn EventBus> = Arc::new(bus.clone());
-    let relay = Relay::new(db.clone(), shared.clone(), RelayConfig::default());
+    let relay = Relay::new(db.clone(), shared.clone(), relay_config);
     let publisher = Publisher::new("kit", Some(relay.handle()));
+    let publisher_for_tests = publisher.clone();
     let stop = CancellationToken::new();
     tokio::spawn(relay.run(stop.child_token()));
     let consumer = Consumer {
@@ -131,6 +149,7 @@ async fn rig(db: Db, stream_max_age: Duration) -> Rig {
         accepts: vec![thing("happened", 1).to_string()],
         handler: Arc::new(Noting {
             publisher: publisher.clone(),
+            stuck_from,
         }),
     };
     tokio::spawn(run(
@@ -145,7 +164,13 @@ async fn rig(db: Db, stream_max_age: Duration) -> Rig {
         .subscribe(config.consumer(&STREAM, "kit-out", "kit.out"))
         .await
         .unwrap();
-    Rig { db, bus, stop, out }
+    Rig {
+        db,
+        bus,
+        stop,
+        out,
+        publisher: publisher_for_tests,
+    }
 }
 
 impl Rig {
@@ -173,6 +198,17 @@ impl Rig {
             .iter()
             .map(|row| (row.get("n"), row.get("attempt")))
             .collect()
+    }
+
+    /// Outbox rows for the consumer's input that the relay has not published yet.
+    async fn unsent_inputs(&self) -> i64 {
+        sqlx::query(
+            "SELECT COUNT(*) AS rows FROM outbox WHERE subject LIKE 'kit.in.%' AND sent_at IS NULL",
+        )
+        .fetch_one(self.db.pool())
+        .await
+        .unwrap()
+        .get("rows")
     }
 
     async fn outbox_rows(&self) -> i64 {
@@ -291,6 +327,53 @@ async fn an_event_that_keeps_failing_is_dead_lettered_after_max_deliver(db: Db) 
     assert_eq!(rig.outbox_rows().await, 0);
 }
 
+async fn after_a_restart_what_was_sent_but_not_applied_is_delivered_again(db: Db) {
+    create_tables(&db).await;
+    let first = start(
+        db.clone(),
+        Duration::from_secs(600),
+        RelayConfig::default(),
+        Some(2),
+    )
+    .await;
+    let mut first = first;
+    // Two events through the outbox, as another service of the shop would send them.
+    let mut tx = db.begin_write().await.unwrap();
+    for n in [1, 2] {
+        first
+            .publisher
+            .enqueue(&mut tx, &format!("kit.in.{n}"), "producer", &happened(n))
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    first.publisher.notify();
+    assert_eq!(first.next_noted().await, 1);
+    // Both were published (marked sent); the second is still being retried when the process
+    // stops, and its bus, with every delivery in it, is gone.
+    for _ in 0..400 {
+        if first.unsent_inputs().await == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(first.unsent_inputs().await, 0);
+    drop(first);
+
+    let relay_config = RelayConfig {
+        republish_sent_within: Some(Duration::from_secs(600)),
+        ..RelayConfig::default()
+    };
+    let mut second = start(db, Duration::from_secs(600), relay_config, None).await;
+    // The replay announces the first event's effect again too (its consumers skip it by id).
+    while second.next_noted().await != 2 {}
+    assert_eq!(
+        second.effects().await,
+        vec![(1, 1), (2, 1)],
+        "the replayed first event was not applied again"
+    );
+}
+
 async fn setup(db: Db) -> Db {
     db
 }
@@ -300,4 +383,5 @@ crate::db_suite!(super::setup;
     a_retried_event_commits_nothing_until_it_applies,
     unknown_types_and_malformed_data_are_dead_lettered_and_the_consumer_goes_on,
     an_event_that_keeps_failing_is_dead_lettered_after_max_deliver,
+    after_a_restart_what_was_sent_but_not_applied_is_delivered_again,
 );
