@@ -17,7 +17,7 @@
 //! by and take over when its session ends. Sent rows are pruned after `keep_sent`.
 //! Decisions and measurements: docs/adr/0014-event-backbone.md.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -420,8 +420,12 @@ impl Relay {
         }
         let mut backoff = self.config.min_backoff;
         let mut pruning = Pruning::default();
+        let mut marks = Marks::default();
         loop {
-            let round = self.round().await;
+            let round = match self.db.engine() {
+                Engine::Sqlite => self.sqlite_round(&mut marks).await,
+                Engine::Postgres => self.round().await,
+            };
             let pause = match round {
                 // A full batch: there is probably more, go on at once.
                 Ok(Round::Published { full: true, .. }) => {
@@ -463,6 +467,10 @@ impl Relay {
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep(pause) => {}
             }
+        }
+        if let Some(error) = marks.flush(&self.db).await {
+            // Those rows are published again at the next start: duplicates the bus drops.
+            tracing::warn!(error = %format!("{error:#}"), "failed to mark published events sent");
         }
         self.release_lease().await;
     }
@@ -568,21 +576,23 @@ impl Relay {
         }
     }
 
-    async fn round_on(&self, session: &mut Session<'_>) -> anyhow::Result<Round> {
+    /// The first `limit` unsent rows in `seq` order.
+    async fn read_unsent(
+        &self,
+        session: &mut Session<'_>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<Row>> {
         let rows = session
             .fetch_all(
                 sqlx::query(
                     "SELECT id, aggregate, subject, envelope FROM outbox \
                      WHERE sent_at IS NULL ORDER BY seq LIMIT $1",
                 )
-                .bind(i64::from(self.config.batch_size)),
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX)),
             )
             .await
             .context("failed to read the outbox")?;
-        // The read went through the lease session: the lease was ours just now.
-        let confirmed = Instant::now();
-        let rows = rows
-            .iter()
+        rows.iter()
             .map(|row| {
                 Ok(Row {
                     id: row.try_get("id")?,
@@ -592,13 +602,21 @@ impl Relay {
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()
-            .context("failed to decode an outbox row")?;
+            .context("failed to decode an outbox row")
+    }
+
+    async fn round_on(&self, session: &mut Session<'_>) -> anyhow::Result<Round> {
+        let rows = self
+            .read_unsent(session, self.config.batch_size as usize)
+            .await?;
+        // The read went through the lease session: the lease was ours just now.
+        let confirmed = Instant::now();
         let lease_deadline = match session {
             Session::Lease(_) => Some(confirmed + self.config.lease_timeout() / 2),
             Session::Pool(_) => None,
         };
         let (published, failure) = self.publish_rows(&rows, lease_deadline).await;
-        self.mark_sent(session, &published).await?;
+        mark_sent(session, &published).await?;
         metrics::counter!("events_outbox_published_total").increment(published.len() as u64);
         self.record_backlog(session).await?;
         match failure {
@@ -678,24 +696,50 @@ impl Relay {
         (published, None)
     }
 
-    async fn mark_sent(&self, session: &mut Session<'_>, ids: &[&str]) -> anyhow::Result<()> {
-        if ids.is_empty() {
-            return Ok(());
+    /// A round of [`Relay::run`] on SQLite: as [`Relay::round_on`], but the acknowledged rows
+    /// are marked sent by a task of their own while the relay goes on publishing. SQLite has
+    /// one writer, and its busy handler retries a waiting writer after sleeps growing to
+    /// 100 ms, so a relay whose mark waited behind busy writers left every later event waiting
+    /// too (p99 lag of 80–400 ms at 1 300 events/s on a loaded machine, with commits under
+    /// 5 ms). The rows being marked are skipped by the next reads; at most
+    /// `MAX_UNMARKED_BATCHES` batches wait before the relay waits for the marks; an idle round
+    /// and the end of `run` write what is left.
+    async fn sqlite_round(&self, marks: &mut Marks) -> anyhow::Result<Round> {
+        if let Some(error) = &self.refused {
+            return Err(error.clone().into());
         }
-        let placeholders: Vec<String> = (2..ids.len() + 2).map(|i| format!("${i}")).collect();
-        let sql = format!(
-            "UPDATE outbox SET sent_at = $1 WHERE id IN ({})",
-            placeholders.join(", ")
-        );
-        let mut query = sqlx::query(&sql).bind(encode_time(crate::now()));
-        for id in ids {
-            query = query.bind(*id);
+        let batch = self.config.batch_size as usize;
+        let mut failure = marks.collect_finished().await;
+        if marks.unmarked.len() >= MAX_UNMARKED_BATCHES * batch {
+            if let Some(error) = marks.flush(&self.db).await {
+                return Err(error.context("published events wait for their sent mark"));
+            }
         }
-        session
-            .write(query)
-            .await
-            .context("failed to mark events sent")?;
-        Ok(())
+        let mut session = Session::Pool(&self.db);
+        let mut rows = self
+            .read_unsent(&mut session, batch + marks.unmarked.len())
+            .await?;
+        rows.retain(|row| !marks.unmarked.contains(&row.id));
+        rows.truncate(batch);
+        let (published, publish_failure) = self.publish_rows(&rows, None).await;
+        metrics::counter!("events_outbox_published_total").increment(published.len() as u64);
+        marks
+            .unmarked
+            .extend(published.iter().map(|id| (*id).to_owned()));
+        if rows.is_empty() {
+            // Idle: nothing waits on the write lock but the marks themselves.
+            failure = failure.or(marks.flush(&self.db).await);
+        } else {
+            marks.start(&self.db);
+        }
+        self.record_backlog(&mut session).await?;
+        match publish_failure.or(failure) {
+            Some(error) => Err(error),
+            None => Ok(Round::Published {
+                count: published.len(),
+                full: rows.len() >= batch,
+            }),
+        }
     }
 
     async fn mark_recent_unsent(&self, within: Duration) -> anyhow::Result<()> {
@@ -765,6 +809,91 @@ impl Relay {
         metrics::gauge!("events_outbox_backlog").set(backlog as f64);
         metrics::gauge!("events_outbox_oldest_unsent_seconds").set(oldest_age.max(0.0));
         Ok(())
+    }
+}
+
+/// Marks `ids` sent.
+async fn mark_sent<S: AsRef<str>>(session: &mut Session<'_>, ids: &[S]) -> anyhow::Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let placeholders: Vec<String> = (2..ids.len() + 2).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "UPDATE outbox SET sent_at = $1 WHERE id IN ({})",
+        placeholders.join(", ")
+    );
+    let mut query = sqlx::query(&sql).bind(encode_time(crate::now()));
+    for id in ids {
+        query = query.bind(id.as_ref());
+    }
+    session
+        .write(query)
+        .await
+        .context("failed to mark events sent")?;
+    Ok(())
+}
+
+/// Acknowledged rows waiting for `sent_at` at most, in batches, before a SQLite relay waits for
+/// their marks instead of publishing further: bounds what a crash would publish again.
+const MAX_UNMARKED_BATCHES: usize = 4;
+
+/// A SQLite relay's rows that the bus acknowledged and whose `sent_at` is not written yet, and
+/// the write in progress (one at a time).
+#[derive(Default)]
+struct Marks {
+    unmarked: HashSet<String>,
+    writing: Option<tokio::task::JoinHandle<(Vec<String>, anyhow::Result<()>)>>,
+}
+
+impl Marks {
+    /// Starts writing every unmarked row, unless a write is in progress (the next one takes
+    /// what came meanwhile).
+    fn start(&mut self, db: &Db) {
+        if self.writing.is_some() || self.unmarked.is_empty() {
+            return;
+        }
+        let ids: Vec<String> = self.unmarked.iter().cloned().collect();
+        let db = db.clone();
+        self.writing = Some(tokio::spawn(async move {
+            let result = mark_sent(&mut Session::Pool(&db), &ids).await;
+            (ids, result)
+        }));
+    }
+
+    /// Takes the result of a finished write; the error of a failed one (its rows are written
+    /// again by the next).
+    async fn collect_finished(&mut self) -> Option<anyhow::Error> {
+        if self
+            .writing
+            .as_ref()
+            .is_some_and(|writing| writing.is_finished())
+        {
+            return self.collect().await;
+        }
+        None
+    }
+
+    async fn collect(&mut self) -> Option<anyhow::Error> {
+        let writing = self.writing.take()?;
+        match writing.await {
+            Ok((ids, Ok(()))) => {
+                for id in &ids {
+                    self.unmarked.remove(id);
+                }
+                None
+            }
+            Ok((_, Err(error))) => Some(error),
+            Err(error) => {
+                Some(anyhow::anyhow!(error).context("the task marking events sent failed"))
+            }
+        }
+    }
+
+    /// Waits for the write in progress, then writes what is left.
+    async fn flush(&mut self, db: &Db) -> Option<anyhow::Error> {
+        let failed = self.collect().await;
+        self.start(db);
+        failed.or(self.collect().await)
     }
 }
 

@@ -822,3 +822,41 @@ async fn a_frozen_holder_loses_the_lease_after_the_lease_timeout() {
     stop.cancel();
     running.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_relay_goes_on_publishing_while_its_marks_wait_for_the_write_lock() {
+    let test_db = crate::test_util::TestDb::sqlite().await;
+    let db = setup(test_db.db.clone()).await;
+    for n in 0..6 {
+        enqueue_committed(&db, "a", n).await;
+    }
+    let bus = RecordingBus::failing(0);
+    let relay = Relay::new(
+        db.clone(),
+        bus.clone(),
+        RelayConfig {
+            batch_size: 2, // three rounds
+            ..RelayConfig::default()
+        },
+    );
+    // Another writer holds SQLite's write lock: no mark can be written meanwhile.
+    let blocker = db.begin_write().await.unwrap();
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(relay.run(stop.clone()));
+    bus.wait_for(6).await;
+    assert_eq!(
+        numbers_of(&bus.accepted(), "test.a"),
+        (0..6).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        bus.publishes().len(),
+        6,
+        "each row once: none published again for want of its mark"
+    );
+    assert_eq!(unsent(&db).await, 6, "no mark got through the lock");
+    blocker.rollback().await.unwrap();
+    wait_until_all_sent(&db).await;
+    stop.cancel();
+    running.await.unwrap();
+    assert_eq!(bus.publishes().len(), 6);
+}
