@@ -422,6 +422,9 @@ impl Relay {
         let mut pruning = Pruning::default();
         let mut marks = Marks::default();
         loop {
+            if let Some(result) = pruning.finished().await {
+                pruning.record(result);
+            }
             let round = match self.db.engine() {
                 Engine::Sqlite => self.sqlite_round(&mut marks).await,
                 Engine::Postgres => self.round().await,
@@ -438,7 +441,12 @@ impl Relay {
                     // Caught up: the idle moment to prune, at most a batch, at most once per
                     // poll unless the last round found more.
                     if pruning.due(self.config.fallback_poll) {
-                        pruning.record(self.prune_sent(PRUNE_BATCH).await);
+                        match self.db.engine() {
+                            // A task of its own: a delete waiting for SQLite's write lock must
+                            // not hold the next round back (see `sqlite_round`).
+                            Engine::Sqlite => pruning.start(&self.db, self.config.keep_sent),
+                            Engine::Postgres => pruning.record(self.prune_sent(PRUNE_BATCH).await),
+                        }
                     }
                     self.config.fallback_poll
                 }
@@ -758,37 +766,20 @@ impl Relay {
         Ok(())
     }
 
-    /// Deletes at most `limit` rows sent more than `keep_sent` ago, among the `limit` oldest
-    /// rows: an index walk of `limit` entries whatever the table's size. Rows are sent in about
-    /// `seq` order, so the oldest rows are the first to qualify. Returns the rows deleted.
+    /// One pruning batch ([`prune_sent`]) where this relay's writes go; nothing on a standby.
     async fn prune_sent(&self, limit: u32) -> anyhow::Result<u64> {
-        let keep = chrono::Duration::from_std(self.config.keep_sent)
-            .context("keep_sent is out of range")?;
-        let cutoff = encode_time(crate::now() - keep);
-        let query = sqlx::query(
-            "DELETE FROM outbox WHERE seq IN (\
-                 SELECT seq FROM (SELECT seq, sent_at FROM outbox ORDER BY seq LIMIT $2) AS oldest \
-                 WHERE sent_at IS NOT NULL AND sent_at < $1)",
-        )
-        .bind(cutoff)
-        .bind(i64::from(limit));
-        let deleted = match self.db.engine() {
-            Engine::Sqlite => Session::Pool(&self.db).write(query).await,
+        match self.db.engine() {
+            Engine::Sqlite => {
+                prune_sent(&mut Session::Pool(&self.db), self.config.keep_sent, limit).await
+            }
             Engine::Postgres => {
                 let mut lease = self.lease.lock().await;
                 let Lease::Held(conn) = &mut *lease else {
                     return Ok(0); // the holder prunes
                 };
-                Session::Lease(conn).write(query).await
+                prune_sent(&mut Session::Lease(conn), self.config.keep_sent, limit).await
             }
         }
-        .context("failed to prune sent events")?
-        .rows_affected();
-        if deleted > 0 {
-            metrics::counter!("events_outbox_pruned_total").increment(deleted);
-            tracing::debug!(deleted, "pruned sent events");
-        }
-        Ok(deleted)
     }
 
     async fn record_backlog(&self, session: &mut Session<'_>) -> anyhow::Result<()> {
@@ -810,6 +801,35 @@ impl Relay {
         metrics::gauge!("events_outbox_oldest_unsent_seconds").set(oldest_age.max(0.0));
         Ok(())
     }
+}
+
+/// Deletes at most `limit` rows sent more than `keep_sent` ago, among the `limit` oldest
+/// rows: an index walk of `limit` entries whatever the table's size. Rows are sent in about
+/// `seq` order, so the oldest rows are the first to qualify. Returns the rows deleted.
+async fn prune_sent(
+    session: &mut Session<'_>,
+    keep_sent: Duration,
+    limit: u32,
+) -> anyhow::Result<u64> {
+    let keep = chrono::Duration::from_std(keep_sent).context("keep_sent is out of range")?;
+    let cutoff = encode_time(crate::now() - keep);
+    let query = sqlx::query(
+        "DELETE FROM outbox WHERE seq IN (\
+             SELECT seq FROM (SELECT seq, sent_at FROM outbox ORDER BY seq LIMIT $2) AS oldest \
+             WHERE sent_at IS NOT NULL AND sent_at < $1)",
+    )
+    .bind(cutoff)
+    .bind(i64::from(limit));
+    let deleted = session
+        .write(query)
+        .await
+        .context("failed to prune sent events")?
+        .rows_affected();
+    if deleted > 0 {
+        metrics::counter!("events_outbox_pruned_total").increment(deleted);
+        tracing::debug!(deleted, "pruned sent events");
+    }
+    Ok(deleted)
 }
 
 /// Marks `ids` sent.
@@ -898,16 +918,44 @@ impl Marks {
 }
 
 /// When the relay prunes next: after a full pruning batch at the next idle round (there is
-/// more), else once per fallback poll.
+/// more), else once per fallback poll; on SQLite, the prune in progress.
 #[derive(Debug, Default)]
 struct Pruning {
     last: Option<Instant>,
     more: bool,
+    running: Option<tokio::task::JoinHandle<anyhow::Result<u64>>>,
 }
 
 impl Pruning {
     fn due(&self, every: Duration) -> bool {
-        self.more || self.last.is_none_or(|last| last.elapsed() >= every)
+        self.running.is_none()
+            && (self.more || self.last.is_none_or(|last| last.elapsed() >= every))
+    }
+
+    /// SQLite: prunes a batch in a task of its own.
+    fn start(&mut self, db: &Db, keep_sent: Duration) {
+        self.last = Some(Instant::now());
+        let db = db.clone();
+        self.running = Some(tokio::spawn(async move {
+            prune_sent(&mut Session::Pool(&db), keep_sent, PRUNE_BATCH).await
+        }));
+    }
+
+    /// The result of a finished background prune.
+    async fn finished(&mut self) -> Option<anyhow::Result<u64>> {
+        if !self
+            .running
+            .as_ref()
+            .is_some_and(|running| running.is_finished())
+        {
+            return None;
+        }
+        let running = self.running.take()?;
+        Some(
+            running.await.unwrap_or_else(|error| {
+                Err(anyhow::anyhow!(error).context("the pruning task failed"))
+            }),
+        )
     }
 
     fn record(&mut self, result: anyhow::Result<u64>) {
