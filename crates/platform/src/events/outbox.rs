@@ -438,6 +438,13 @@ impl Relay {
                 Ok(Round::Published { full: false, .. }) => {
                     self.health.succeeded();
                     backoff = self.config.min_backoff;
+                    // Marks being written in the background (SQLite): look again soon to
+                    // write those that came meanwhile, not at the next poll.
+                    let pause = if marks.unmarked.is_empty() {
+                        self.config.fallback_poll
+                    } else {
+                        MARK_POLL.min(self.config.fallback_poll)
+                    };
                     // Caught up: the idle moment to prune, at most a batch, at most once per
                     // poll unless the last round found more.
                     if pruning.due(self.config.fallback_poll) {
@@ -448,7 +455,7 @@ impl Relay {
                             Engine::Postgres => pruning.record(self.prune_sent(PRUNE_BATCH).await),
                         }
                     }
-                    self.config.fallback_poll
+                    pause
                 }
                 Ok(Round::Standby) => {
                     self.health.succeeded();
@@ -707,17 +714,18 @@ impl Relay {
     /// A round of [`Relay::run`] on SQLite: as [`Relay::round_on`], but the acknowledged rows
     /// are marked sent by a task of their own while the relay goes on publishing. SQLite has
     /// one writer, and its busy handler retries a waiting writer after sleeps growing to
-    /// 100 ms, so a relay whose mark waited behind busy writers left every later event waiting
-    /// too (p99 lag of 80–400 ms at 1 300 events/s on a loaded machine, with commits under
-    /// 5 ms). The rows being marked are skipped by the next reads; at most
-    /// `MAX_UNMARKED_BATCHES` batches wait before the relay waits for the marks; an idle round
-    /// and the end of `run` write what is left.
+    /// 100 ms, so a relay whose mark waited behind busy writers held every later event back
+    /// for as long (`a_sqlite_relay_goes_on_publishing_while_its_marks_wait_for_the_write_lock`
+    /// holds the lock to show it). The rows being marked are skipped by the
+    /// next reads; at most
+    /// `MAX_UNMARKED_BATCHES` batches wait before the relay waits for the marks; `run` comes
+    /// back every `MARK_POLL` while marks are pending and writes what is left when it stops.
     async fn sqlite_round(&self, marks: &mut Marks) -> anyhow::Result<Round> {
         if let Some(error) = &self.refused {
             return Err(error.clone().into());
         }
         let batch = self.config.batch_size as usize;
-        let mut failure = marks.collect_finished().await;
+        let failure = marks.collect_finished().await;
         if marks.unmarked.len() >= MAX_UNMARKED_BATCHES * batch {
             if let Some(error) = marks.flush(&self.db).await {
                 return Err(error.context("published events wait for their sent mark"));
@@ -734,12 +742,7 @@ impl Relay {
         marks
             .unmarked
             .extend(published.iter().map(|id| (*id).to_owned()));
-        if rows.is_empty() {
-            // Idle: nothing waits on the write lock but the marks themselves.
-            failure = failure.or(marks.flush(&self.db).await);
-        } else {
-            marks.start(&self.db);
-        }
+        marks.start(&self.db);
         self.record_backlog(&mut session).await?;
         match publish_failure.or(failure) {
             Some(error) => Err(error),
@@ -856,6 +859,9 @@ async fn mark_sent<S: AsRef<str>>(session: &mut Session<'_>, ids: &[S]) -> anyho
 /// Acknowledged rows waiting for `sent_at` at most, in batches, before a SQLite relay waits for
 /// their marks instead of publishing further: bounds what a crash would publish again.
 const MAX_UNMARKED_BATCHES: usize = 4;
+
+/// How soon a SQLite relay looks again while marks are being written in the background.
+const MARK_POLL: Duration = Duration::from_millis(10);
 
 /// A SQLite relay's rows that the bus acknowledged and whose `sent_at` is not written yet, and
 /// the write in progress (one at a time).
