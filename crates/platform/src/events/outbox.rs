@@ -716,10 +716,10 @@ impl Relay {
     /// one writer, and its busy handler retries a waiting writer after sleeps growing to
     /// 100 ms, so a relay whose mark waited behind busy writers held every later event back
     /// for as long (`a_sqlite_relay_goes_on_publishing_while_its_marks_wait_for_the_write_lock`
-    /// holds the lock to show it). The rows being marked are skipped by the
-    /// next reads; at most
-    /// `MAX_UNMARKED_BATCHES` batches wait before the relay waits for the marks; `run` comes
-    /// back every `MARK_POLL` while marks are pending and writes what is left when it stops.
+    /// holds the lock to show it). The rows being marked are skipped by the next reads; at
+    /// most `MAX_UNMARKED_BATCHES` batches wait before the relay waits for the marks; `run`
+    /// comes back every `MARK_POLL` while marks are pending and writes what is left when it
+    /// stops.
     async fn sqlite_round(&self, marks: &mut Marks) -> anyhow::Result<Round> {
         if let Some(error) = &self.refused {
             return Err(error.clone().into());
