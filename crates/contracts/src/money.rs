@@ -467,7 +467,10 @@ mod tests {
         assert!(CURRENCIES.windows(2).all(|pair| pair[0].0 < pair[1].0));
         for (code, minor_units) in CURRENCIES {
             let currency = Currency::parse(code).unwrap();
-            assert_eq!((currency.as_str(), currency.minor_units()), (*code, *minor_units));
+            assert_eq!(
+                (currency.as_str(), currency.minor_units()),
+                (*code, *minor_units)
+            );
             assert!(*minor_units <= 3, "{code}");
         }
         assert_eq!(Currency::all().count(), CURRENCIES.len());
