@@ -6,7 +6,8 @@ use std::sync::Arc;
 use platform::config::{ConfigError, Validate};
 use serde::Deserialize;
 
-use crate::provider::simulated::{Outage, SimulatedProvider};
+use crate::provider::simulated::Outage;
+use crate::provider::PaymentProvider;
 
 /// The payment service's whole configuration, as the service kit loads it.
 pub type Config = platform::service::ServiceConfig<Settings>;
@@ -39,10 +40,21 @@ pub struct Settings {
     pub idempotency_ttl_secs: u64,
     #[serde(default)]
     pub provider: ProviderSettings,
-    /// A simulator made by the caller instead of one built from `provider` (tests read its
-    /// ledger); never read from configuration.
+    /// A provider made by the caller instead of the one `provider` describes (tests hold a
+    /// simulator to read its ledger, or wrap it to hold a call); never read from
+    /// configuration.
     #[serde(skip)]
-    pub simulator: Option<Arc<SimulatedProvider>>,
+    pub provider_instance: Option<ProviderInstance>,
+}
+
+/// A provider handed to the service in code.
+#[derive(Clone)]
+pub struct ProviderInstance(pub Arc<dyn PaymentProvider>);
+
+impl std::fmt::Debug for ProviderInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProviderInstance(..)")
+    }
 }
 
 /// `[payment.provider]`.

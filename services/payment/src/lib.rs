@@ -22,7 +22,7 @@ use platform::http::idempotency::{Idempotency, IdempotencyConfig};
 use platform::service::{Kit, PublicRoute, RouteAuth, Service, ServiceParts};
 use tokio::sync::Notify;
 
-pub use config::{Config, ProviderKind, ProviderSettings, Settings};
+pub use config::{Config, ProviderInstance, ProviderKind, ProviderSettings, Settings};
 pub use error::{PaymentError, PROBLEM_TYPES};
 pub use store::Store;
 
@@ -122,10 +122,10 @@ impl Service for PaymentService {
     }
 }
 
-/// The configured provider: the caller's simulator, or one built from `[payment.provider]`.
+/// The configured provider: the caller's, or the one `[payment.provider]` describes.
 fn provider_of(settings: &Settings) -> Arc<dyn PaymentProvider> {
-    if let Some(simulator) = &settings.simulator {
-        return simulator.clone();
+    if let Some(instance) = &settings.provider_instance {
+        return instance.0.clone();
     }
     match settings.provider.kind {
         ProviderKind::Simulated => {

@@ -161,7 +161,8 @@ impl Expiry {
         today: chrono::NaiveDate,
     ) -> Result<Self, Vec<FieldViolation>> {
         let mut violations = Violations::new();
-        if !(1..=12).contains(&month) {
+        let month_valid = (1..=12).contains(&month);
+        if !month_valid {
             violations.add("exp_month", "must be from 1 to 12");
         }
         let this_year = i64::from(today.year());
@@ -173,19 +174,17 @@ impl Expiry {
                     this_year + MAX_YEARS_AHEAD
                 ),
             );
+        } else if year < this_year
+            || (month_valid && year == this_year && month < i64::from(today.month()))
+        {
+            // A past year has expired whatever the month says.
+            violations.add("exp_year", "the card has expired");
         }
         violations.finish()?;
-        let expiry = Self {
+        Ok(Self {
             year: year as u16,
             month: month as u8,
-        };
-        if expiry.has_passed(today) {
-            return Err(vec![FieldViolation::new(
-                "exp_year",
-                "the card has expired",
-            )]);
-        }
-        Ok(expiry)
+        })
     }
 
     /// Whether the card's last valid month ended before `today`.

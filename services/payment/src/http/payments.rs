@@ -310,6 +310,8 @@ pub async fn create_refund(
             if let Err(error) = state.worker.perform(&operation).await {
                 tracing::warn!(error = %format!("{error:#}"), refund_id = %refund.id, "refund not performed yet");
             }
+            // Whatever this try left to do (a retry at a later time) is the worker's now.
+            state.worker.wake.notify_one();
         }
     }
     let refund = state
