@@ -91,7 +91,12 @@ async fn card_numbers_are_neither_stored_nor_logged() {
     assert_eq!(type_name, types::CAPTURED, "{data}");
     let payment = data["payment_id"].as_str().unwrap().to_owned();
     let refund = app
-        .refund(payment.parse().unwrap(), As::admin(), Some("r"), &amount(500))
+        .refund(
+            payment.parse().unwrap(),
+            As::admin(),
+            Some("r"),
+            &amount(500),
+        )
         .await;
     refund.assert_status(StatusCode::CREATED);
     let read = app.get(&format!("/api/v1/payments/{payment}"), alice).await;
@@ -111,7 +116,12 @@ async fn card_numbers_are_neither_stored_nor_logged() {
     for entry in std::fs::read_dir(app.dir.path()).unwrap() {
         let path = entry.unwrap().path();
         let bytes = std::fs::read(&path).unwrap();
-        assert_eq!(holds_a_number(&bytes), None, "{} holds a card number", path.display());
+        assert_eq!(
+            holds_a_number(&bytes),
+            None,
+            "{} holds a card number",
+            path.display()
+        );
         stored.extend_from_slice(&bytes);
     }
     // What is kept of the card is there: the search read the data.

@@ -11,9 +11,16 @@ use crate::helpers::{amount, eur, spawn_app, As, TestApp};
 /// What a refused request must leave as it was: the payment's amounts, its refunds, the
 /// provider's books.
 async fn assert_untouched(app: &TestApp, payment: uuid::Uuid, refunded: i64, refunds: usize) {
-    let read = app.get(&format!("/api/v1/payments/{payment}"), As::admin()).await;
+    let read = app
+        .get(&format!("/api/v1/payments/{payment}"), As::admin())
+        .await;
     assert_eq!(read.body["refunded"]["amount"], refunded, "{}", read.body);
-    assert_eq!(read.body["refunds"].as_array().unwrap().len(), refunds, "{}", read.body);
+    assert_eq!(
+        read.body["refunds"].as_array().unwrap().len(),
+        refunds,
+        "{}",
+        read.body
+    );
     assert_eq!(app.effects(payment, "refund").len(), refunds);
 }
 
@@ -46,10 +53,15 @@ async fn the_same_key_and_body_answer_the_first_answer_and_refund_once() {
     let app = spawn_app().await;
     let (order_id, payment) = app.captured_payment(As::customer(), eur(1_000)).await;
     let admin = As::admin();
-    let first = app.refund(payment, admin, Some("refund-1"), &amount(300)).await;
+    let first = app
+        .refund(payment, admin, Some("refund-1"), &amount(300))
+        .await;
     first.assert_status(StatusCode::CREATED);
     assert_eq!(first.body["state"], "succeeded");
-    assert_eq!(first.body["amount"], json!({"amount": 300, "currency": "EUR"}));
+    assert_eq!(
+        first.body["amount"],
+        json!({"amount": 300, "currency": "EUR"})
+    );
     assert_eq!(
         first.headers["location"].to_str().unwrap(),
         format!("/api/v1/payments/{payment}")
@@ -58,7 +70,9 @@ async fn the_same_key_and_body_answer_the_first_answer_and_refund_once() {
     let refunded = app.expect_answer(order_id, types::REFUNDED).await;
     assert_eq!(refunded["refund_id"], first.body["id"]);
 
-    let again = app.refund(payment, admin, Some("refund-1"), &amount(300)).await;
+    let again = app
+        .refund(payment, admin, Some("refund-1"), &amount(300))
+        .await;
     again.assert_status(StatusCode::CREATED);
     assert_eq!(again.body, first.body);
     assert_eq!(again.headers["idempotent-replayed"], "true");
@@ -72,7 +86,9 @@ async fn the_same_key_and_body_answer_the_first_answer_and_refund_once() {
     assert_untouched(&app, payment, 300, 1).await;
 
     // Another admin's key of the same name is another key: a second refund.
-    let other = app.refund(payment, As::admin(), Some("refund-1"), &amount(300)).await;
+    let other = app
+        .refund(payment, As::admin(), Some("refund-1"), &amount(300))
+        .await;
     other.assert_status(StatusCode::CREATED);
     assert_ne!(other.body["id"], first.body["id"]);
     assert_untouched(&app, payment, 600, 2).await;
@@ -123,9 +139,18 @@ async fn invalid_amounts_are_refused_and_change_nothing() {
     for (body, field) in [
         (amount(0), "amount.amount"),
         (amount(-5), "amount.amount"),
-        (json!({"amount": {"amount": 5, "currency": "ZZZ"}}), "amount.currency"),
-        (json!({"amount": {"amount": 5, "currency": "eur"}}), "amount.currency"),
-        (json!({"amount": {"amount": 5, "currency": "USD"}}), "amount.currency"),
+        (
+            json!({"amount": {"amount": 5, "currency": "ZZZ"}}),
+            "amount.currency",
+        ),
+        (
+            json!({"amount": {"amount": 5, "currency": "eur"}}),
+            "amount.currency",
+        ),
+        (
+            json!({"amount": {"amount": 5, "currency": "USD"}}),
+            "amount.currency",
+        ),
     ] {
         let answer = refund(body.clone()).await;
         answer.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation-failed");
@@ -140,7 +165,14 @@ async fn invalid_amounts_are_refused_and_change_nothing() {
         .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation-failed");
     let too_much = refund(amount(1_001)).await;
     too_much.assert_problem(StatusCode::CONFLICT, "refund-exceeds-refundable");
-    assert!(too_much.body["detail"].as_str().unwrap().contains("10.00 EUR"), "{}", too_much.body);
+    assert!(
+        too_much.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("10.00 EUR"),
+        "{}",
+        too_much.body
+    );
     let unknown = uuid::Uuid::now_v7();
     app.refund(unknown, admin, Some("k-unknown"), &amount(1))
         .await
@@ -158,7 +190,10 @@ async fn only_a_captured_payment_is_refunded_and_never_beyond_its_capture() {
     let admin = As::admin();
     let answer = app.refund(authorized, admin, Some("a"), &amount(100)).await;
     answer.assert_problem(StatusCode::CONFLICT, "payment-not-captured");
-    assert!(answer.body["detail"].as_str().unwrap().contains("authorized"));
+    assert!(answer.body["detail"]
+        .as_str()
+        .unwrap()
+        .contains("authorized"));
 
     let (_, payment) = app.captured_payment(alice, eur(1_000)).await;
     for (key, value) in [("b", 600), ("c", 400)] {
@@ -179,13 +214,17 @@ async fn a_refund_the_provider_refuses_is_recorded_as_failed_and_gives_its_amoun
     let app = spawn_app().await;
     let (order_id, payment) = app.captured_payment(As::customer(), eur(1_000)).await;
     app.gate.set_refusing_refunds(true);
-    let answer = app.refund(payment, As::admin(), Some("refused"), &amount(400)).await;
+    let answer = app
+        .refund(payment, As::admin(), Some("refused"), &amount(400))
+        .await;
     answer.assert_status(StatusCode::CREATED);
     assert_eq!(answer.body["state"], "failed");
     assert_eq!(answer.body["failure_reason"], "provider_refused");
     let failed = app.expect_answer(order_id, types::REFUND_FAILED).await;
     assert_eq!(failed["reason"], "provider_refused");
-    let read = app.get(&format!("/api/v1/payments/{payment}"), As::admin()).await;
+    let read = app
+        .get(&format!("/api/v1/payments/{payment}"), As::admin())
+        .await;
     assert_eq!(read.body["refundable"]["amount"], 1000);
     assert_eq!(read.body["refunds"][0]["state"], "failed");
 }
@@ -195,16 +234,22 @@ async fn a_refund_without_an_answer_is_accepted_and_finished_later() {
     let app = spawn_app().await;
     let (order_id, payment) = app.captured_payment(As::customer(), eur(1_000)).await;
     app.gate.set_down(true);
-    let answer = app.refund(payment, As::admin(), Some("later"), &amount(700)).await;
+    let answer = app
+        .refund(payment, As::admin(), Some("later"), &amount(700))
+        .await;
     answer.assert_status(StatusCode::ACCEPTED);
     assert_eq!(answer.body["state"], "pending");
     // Held back while it is unknown.
-    let read = app.get(&format!("/api/v1/payments/{payment}"), As::admin()).await;
+    let read = app
+        .get(&format!("/api/v1/payments/{payment}"), As::admin())
+        .await;
     assert_eq!(read.body["refundable"]["amount"], 300);
     app.gate.set_down(false);
     let refunded = app.expect_answer(order_id, types::REFUNDED).await;
     assert_eq!(refunded["refund_id"], answer.body["id"]);
-    let read = app.get(&format!("/api/v1/payments/{payment}"), As::admin()).await;
+    let read = app
+        .get(&format!("/api/v1/payments/{payment}"), As::admin())
+        .await;
     assert_eq!(read.body["refunds"][0]["state"], "succeeded");
     assert_eq!(read.body["refunded"]["amount"], 700);
     assert_eq!(app.effects(payment, "refund").len(), 1);
