@@ -176,7 +176,7 @@ pub struct PriceDraft {
     #[schema(minimum = 0, example = 19900)]
     pub amount: i64,
     /// ISO 4217 code (one the shop knows: the schema lists them).
-    #[schema(schema_with = contracts::money::currency_schema)]
+    #[schema(value_type = contracts::Currency)]
     pub currency: String,
 }
 

@@ -189,7 +189,7 @@ pub struct AmountDraft {
     #[schema(minimum = 1, example = 500)]
     pub amount: i64,
     /// The payment's currency.
-    #[schema(schema_with = contracts::money::currency_schema)]
+    #[schema(value_type = contracts::Currency)]
     pub currency: String,
 }
 
