@@ -189,7 +189,7 @@ async fn settle(
     trace: TraceContext,
 ) {
     let envelope = &delivery.envelope;
-    let result = if consumer.accepts.iter().any(|t| *t == envelope.r#type) {
+    let result = if consumer.accepts.contains(&envelope.r#type) {
         apply_in_transaction(consumer, db, envelope, delivery.attempt, trace).await
     } else {
         Err(Refusal::Reject(format!(

@@ -605,7 +605,8 @@ pub async fn enforce<A: IdempotencyScope>(
     Response::from_parts(parts, Body::from(bytes))
 }
 
-#[cfg(all(test, feature = "service"))]
+#[cfg(test)]
+#[cfg(feature = "service")]
 mod tests {
     use super::*;
     use crate::auth::Role;

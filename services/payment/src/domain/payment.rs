@@ -567,7 +567,7 @@ mod tests {
             OperationState::Pending,
         );
         assert_eq!(
-            decide_capture(&paid, &[pending.clone()], eur(600)),
+            decide_capture(&paid, std::slice::from_ref(&pending), eur(600)),
             Decision::InProgress
         );
         assert!(matches!(
@@ -605,7 +605,7 @@ mod tests {
             OperationState::Pending,
         );
         assert!(matches!(
-            decide_void(&paid, &[capturing.clone()]),
+            decide_void(&paid, std::slice::from_ref(&capturing)),
             Decision::NotYet(_)
         ));
         assert!(matches!(

@@ -57,7 +57,7 @@ impl As {
 }
 
 pub fn eur(amount: i64) -> Money {
-    Money::new(amount, Currency::parse("EUR").unwrap()).unwrap()
+    Money::new(amount, Currency::parse("EUR").expect("EUR")).expect("a non-negative amount")
 }
 
 /// The simulator wrapped so a test can put it in a state it must be sure of: holding one kind

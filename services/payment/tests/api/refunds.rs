@@ -16,7 +16,7 @@ async fn assert_untouched(app: &TestApp, payment: uuid::Uuid, refunded: i64, ref
         .await;
     assert_eq!(read.body["refunded"]["amount"], refunded, "{}", read.body);
     assert_eq!(
-        read.body["refunds"].as_array().unwrap().len(),
+        read.body["refunds"].as_array().expect("refunds").len(),
         refunds,
         "{}",
         read.body
