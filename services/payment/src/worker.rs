@@ -62,7 +62,13 @@ impl Worker {
     /// or every poll.
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
         loop {
-            let pause = match self.round().await {
+            // A stop abandons the calls in flight: what they did at the provider is learned
+            // at the next start, from the same keys.
+            let round = tokio::select! {
+                () = stop.cancelled() => return,
+                round = self.round() => round,
+            };
+            let pause = match round {
                 Ok(()) => self.pause_until_next_due().await,
                 Err(error) => {
                     tracing::warn!(error = %format!("{error:#}"), "payment worker round failed");

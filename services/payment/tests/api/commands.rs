@@ -418,3 +418,36 @@ async fn a_provider_that_is_down_fails_the_authorization_and_nothing_is_held() {
     let (type_name, _) = app.void(order_id).await;
     assert_eq!(type_name, types::FAILED);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_after_the_provider_acted_repeats_the_call_with_its_key_and_charges_once() {
+    let app = spawn_app().await;
+    let alice = As::customer();
+    let method = app.register_card(alice, "4242424242424242").await;
+    let (order_id, _, data) = app.authorize(alice, method, eur(2_200)).await;
+    let payment_id: Uuid = data["payment_id"].as_str().unwrap().parse().unwrap();
+    // The provider captures; the service stops before it hears so.
+    app.gate.hold_after("capture");
+    app.publish(&PaymentCommand::Capture(CapturePayment {
+        order_id,
+        amount: eur(2_200),
+    }))
+    .await;
+    app.gate.entered.notified().await;
+    assert_eq!(app.effects(payment_id, "capture").len(), 1);
+    let app = app.restart(TEST_SETTINGS).await;
+    // Once the dead try's lease lapses, the operation is tried again with the same key; the
+    // provider answers with what it did.
+    let captured = app.answer_of_type(order_id, types::CAPTURED).await;
+    assert_eq!(captured["amount"]["amount"], 2200);
+    assert_eq!(app.effects(payment_id, "capture").len(), 1, "captured once");
+    let operations = app.store().await.operations_of(payment_id).await.unwrap();
+    let capture = operations
+        .iter()
+        .find(|op| op.kind == OperationKind::Capture)
+        .unwrap();
+    assert_eq!(
+        (capture.attempts, capture.state),
+        (2, OperationState::Succeeded)
+    );
+}

@@ -67,6 +67,8 @@ pub fn eur(amount: i64) -> Money {
 pub struct Gate {
     pub simulator: Arc<SimulatedProvider>,
     held: std::sync::Mutex<Option<&'static str>>,
+    /// Held after the provider acted, before its answer returns.
+    held_after: std::sync::Mutex<Option<&'static str>>,
     down: AtomicBool,
     lose_answers: AtomicBool,
     refuse_refunds: AtomicBool,
@@ -76,10 +78,11 @@ pub struct Gate {
 }
 
 impl Gate {
-    fn new(simulator: SimulatedProvider) -> Self {
+    fn around(simulator: Arc<SimulatedProvider>) -> Self {
         Self {
-            simulator: Arc::new(simulator),
+            simulator,
             held: std::sync::Mutex::new(None),
+            held_after: std::sync::Mutex::new(None),
             down: AtomicBool::new(false),
             lose_answers: AtomicBool::new(false),
             refuse_refunds: AtomicBool::new(false),
@@ -91,6 +94,12 @@ impl Gate {
     /// Holds every call of `operation` (`authorize`, `refund`, ...) until released.
     pub fn hold(&self, operation: &'static str) {
         *self.held.lock().expect("lock") = Some(operation);
+    }
+
+    /// Holds every call of `operation` once the provider has acted, before its answer
+    /// returns: where a crash loses an answer.
+    pub fn hold_after(&self, operation: &'static str) {
+        *self.held_after.lock().expect("lock") = Some(operation);
     }
 
     /// Lets one held call through.
@@ -128,6 +137,12 @@ impl Gate {
             }
         }
         let answer = call.await;
+        if *self.held_after.lock().expect("lock") == Some(operation) {
+            self.entered.notify_one();
+            if let Ok(permit) = self.release.acquire().await {
+                permit.forget();
+            }
+        }
         if self.lose_answers.load(Ordering::SeqCst) {
             return Err(ProviderError::NoAnswer("the test lost the answer".into()));
         }
@@ -221,12 +236,16 @@ pub async fn spawn_app() -> TestApp {
 /// a simulator configured by `simulator` (its late card answering after the call timeout).
 pub async fn spawn_app_with(section: &str, simulator: SimulatorConfig) -> TestApp {
     let dir = tempfile::tempdir().expect("a temp dir");
-    let mut config = platform::test_util::service_config::<PaymentService>(dir.path(), section);
+    let config = platform::test_util::service_config::<PaymentService>(dir.path(), section);
     let late_by = payment::simulator_config(&config.settings.provider).late_by;
-    let gate = Arc::new(Gate::new(SimulatedProvider::new(SimulatorConfig {
+    let simulator = Arc::new(SimulatedProvider::new(SimulatorConfig {
         late_by,
         ..simulator
-    })));
+    }));
+    start(dir, config, Arc::new(Gate::around(simulator))).await
+}
+
+async fn start(dir: tempfile::TempDir, mut config: payment::Config, gate: Arc<Gate>) -> TestApp {
     config.settings.provider_instance = Some(ProviderInstance(gate.clone()));
     let shared = Shared::default();
     let server = TestServer::start_sharing::<PaymentService>(config, shared.clone()).await;
@@ -256,6 +275,29 @@ pub async fn spawn_app_with(section: &str, simulator: SimulatorConfig) -> TestAp
 }
 
 impl TestApp {
+    /// Stops the service, abandoning what it is doing (a crash, as far as its work is
+    /// concerned), and starts it again on the same database and provider, with a new bus
+    /// and a gate that holds nothing.
+    pub async fn restart(self, section: &str) -> TestApp {
+        let TestApp {
+            server, gate, dir, ..
+        } = self;
+        server.stop().await;
+        let config = platform::test_util::service_config::<PaymentService>(dir.path(), section);
+        start(dir, config, Arc::new(Gate::around(gate.simulator.clone()))).await
+    }
+
+    /// Reads answers about `order_id` until one of `type_name` (the relay publishes again, after
+    /// a restart, what the in-process bus forgot).
+    pub async fn answer_of_type(&self, order_id: Uuid, type_name: &str) -> Value {
+        loop {
+            let (found, data) = self.next_answer(order_id).await;
+            if found == type_name {
+                return data;
+            }
+        }
+    }
+
     pub fn simulator(&self) -> &SimulatedProvider {
         &self.gate.simulator
     }
