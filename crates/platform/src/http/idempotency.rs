@@ -107,7 +107,7 @@ pub struct IdempotencyConfig {
     /// presumably died). Longer than any request runs.
     pub in_flight_timeout: Duration,
     /// The largest request body fingerprinted and the largest answer stored; a larger answer
-    /// is sent but not stored (the key is given back).
+    /// is sent but not stored (the key is given back, so a retry runs again).
     pub max_body_bytes: usize,
 }
 
@@ -563,16 +563,19 @@ pub async fn enforce<A: IdempotencyScope>(
         return response;
     }
     let (parts, body) = response.into_parts();
-    let limit = idempotency.config.max_body_bytes;
-    let bytes = match super::read_body(body, limit).await {
+    // Our own handler's answer, whole (it is sent whole anyway).
+    let bytes = match axum::body::to_bytes(body, usize::MAX).await {
         Ok(bytes) => bytes,
-        Err(_) => {
-            // Not storable (too large, or the body failed): answered, but the key is given
-            // back rather than replaying something else later.
+        Err(error) => {
+            // The answer broke while being produced: nothing to store or send.
+            tracing::error!(%error, "an answer's body failed");
             guard.release().await;
             return Problem::internal().into_response();
         }
     };
+    // Too large to keep, or not text: sent, but not stored, and the key is given back
+    // rather than replaying something else later.
+    let storable = bytes.len() <= idempotency.config.max_body_bytes;
     let header_text = |name| {
         parts
             .headers
@@ -580,8 +583,8 @@ pub async fn enforce<A: IdempotencyScope>(
             .and_then(|value: &HeaderValue| value.to_str().ok())
             .map(str::to_owned)
     };
-    match std::str::from_utf8(&bytes) {
-        Ok(text) => {
+    match std::str::from_utf8(&bytes).ok().filter(|_| storable) {
+        Some(text) => {
             let answer = StoredAnswer {
                 status: parts.status.as_u16(),
                 content_type: header_text(header::CONTENT_TYPE),
@@ -600,7 +603,7 @@ pub async fn enforce<A: IdempotencyScope>(
                 }
             }
         }
-        Err(_) => guard.release().await,
+        None => guard.release().await,
     }
     Response::from_parts(parts, Body::from(bytes))
 }
@@ -764,6 +767,7 @@ mod tests {
         a_dropped_request_gives_its_key_back_and_expired_keys_are_new_and_pruned,
         a_key_whose_request_died_is_taken_over_after_the_in_flight_timeout,
         concurrent_first_requests_get_one_claim,
+        an_answer_too_large_to_keep_is_sent_and_the_key_given_back,
     );
 
     async fn a_retry_gets_the_first_answer_and_runs_nothing(db: Db) {
@@ -942,5 +946,22 @@ mod tests {
         assert!(claims
             .iter()
             .all(|claim| matches!(claim, Ok(Claim::Claimed(_) | Claim::InFlight))));
+    }
+
+    async fn an_answer_too_large_to_keep_is_sent_and_the_key_given_back(db: Db) {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let config = IdempotencyConfig {
+            max_body_bytes: 8,
+            ..IdempotencyConfig::default()
+        };
+        let (app, _) = app(db.clone(), config, runs.clone());
+        let alice = uuid::Uuid::now_v7();
+        for run in [1, 2] {
+            let (status, headers, body) = send(&app, request(alice, Some("big"), "{}")).await;
+            assert_eq!(status, StatusCode::CREATED);
+            assert_eq!(body["run"], run, "sent whole: {body}");
+            assert!(headers.get(REPLAYED_HEADER).is_none());
+        }
+        assert_eq!(keys_stored(&db).await, 0);
     }
 }
