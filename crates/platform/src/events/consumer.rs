@@ -72,6 +72,11 @@ pub trait Handler: Send + Sync + 'static {
         tx: &'a mut Transaction<'static, Any>,
         event: Event<'a>,
     ) -> BoxFuture<'a, Result<(), Refusal>>;
+
+    /// Called once an applied event's transaction committed (not for a duplicate or a
+    /// refusal): wakes work that must see what the handler wrote, such as a task that acts on
+    /// it outside any transaction.
+    fn after_commit(&self) {}
 }
 
 /// A durable consumer a service declares ([`crate::service::ServiceParts::with_consumer`]).
@@ -198,6 +203,9 @@ async fn settle(
     let (outcome, settled) = match result {
         Ok(applied) => {
             publisher.notify();
+            if applied {
+                consumer.handler.after_commit();
+            }
             let outcome = if applied {
                 Outcome::Applied
             } else {
