@@ -31,7 +31,7 @@ use crate::domain::payment::{
 use crate::store::{NewOperation, RefundRefusal, Store};
 
 /// The consumer of `payment.command.>`.
-pub fn consumer(durable: &'static str, commands: Commands) -> Consumer {
+pub fn consumer(durable: String, commands: Commands) -> Consumer {
     Consumer {
         durable,
         stream: contracts::payment::STREAM,

@@ -100,9 +100,6 @@ impl Service for PaymentService {
             authorize_timeout: Duration::from_millis(settings.authorize_timeout_ms),
             wake,
         };
-        // The kit names a consumer by a `'static` name; this one is configured (one per
-        // deployment, and a test's own on a shared broker), so it is leaked once per start.
-        let durable: &'static str = Box::leak(settings.command_consumer.clone().into_boxed_str());
         let state = AppState {
             store,
             provider,
@@ -111,7 +108,10 @@ impl Service for PaymentService {
             call_timeout,
         };
         Ok(ServiceParts::new(http::public_router(state))
-            .with_consumer(commands::consumer(durable, commands))
+            .with_consumer(commands::consumer(
+                settings.command_consumer.clone(),
+                commands,
+            ))
             .with_task(move |stop| worker.run(stop))
             .with_task(move |stop| idempotency.run_pruner(PRUNE_EVERY, stop)))
     }

@@ -83,7 +83,7 @@ pub trait Handler: Send + Sync + 'static {
 pub struct Consumer {
     /// The durable name: the inbox's consumer column and the broker's consumer name, unique
     /// in the deployment (`payment-commands`).
-    pub durable: &'static str,
+    pub durable: String,
     pub stream: StreamSpec,
     /// The one subject pattern it reads (`payment.command.>`).
     pub subject: &'static str,
@@ -108,7 +108,7 @@ pub async fn run(
     publisher: Publisher,
     stop: CancellationToken,
 ) {
-    let consumer_config = config.consumer(&consumer.stream, consumer.durable, consumer.subject);
+    let consumer_config = config.consumer(&consumer.stream, &consumer.durable, consumer.subject);
     let mut pause = Duration::from_millis(200);
     loop {
         let subscribing = tokio::select! {
@@ -118,7 +118,7 @@ pub async fn run(
         let mut subscription = match subscribing {
             Ok(subscription) => subscription,
             Err(error) => {
-                tracing::warn!(consumer = consumer.durable, %error, retry_in = ?pause, "cannot subscribe");
+                tracing::warn!(consumer = %consumer.durable, %error, retry_in = ?pause, "cannot subscribe");
                 tokio::select! {
                     () = stop.cancelled() => return,
                     () = tokio::time::sleep(pause) => {}
@@ -135,7 +135,7 @@ pub async fn run(
             };
             let Some(delivery) = delivery else {
                 tracing::warn!(
-                    consumer = consumer.durable,
+                    consumer = %consumer.durable,
                     "the bus ended the subscription; subscribing again"
                 );
                 break;
@@ -170,7 +170,7 @@ async fn apply(consumer: &Consumer, db: &Db, publisher: &Publisher, delivery: De
     let trace = TraceContext::continue_or_start(envelope.traceparent.as_deref().map(str::as_bytes));
     let span = tracing::info_span!(
         "event",
-        consumer = consumer.durable,
+        consumer = %consumer.durable,
         event_id = %envelope.id,
         event_type = %envelope.r#type,
         attempt = delivery.attempt,
@@ -225,7 +225,7 @@ async fn settle(
     };
     metrics::counter!(
         "events_consumed_total",
-        "consumer" => consumer.durable,
+        "consumer" => consumer.durable.clone(),
         "outcome" => outcome.label()
     )
     .increment(1);
@@ -244,7 +244,7 @@ async fn apply_in_transaction(
     trace: TraceContext,
 ) -> Result<bool, Refusal> {
     let mut tx = db.begin_write().await?;
-    if !inbox::record(&mut tx, consumer.durable, envelope.id).await? {
+    if !inbox::record(&mut tx, &consumer.durable, envelope.id).await? {
         tx.rollback().await?;
         return Ok(false);
     }

@@ -6,8 +6,8 @@
 //! to what is its own: its orders (fresh ids, one subject each), a command consumer of its own
 //! name (the service's `command_consumer`; it reads the stream from the start, so it also
 //! meets earlier runs' commands, which concern orders this database does not know), an answer
-//! consumer filtered on its order, and it deletes both consumers at the end (and those older
-//! than an hour that a failed run left). Outside CI an unreachable broker or database skips
+//! consumer filtered on its order, and it deletes both consumers and purges its order's
+//! messages at the end (and deletes consumers older than an hour that a failed run left). Outside CI an unreachable broker or database skips
 //! the test with a note; with `CI=true` it fails.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -255,4 +255,11 @@ async fn on_postgres_and_jetstream_commands_are_answered_through_the_broker() {
             .await
             .expect("the test's consumer is deleted");
     }
+    // Its order's commands and answers go too, or every later run's fresh consumer (which
+    // reads the stream from the start) would process them again, more each run.
+    stream
+        .purge()
+        .filter(format!("payment.*.{order_id}"))
+        .await
+        .expect("the test's messages are purged");
 }
