@@ -7,8 +7,13 @@
 """
 
 import json
+import re
 
 import schemathesis
+
+# In STATE_RULES, a rule whose every reported field must be one of a list of (field, message
+# pattern) pairs.
+EVERY = object()
 
 
 @schemathesis.serializer("application/x-ndjson", "application/jsonl")
@@ -28,7 +33,8 @@ def ndjson(ctx, value):
 # these statuses on these operations (and only there); this check narrows each status to its
 # documented reason, so that, say, a schema-valid product draft refused for its name is still
 # caught although 422 is expected for an unknown category. Each reason is the problem's `code`
-# and, for `validation-failed`, the one field and message the rule reports.
+# and, for `validation-failed`, the one field and message the rule reports (or, with EVERY,
+# the fields and message patterns every reported error must be among).
 STATE_RULES = {
     "GET /api/v1/products": {
         400: [("invalid-cursor", None, None)],  # a cursor this server did not issue
@@ -53,6 +59,26 @@ STATE_RULES = {
     "POST /api/v1/products/{id}/stock/adjustments": {
         422: [("validation-failed", "delta", "on hand would exceed 1000000000")],
     },
+    # Every reported field is one of these rules (a random number usually fails its check
+    # digit and a random date is often past, both in one answer).
+    "POST /api/v1/payment-methods": {
+        422: [
+            ("validation-failed", EVERY, [
+                ("number", r"is not a valid card number \(check digit\)"),
+                ("exp_year", r"the card has expired"),
+                ("exp_year", r"must be a four-digit year up to \d{4}"),
+                ("cvc", r"must be [34] digits for this card"),
+            ]),
+        ],
+    },
+    "POST /api/v1/payments/{id}/refunds": {
+        409: [
+            ("payment-not-captured", None, None),
+            ("refund-exceeds-refundable", None, None),
+            ("idempotency-key-in-flight", None, None),
+        ],
+        422: [("idempotency-key-reused", None, None)],
+    },
 }
 
 
@@ -62,6 +88,15 @@ def _reason_matches(body, rule):
         return False
     if field is None:
         return True
+    if field is EVERY:
+        errors = body.get("errors")
+        return bool(errors) and all(
+            any(
+                error.get("field") == allowed_field and re.fullmatch(pattern, error.get("message", ""))
+                for allowed_field, pattern in message
+            )
+            for error in errors
+        )
     return body.get("errors") == [{"field": field, "message": message}]
 
 

@@ -39,7 +39,11 @@ const fn entry<S: Service>() -> Entry {
 }
 
 /// Every service, in start-up order.
-pub const SERVICES: &[Entry] = &[entry::<identity::Identity>(), entry::<catalog::Catalog>()];
+pub const SERVICES: &[Entry] = &[
+    entry::<identity::Identity>(),
+    entry::<catalog::Catalog>(),
+    entry::<payment::PaymentService>(),
+];
 
 /// The service of this name.
 pub fn find(name: &str) -> Option<&'static Entry> {

@@ -508,3 +508,86 @@ mod tests {
         );
     }
 }
+
+/// A `nats-server -js` of a test's own on a spare loopback port, its store in a temp dir; killed
+/// (SIGKILL) when dropped. For tests that must not share a broker's streams and consumers with
+/// anything else, or that kill and restart the broker.
+pub struct PrivateNats {
+    child: Option<std::process::Child>,
+    port: u16,
+    store: tempfile::TempDir,
+}
+
+/// The `nats-server` binary: `MICROMART_NATS_SERVER`, Debian's `/usr/sbin/nats-server`, or the
+/// one on `PATH` (scripts/lib/nats.sh installs it).
+pub fn nats_server_binary() -> String {
+    std::env::var("MICROMART_NATS_SERVER").unwrap_or_else(|_| {
+        if std::path::Path::new("/usr/sbin/nats-server").exists() {
+            "/usr/sbin/nats-server".to_owned()
+        } else {
+            "nats-server".to_owned()
+        }
+    })
+}
+
+impl PrivateNats {
+    /// Starts it and returns once it accepts connections.
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a spare port")
+            .port();
+        let mut server = Self {
+            child: None,
+            port,
+            store: tempfile::tempdir().expect("a store dir"),
+        };
+        server.spawn();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server (again, on the same port and store after [`PrivateNats::kill`]).
+    pub fn spawn(&mut self) {
+        let child = std::process::Command::new(nats_server_binary())
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
+            .arg(self.store.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nats-server runs (scripts/lib/nats.sh installs it)");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nats-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: no shutdown, no flush.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

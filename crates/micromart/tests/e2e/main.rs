@@ -8,5 +8,6 @@ mod failures;
 mod frozen_instance;
 mod helpers;
 mod identity;
+mod payments;
 mod processes;
 mod readme;

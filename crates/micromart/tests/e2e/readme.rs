@@ -1,9 +1,9 @@
 //! The README's distributed mode, run as written: the blocks marked `<!-- readme-test: … -->`
-//! are taken out of README.md and run with bash — three terminals, each left running once its
+//! are taken out of README.md and run with bash — four terminals, each left running once its
 //! service answers `/readyz`, then the client's commands through the gateway. Only what a test
 //! on a shared machine must change is changed, each substitution named below: the binary under
-//! test stands in for `cargo build --release`, and the PostgreSQL server and database names
-//! are the test's own. Ports are the README's (the defaults), so they must be free.
+//! test stands in for `cargo build --release`, and the PostgreSQL server, database names and
+//! NATS server are the test's own. Ports are the README's (the defaults), so they must be free.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -17,9 +17,16 @@ const MARKER: &str = "<!-- readme-test: ";
 /// The PostgreSQL server the README names; the test's own replaces it.
 const README_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432";
 /// The database names the README creates; the test's own, unique per run, replace them.
-const README_DATABASES: [&str; 2] = ["micromart_identity", "micromart_catalog"];
+const README_DATABASES: [&str; 3] = [
+    "micromart_identity",
+    "micromart_catalog",
+    "micromart_payment",
+];
+/// The NATS server the README names; a private one replaces it, so the README's payment
+/// process shares no stream or consumer with other tests on the machine's broker.
+const README_NATS: &str = "nats://127.0.0.1:4222";
 /// Every port the README's processes listen on.
-const PORTS: [u16; 6] = [8080, 8081, 8082, 9080, 9081, 9082];
+const PORTS: [u16; 8] = [8080, 8081, 8082, 8083, 9080, 9081, 9082, 9083];
 
 /// One marked block: its label (`terminal 1, ready at <url>` or `client`) and its commands.
 struct Block {
@@ -53,6 +60,7 @@ fn marked_blocks(readme: &str) -> Vec<Block> {
 
 struct Substitutions {
     postgres: String,
+    nats: String,
     databases: Vec<(String, String)>,
 }
 
@@ -65,7 +73,9 @@ impl Substitutions {
             if line.trim() == "cargo build --release" {
                 continue;
             }
-            let mut line = line.replace(README_POSTGRES, &self.postgres);
+            let mut line = line
+                .replace(README_POSTGRES, &self.postgres)
+                .replace(README_NATS, &self.nats);
             for (from, to) in &self.databases {
                 line = line.replace(from, to);
             }
@@ -95,11 +105,12 @@ fn terminal(label: &str, script: &str, dir: &Path) -> Process {
 #[test]
 fn the_blocks_are_found_in_order() {
     let labels: Vec<String> = marked_blocks(README).into_iter().map(|b| b.label).collect();
-    assert_eq!(labels.len(), 4, "{labels:?}");
-    assert!(labels[0].starts_with("terminal 1, ready at http://"));
-    assert!(labels[1].starts_with("terminal 2, ready at http://"));
-    assert!(labels[2].starts_with("terminal 3, ready at http://"));
-    assert_eq!(labels[3], "client");
+    assert_eq!(labels.len(), 5, "{labels:?}");
+    for (i, label) in labels[..4].iter().enumerate() {
+        let expected = format!("terminal {}, ready at http://", i + 1);
+        assert!(label.starts_with(&expected), "{labels:?}");
+    }
+    assert_eq!(labels[4], "client");
     assert_eq!(
         server_of("postgres://u@h:1/db?sslmode=disable"),
         "postgres://u@h:1"
@@ -134,14 +145,17 @@ async fn the_readme_distributed_mode_runs_as_written() {
     // The README's own commands create them.
     let names: Vec<String> = databases.iter().map(|(_, to)| to.clone()).collect();
     let _cleanup = Databases::adopt(&admin_url, &names);
+    let nats = platform::test_util::PrivateNats::start();
     let substitutions = Substitutions {
         postgres: server_of(&admin_url),
+        nats: nats.url(),
         databases,
     };
 
     let blocks = marked_blocks(README);
+    let (client_block, terminal_blocks) = blocks.split_last().expect("the README's blocks");
     let mut terminals = Vec::new();
-    for block in &blocks[..3] {
+    for block in terminal_blocks {
         let (label, url) = block
             .label
             .split_once(", ready at ")
@@ -156,7 +170,7 @@ async fn the_readme_distributed_mode_runs_as_written() {
             "-euo",
             "pipefail",
             "-c",
-            &substitutions.apply(&blocks[3].script),
+            &substitutions.apply(&client_block.script),
         ])
         .current_dir(dir.path())
         .output()
@@ -179,8 +193,8 @@ async fn the_readme_distributed_mode_runs_as_written() {
         "the demo catalog is browsed through the gateway: {stdout}"
     );
     assert!(
-        stdout.contains("\"access_token\""),
-        "the admin signs in: {stdout}"
+        stdout.contains("\"last4\":\"4242\""),
+        "the signed-in admin registers a test card, kept as its last four digits: {stdout}"
     );
 
     // Ctrl-C, last started first.

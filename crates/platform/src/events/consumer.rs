@@ -72,13 +72,18 @@ pub trait Handler: Send + Sync + 'static {
         tx: &'a mut Transaction<'static, Any>,
         event: Event<'a>,
     ) -> BoxFuture<'a, Result<(), Refusal>>;
+
+    /// Called once an applied event's transaction committed (not for a duplicate or a
+    /// refusal): wakes work that must see what the handler wrote, such as a task that acts on
+    /// it outside any transaction.
+    fn after_commit(&self) {}
 }
 
 /// A durable consumer a service declares ([`crate::service::ServiceParts::with_consumer`]).
 pub struct Consumer {
     /// The durable name: the inbox's consumer column and the broker's consumer name, unique
     /// in the deployment (`payment-commands`).
-    pub durable: &'static str,
+    pub durable: String,
     pub stream: StreamSpec,
     /// The one subject pattern it reads (`payment.command.>`).
     pub subject: &'static str,
@@ -103,7 +108,7 @@ pub async fn run(
     publisher: Publisher,
     stop: CancellationToken,
 ) {
-    let consumer_config = config.consumer(&consumer.stream, consumer.durable, consumer.subject);
+    let consumer_config = config.consumer(&consumer.stream, &consumer.durable, consumer.subject);
     let mut pause = Duration::from_millis(200);
     loop {
         let subscribing = tokio::select! {
@@ -113,7 +118,7 @@ pub async fn run(
         let mut subscription = match subscribing {
             Ok(subscription) => subscription,
             Err(error) => {
-                tracing::warn!(consumer = consumer.durable, %error, retry_in = ?pause, "cannot subscribe");
+                tracing::warn!(consumer = %consumer.durable, %error, retry_in = ?pause, "cannot subscribe");
                 tokio::select! {
                     () = stop.cancelled() => return,
                     () = tokio::time::sleep(pause) => {}
@@ -130,7 +135,7 @@ pub async fn run(
             };
             let Some(delivery) = delivery else {
                 tracing::warn!(
-                    consumer = consumer.durable,
+                    consumer = %consumer.durable,
                     "the bus ended the subscription; subscribing again"
                 );
                 break;
@@ -165,7 +170,7 @@ async fn apply(consumer: &Consumer, db: &Db, publisher: &Publisher, delivery: De
     let trace = TraceContext::continue_or_start(envelope.traceparent.as_deref().map(str::as_bytes));
     let span = tracing::info_span!(
         "event",
-        consumer = consumer.durable,
+        consumer = %consumer.durable,
         event_id = %envelope.id,
         event_type = %envelope.r#type,
         attempt = delivery.attempt,
@@ -198,6 +203,9 @@ async fn settle(
     let (outcome, settled) = match result {
         Ok(applied) => {
             publisher.notify();
+            if applied {
+                consumer.handler.after_commit();
+            }
             let outcome = if applied {
                 Outcome::Applied
             } else {
@@ -217,7 +225,7 @@ async fn settle(
     };
     metrics::counter!(
         "events_consumed_total",
-        "consumer" => consumer.durable,
+        "consumer" => consumer.durable.clone(),
         "outcome" => outcome.label()
     )
     .increment(1);
@@ -236,7 +244,7 @@ async fn apply_in_transaction(
     trace: TraceContext,
 ) -> Result<bool, Refusal> {
     let mut tx = db.begin_write().await?;
-    if !inbox::record(&mut tx, consumer.durable, envelope.id).await? {
+    if !inbox::record(&mut tx, &consumer.durable, envelope.id).await? {
         tx.rollback().await?;
         return Ok(false);
     }

@@ -143,7 +143,7 @@ async fn start(
     let stop = CancellationToken::new();
     tokio::spawn(relay.run(stop.child_token()));
     let consumer = Consumer {
-        durable: "kit-things",
+        durable: "kit-things".to_owned(),
         stream: STREAM,
         subject: "kit.in.>",
         accepts: vec![thing("happened", 1).to_string()],

@@ -1,6 +1,8 @@
 //! The HTTP stack every service mounts: health, readiness, metrics, request ids, trace
 //! context, request spans, RED metrics, timeouts, body limits, panics and problem+json errors.
 
+#[cfg(feature = "db")]
+pub mod idempotency;
 pub mod json;
 mod observe;
 pub mod openapi;

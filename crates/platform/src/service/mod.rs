@@ -9,6 +9,7 @@ pub(crate) mod internal;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -334,10 +335,13 @@ async fn start<S: Service>(
     Ok((parts, relay, publisher, bus))
 }
 
-/// What `/readyz` checks for a service: its database, and its bus when it uses one.
+/// What `/readyz` checks for a service: its database, its bus when it uses one, and its
+/// outbox relay when it publishes: a relay that stopped (a panic) would leave every event this
+/// instance commits unpublished, so the instance says so instead of looking healthy.
 struct ServiceReadiness {
     db: Db,
     bus: Option<Arc<dyn EventBus>>,
+    relay: Option<Arc<AtomicBool>>,
 }
 
 impl crate::http::Readiness for ServiceReadiness {
@@ -347,8 +351,24 @@ impl crate::http::Readiness for ServiceReadiness {
             if let Some(bus) = &self.bus {
                 bus.check().await.context("the event bus")?;
             }
+            if self
+                .relay
+                .as_ref()
+                .is_some_and(|running| !running.load(Ordering::Relaxed))
+            {
+                anyhow::bail!("the outbox relay has stopped");
+            }
             Ok(())
         })
+    }
+}
+
+/// Clears its flag when dropped: when the task holding it ends, returns or unwinds.
+struct RunningWhileHeld(Arc<AtomicBool>);
+
+impl Drop for RunningWhileHeld {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Relaxed);
     }
 }
 
@@ -385,9 +405,11 @@ pub async fn run<S: Service>(
         );
     }
     let http = &config.common.http;
+    let relay_running = relay.as_ref().map(|_| Arc::new(AtomicBool::new(true)));
     let readiness = ServiceReadiness {
         db: db.clone(),
         bus: bus.clone(),
+        relay: relay_running.clone(),
     };
     let public = crate::http::mount(
         parts.public,
@@ -409,8 +431,13 @@ pub async fn run<S: Service>(
         .into_iter()
         .map(|task| tokio::spawn(task(stop.child_token())))
         .collect();
-    if let Some(relay) = relay {
-        tasks.push(tokio::spawn(relay.run(stop.child_token())));
+    if let (Some(relay), Some(running)) = (relay, relay_running) {
+        let held = RunningWhileHeld(running);
+        let stop = stop.child_token();
+        tasks.push(tokio::spawn(async move {
+            let _held = held;
+            relay.run(stop).await;
+        }));
     }
     if let Some(bus) = &bus {
         for consumer in parts.consumers {
@@ -660,6 +687,27 @@ mod tests {
         let error = load_launch::<Greeter>(&sources).err().unwrap();
         assert_eq!(error.key, "greeter.greting");
         assert!(error.message.contains("`greeting`"), "{error}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn readiness_fails_once_the_relay_task_has_died() {
+        use crate::http::Readiness as _;
+        let test_db = crate::test_util::TestDb::sqlite().await;
+        let running = Arc::new(AtomicBool::new(true));
+        let readiness = ServiceReadiness {
+            db: test_db.db.clone(),
+            bus: None,
+            relay: Some(running.clone()),
+        };
+        readiness.check().await.unwrap();
+        let held = RunningWhileHeld(running);
+        let relay = tokio::spawn(async move {
+            let _held = held;
+            panic!("a relay bug");
+        });
+        assert!(relay.await.is_err());
+        let error = readiness.check().await.unwrap_err();
+        assert!(error.to_string().contains("relay"), "{error}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

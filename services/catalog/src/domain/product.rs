@@ -175,8 +175,8 @@ pub struct PriceDraft {
     /// Minor units (cents).
     #[schema(minimum = 0, example = 19900)]
     pub amount: i64,
-    /// ISO 4217 code.
-    #[schema(pattern = "^[A-Z]{3}$", example = "EUR")]
+    /// ISO 4217 code (one the shop knows: the schema lists them).
+    #[schema(value_type = contracts::Currency)]
     pub currency: String,
 }
 
