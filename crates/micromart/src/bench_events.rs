@@ -524,28 +524,24 @@ async fn insert_effect(
     Ok(())
 }
 
-fn consumer_migration(_engine: platform::db::Engine) -> &'static str {
-    // One statement list on both engines.
-    concat!(
-        "CREATE TABLE bench_effects (event_id TEXT PRIMARY KEY, n BIGINT NOT NULL);\n",
-        "CREATE TABLE inbox (\n",
-        "    consumer TEXT NOT NULL,\n",
-        "    event_id TEXT NOT NULL,\n",
-        "    processed_at TEXT NOT NULL,\n",
-        "    PRIMARY KEY (consumer, event_id)\n",
-        ");\n",
-        "CREATE INDEX inbox_processed_at ON inbox (processed_at);\n"
+/// The consumer's tables: its effect, and the inbox as a service has it.
+fn consumer_migration(_engine: platform::db::Engine) -> String {
+    format!(
+        "CREATE TABLE bench_effects (event_id TEXT PRIMARY KEY, n BIGINT NOT NULL);\n{}{}",
+        inbox::MIGRATION,
+        inbox::PRUNE_INDEX
     )
 }
 
 /// Connects to `url` and creates the benchmark's tables; an existing table (a database in use)
 /// fails the run.
-async fn open_database(
+async fn open_database<S: AsRef<str>>(
     url: &str,
-    migration: fn(platform::db::Engine) -> &'static str,
+    migration: fn(platform::db::Engine) -> S,
 ) -> anyhow::Result<Db> {
     let db = Db::connect(url, &PoolConfig::default()).await?;
-    sqlx::raw_sql(migration(db.engine()))
+    let sql = migration(db.engine());
+    sqlx::raw_sql(sql.as_ref())
         .execute(db.pool())
         .await
         .with_context(|| {

@@ -21,7 +21,6 @@ use uuid::Uuid;
 use crate::db::Db;
 
 /// The `inbox` table; the same SQL on both engines. Services copy it into their migrations.
-/// The `processed_at` index lets [`prune`] find the oldest records without a table scan.
 pub const MIGRATION: &str = "\
 CREATE TABLE inbox (
     consumer TEXT NOT NULL,
@@ -29,8 +28,11 @@ CREATE TABLE inbox (
     processed_at TEXT NOT NULL,
     PRIMARY KEY (consumer, event_id)
 );
-CREATE INDEX inbox_processed_at ON inbox (processed_at);
 ";
+
+/// The index [`prune`] finds the oldest records by; without it each call scans the table. A
+/// service that prunes adds it in a migration of its own (an applied migration never changes).
+pub const PRUNE_INDEX: &str = "CREATE INDEX inbox_processed_at ON inbox (processed_at);\n";
 
 /// Records deleted per [`prune`] call at most: one short write transaction, never a long hold
 /// of SQLite's write lock.

@@ -143,6 +143,10 @@ async fn setup(db: Db) -> Db {
         .execute(db.pool())
         .await
         .unwrap();
+    sqlx::raw_sql(inbox::PRUNE_INDEX)
+        .execute(db.pool())
+        .await
+        .unwrap();
     db
 }
 
