@@ -475,40 +475,6 @@ macro_rules! db_suite {
     };
 }
 
-#[cfg(test)]
-mod tests {
-    use super::replace_database;
-
-    #[test]
-    fn finds_writes_made_straight_on_the_pool() {
-        let source =
-            "let a = sqlx::query(\"UPDATE t\")\n    .execute(self.db().pool())\n    .await;\n\
-                      let b = sqlx::query(\"UPDATE t\").execute(&mut *tx).await;\n\
-                      let c = sqlx::query(\"SELECT 1\").fetch_one(self.db.pool()).await;\n\
-                      let d = sqlx::query(\"DELETE\").execute(f(self.db.pool())).await;\n";
-        assert_eq!(
-            super::writes_outside_begin_write("x.rs", source),
-            vec!["x.rs:2".to_owned(), "x.rs:6".to_owned()]
-        );
-    }
-
-    #[test]
-    fn replaces_the_database_name() {
-        assert_eq!(
-            replace_database("postgres://u@h:5432/postgres", "t_x"),
-            "postgres://u@h:5432/t_x"
-        );
-        assert_eq!(
-            replace_database("postgres://u@h:5432", "t_x"),
-            "postgres://u@h:5432/t_x"
-        );
-        assert_eq!(
-            replace_database("postgres://u@h/db?sslmode=disable", "t_x"),
-            "postgres://u@h/t_x?sslmode=disable"
-        );
-    }
-}
-
 /// A `nats-server -js` of a test's own on a spare loopback port, its store in a temp dir; killed
 /// (SIGKILL) when dropped. For tests that must not share a broker's streams and consumers with
 /// anything else, or that kill and restart the broker.
@@ -589,5 +555,39 @@ impl PrivateNats {
 impl Drop for PrivateNats {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replace_database;
+
+    #[test]
+    fn finds_writes_made_straight_on_the_pool() {
+        let source =
+            "let a = sqlx::query(\"UPDATE t\")\n    .execute(self.db().pool())\n    .await;\n\
+                      let b = sqlx::query(\"UPDATE t\").execute(&mut *tx).await;\n\
+                      let c = sqlx::query(\"SELECT 1\").fetch_one(self.db.pool()).await;\n\
+                      let d = sqlx::query(\"DELETE\").execute(f(self.db.pool())).await;\n";
+        assert_eq!(
+            super::writes_outside_begin_write("x.rs", source),
+            vec!["x.rs:2".to_owned(), "x.rs:6".to_owned()]
+        );
+    }
+
+    #[test]
+    fn replaces_the_database_name() {
+        assert_eq!(
+            replace_database("postgres://u@h:5432/postgres", "t_x"),
+            "postgres://u@h:5432/t_x"
+        );
+        assert_eq!(
+            replace_database("postgres://u@h:5432", "t_x"),
+            "postgres://u@h:5432/t_x"
+        );
+        assert_eq!(
+            replace_database("postgres://u@h/db?sslmode=disable", "t_x"),
+            "postgres://u@h/t_x?sslmode=disable"
+        );
     }
 }

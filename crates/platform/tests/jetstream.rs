@@ -25,6 +25,7 @@ use platform::events::{
     BusError, ConsumerConfig, DeadLetter, Delivery, Envelope, EventBus, EventType, StreamConfig,
     Subscription,
 };
+use platform::test_util::{nats_server_binary, PrivateNats};
 
 const NATS_URL_VAR: &str = "MICROMART_TEST_NATS_URL";
 const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
@@ -534,80 +535,6 @@ async fn an_explicit_dead_letter_keeps_the_reason() {
     assert_eq!(headers[0].1, "unknown product line two");
     assert_eq!(headers[2].1, "1");
     bus.delete_stream(&names.stream).await.expect("cleanup");
-}
-
-/// A private `nats-server -js` on a spare port with its own store, killed with SIGKILL.
-struct PrivateNats {
-    child: Option<Child>,
-    port: u16,
-    store: tempfile::TempDir,
-}
-
-fn nats_server_binary() -> String {
-    std::env::var("MICROMART_NATS_SERVER").unwrap_or_else(|_| {
-        if std::path::Path::new("/usr/sbin/nats-server").exists() {
-            "/usr/sbin/nats-server".to_owned()
-        } else {
-            "nats-server".to_owned()
-        }
-    })
-}
-
-impl PrivateNats {
-    fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a spare port")
-            .port();
-        let mut server = Self {
-            child: None,
-            port,
-            store: tempfile::tempdir().expect("a store dir"),
-        };
-        server.spawn();
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new(nats_server_binary())
-            .args([
-                "-js",
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-sd",
-            ])
-            .arg(self.store.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server runs (scripts/lib/nats.sh installs it)");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // Child::kill is SIGKILL: no shutdown, no flush.
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for PrivateNats {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 /// Publishes until the server acknowledges (the same id each time: a retry is de-duplicated).

@@ -17,13 +17,16 @@ use uuid::Uuid;
 use crate::helpers::TestShop;
 
 fn eur(minor: i64) -> Money {
-    Money::new(minor, Currency::parse("EUR").unwrap()).unwrap()
+    Money::new(minor, Currency::parse("EUR").expect("a currency")).expect("an amount")
 }
 
 async fn user_id(shop: &TestShop, token: &str) -> Uuid {
     let me = shop.get("/api/v1/users/me", Some(token)).await;
     assert_eq!(me.status, StatusCode::OK, "{}", me.body);
-    me.body["id"].as_str().unwrap().parse().unwrap()
+    me.body["id"]
+        .as_str()
+        .and_then(|id| id.parse().ok())
+        .expect("the user's id")
 }
 
 async fn register_card(shop: &TestShop, token: &str, number: &str) -> Uuid {
@@ -38,7 +41,10 @@ async fn register_card(shop: &TestShop, token: &str, number: &str) -> Uuid {
     let digits: String = number.chars().filter(char::is_ascii_digit).collect();
     assert_eq!(card.body["last4"], digits[digits.len() - 4..]);
     assert!(!card.body.to_string().contains(&digits), "{}", card.body);
-    card.body["id"].as_str().unwrap().parse().unwrap()
+    card.body["id"]
+        .as_str()
+        .and_then(|id| id.parse().ok())
+        .expect("the card's id")
 }
 
 /// The order service's view: commands out, answers in, on the shop's own bus.
@@ -63,7 +69,7 @@ impl Order {
                 backoff: Vec::new(),
             })
             .await
-            .unwrap();
+            .expect("an answer consumer");
         Self { id, answers }
     }
 
@@ -75,7 +81,7 @@ impl Order {
             .bus
             .publish(&command.subject(), &envelope)
             .await
-            .unwrap();
+            .expect("the bus takes the command");
     }
 
     async fn answer(&mut self) -> (String, Value) {
@@ -87,7 +93,7 @@ impl Order {
             delivery.envelope.r#type.clone(),
             delivery.envelope.data.clone(),
         );
-        delivery.ack().await.unwrap();
+        delivery.ack().await.expect("acked");
         answer
     }
 }

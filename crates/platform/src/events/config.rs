@@ -42,6 +42,10 @@ pub struct EventsConfig {
     /// How often the relay looks for rows without being woken by a commit.
     #[serde(default = "default_relay_poll_ms")]
     pub relay_poll_ms: u64,
+    /// How long published outbox rows are kept before they are pruned. With the in-process
+    /// bus, at least `max_age_secs`: the rows a restart publishes again come from there.
+    #[serde(default = "default_keep_sent_secs")]
+    pub keep_sent_secs: u64,
 }
 
 fn default_url() -> Secret {
@@ -68,6 +72,9 @@ fn default_relay_batch() -> u32 {
 fn default_relay_poll_ms() -> u64 {
     1_000
 }
+fn default_keep_sent_secs() -> u64 {
+    7 * 24 * 3600
+}
 
 impl Default for EventsConfig {
     fn default() -> Self {
@@ -80,6 +87,7 @@ impl Default for EventsConfig {
             backoff_ms: default_backoff_ms(),
             relay_batch: default_relay_batch(),
             relay_poll_ms: default_relay_poll_ms(),
+            keep_sent_secs: default_keep_sent_secs(),
         }
     }
 }
@@ -95,11 +103,19 @@ max_deliver = 10                    # deliveries before an event goes to the dea
 backoff_ms = [1000, 5000, 30000]    # per attempt, the wait before an unacknowledged event is redelivered
 relay_batch = 256                   # outbox rows published per round
 relay_poll_ms = 1000                # the relay's look for rows no commit woke it for
+keep_sent_secs = 604800             # published outbox rows are pruned after this (memory bus: >= max_age_secs)
 "#;
 
 impl EventsConfig {
     pub fn in_process(&self) -> bool {
         self.url.expose() == IN_PROCESS
+    }
+
+    /// How long a consumer keeps the ids of processed events: as long as an event can come
+    /// again — from the stream (`max_age_secs`) or from the outbox's replay after a restart of
+    /// the in-process bus (rows kept `keep_sent_secs`).
+    pub fn inbox_retention(&self) -> Duration {
+        Duration::from_secs(self.max_age_secs.max(self.keep_sent_secs))
     }
 
     /// The stream `spec` as this deployment keeps it.
@@ -165,6 +181,16 @@ impl Validate for EventsConfig {
                 "every wait must be positive",
             ));
         }
+        if self.in_process() && self.keep_sent_secs < self.max_age_secs {
+            return Err(ConfigError::new(
+                "keep_sent_secs",
+                "must be at least `max_age_secs` with the in-process bus: a restart publishes \
+                 again the rows sent within `max_age_secs`, so they must still be there",
+            ));
+        }
+        if self.keep_sent_secs == 0 {
+            return Err(ConfigError::new("keep_sent_secs", "must be positive"));
+        }
         if self.relay_batch == 0 || self.relay_poll_ms == 0 {
             let key = if self.relay_batch == 0 {
                 "relay_batch"
@@ -220,5 +246,14 @@ mod tests {
             with(|c| c.relay_poll_ms = 0).as_deref(),
             Some("relay_poll_ms")
         );
+        assert_eq!(
+            with(|c| {
+                c.url = Secret::new(IN_PROCESS.to_owned());
+                c.keep_sent_secs = c.max_age_secs - 1;
+            })
+            .as_deref(),
+            Some("keep_sent_secs")
+        );
+        assert_eq!(with(|c| c.keep_sent_secs = c.max_age_secs - 1), None);
     }
 }

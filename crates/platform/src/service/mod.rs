@@ -24,7 +24,7 @@ use crate::config::{ConfigError, ConfigSources, Validate};
 use crate::db::Db;
 use crate::events::consumer::Consumer;
 use crate::events::memory::InProcessBus;
-use crate::events::outbox::{Relay, RelayConfig};
+use crate::events::outbox::{Relay, RelayConfig, RelayHealth};
 use crate::events::publisher::Publisher;
 use crate::events::EventBus;
 use crate::http::ProblemType;
@@ -303,6 +303,7 @@ async fn start<S: Service>(
         .filter(|_| !S::PUBLISHES.is_empty())
         .map(|bus| {
             let relay_config = RelayConfig {
+                keep_sent: std::time::Duration::from_secs(config.events.keep_sent_secs),
                 batch_size: config.events.relay_batch,
                 fallback_poll: std::time::Duration::from_millis(config.events.relay_poll_ms),
                 // The in-process bus forgets with the process what the outbox marked sent:
@@ -313,8 +314,10 @@ async fn start<S: Service>(
                     .then(|| std::time::Duration::from_secs(config.events.max_age_secs)),
                 ..RelayConfig::default()
             };
-            Relay::new(db.clone(), bus.clone(), relay_config)
-        });
+            Relay::try_new(db.clone(), bus.clone(), relay_config)
+                .context("invalid configuration: [events]")
+        })
+        .transpose()?;
     let publisher = Publisher::new(S::NAME, relay.as_ref().map(Relay::handle));
     let kit = Kit {
         db: db.clone(),
@@ -342,6 +345,8 @@ struct ServiceReadiness {
     db: Db,
     bus: Option<Arc<dyn EventBus>>,
     relay: Option<Arc<AtomicBool>>,
+    /// Fails after the relay's publishing has failed for `unhealthy_after`.
+    relay_health: Option<RelayHealth>,
 }
 
 impl crate::http::Readiness for ServiceReadiness {
@@ -358,8 +363,37 @@ impl crate::http::Readiness for ServiceReadiness {
             {
                 anyhow::bail!("the outbox relay has stopped");
             }
+            if let Some(health) = &self.relay_health {
+                health.check().context("the outbox relay")?;
+            }
             Ok(())
         })
+    }
+}
+
+/// Deletes the inbox records no event can come again for, a bounded batch at a time, hourly
+/// (and at start). Needs `inbox::PRUNE_INDEX` in the service's migrations.
+async fn prune_inbox(db: Db, retention: std::time::Duration, stop: CancellationToken) {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+    loop {
+        loop {
+            match crate::events::inbox::prune(&db, retention).await {
+                Ok(deleted) if deleted >= u64::from(crate::events::inbox::PRUNE_BATCH) => {
+                    if stop.is_cancelled() {
+                        return;
+                    }
+                }
+                Ok(_) => break,
+                Err(error) => {
+                    tracing::warn!(error = %format!("{error:#}"), "failed to prune the inbox");
+                    break;
+                }
+            }
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(EVERY) => {}
+        }
     }
 }
 
@@ -410,6 +444,7 @@ pub async fn run<S: Service>(
         db: db.clone(),
         bus: bus.clone(),
         relay: relay_running.clone(),
+        relay_health: relay.as_ref().map(Relay::health),
     };
     let public = crate::http::mount(
         parts.public,
@@ -438,6 +473,13 @@ pub async fn run<S: Service>(
             let _held = held;
             relay.run(stop).await;
         }));
+    }
+    if bus.is_some() && !parts.consumers.is_empty() {
+        tasks.push(tokio::spawn(prune_inbox(
+            db.clone(),
+            config.events.inbox_retention(),
+            stop.child_token(),
+        )));
     }
     if let Some(bus) = &bus {
         for consumer in parts.consumers {
@@ -698,6 +740,7 @@ mod tests {
             db: test_db.db.clone(),
             bus: None,
             relay: Some(running.clone()),
+            relay_health: None,
         };
         readiness.check().await.unwrap();
         let held = RunningWhileHeld(running);

@@ -17,6 +17,7 @@ CREATE TABLE inbox (
     processed_at TEXT NOT NULL,
     PRIMARY KEY (consumer, event_id)
 );
+CREATE INDEX inbox_processed_at ON inbox (processed_at);
 
 -- Idempotency-Key records (platform::http::idempotency).
 CREATE TABLE idempotency_keys (

@@ -361,6 +361,10 @@ fn the_migrations_hold_the_platforms_tables_as_it_defines_them() {
         for (table, sql) in [
             ("outbox", outbox),
             ("inbox", platform::events::inbox::MIGRATION),
+            (
+                "inbox's pruning index",
+                platform::events::inbox::PRUNE_INDEX,
+            ),
             ("idempotency_keys", platform::http::idempotency::MIGRATION),
         ] {
             assert!(
