@@ -109,10 +109,12 @@ impl JetStreamBus {
             .map(str::trim)
             .filter(|server| !server.is_empty())
             .collect();
-        let client = options
-            .connect(servers)
-            .await
-            .map_err(|error| BusError::Unavailable(format!("cannot connect to {url}: {error}")))?;
+        let client = options.connect(servers).await.map_err(|error| {
+            BusError::Unavailable(format!(
+                "cannot connect to {}: {error}",
+                without_credentials(url)
+            ))
+        })?;
         let mut context = jetstream::new(client.clone());
         context.set_timeout(config.request_timeout);
         Ok(Self {
@@ -702,6 +704,24 @@ impl Acker for JetStreamAcker {
     }
 }
 
+/// `url` (NATS servers, comma-separated) without the user and password a server URL may
+/// carry, for messages and logs.
+pub fn without_credentials(url: &str) -> String {
+    url.split(',')
+        .map(|server| {
+            let server = server.trim();
+            match (server.find("://"), server.rfind('@')) {
+                (Some(scheme), Some(at)) if at > scheme => {
+                    format!("{}://***@{}", &server[..scheme], &server[at + 1..])
+                }
+                (None, Some(at)) => format!("***@{}", &server[at + 1..]),
+                _ => server.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -712,6 +732,19 @@ mod tests {
         assert_eq!(
             dead_letter_subject("ORDERS", "orders.placed"),
             "dlq.ORDERS.orders.placed"
+        );
+    }
+
+    #[test]
+    fn credentials_never_reach_a_message() {
+        assert_eq!(
+            without_credentials("nats://app:s3cret@10.0.0.1:4222, nats://10.0.0.2:4222"),
+            "nats://***@10.0.0.1:4222,nats://10.0.0.2:4222"
+        );
+        assert_eq!(without_credentials("tok3n@host:4222"), "***@host:4222");
+        assert_eq!(
+            without_credentials("nats://127.0.0.1:4222"),
+            "nats://127.0.0.1:4222"
         );
     }
 }
