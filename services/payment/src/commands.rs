@@ -114,17 +114,18 @@ impl Commands {
     ) -> Result<(), Refusal> {
         match decision {
             Decision::Perform(Intent::Capture(amount)) => {
-                self.record(tx, payment, OperationKind::Capture, amount)
+                self.record(tx, payment, OperationKind::Capture, amount, trace)
                     .await
             }
             Decision::Perform(Intent::Void) => {
                 let nothing = Money::zero(payment.amount.currency);
-                self.record(tx, payment, OperationKind::Void, nothing).await
+                self.record(tx, payment, OperationKind::Void, nothing, trace)
+                    .await
             }
             Decision::Perform(Intent::Refund { refund_id, amount }) => {
                 match self
                     .store
-                    .record_refund_in(tx, payment, refund_id, amount, None)
+                    .record_refund_in(tx, payment, refund_id, amount, None, Some(trace))
                     .await
                 {
                     Ok(_) => Ok(()),
@@ -149,6 +150,7 @@ impl Commands {
         payment: &Payment,
         kind: OperationKind,
         amount: Money,
+        trace: &TraceContext,
     ) -> Result<(), Refusal> {
         let new = NewOperation {
             payment_id: payment.id,
@@ -156,6 +158,7 @@ impl Commands {
             refund_id: None,
             amount,
             deadline_at: None,
+            traceparent: Some(trace.to_header()),
         };
         self.store.insert_operation(tx, &new).await?;
         Ok(())
@@ -223,6 +226,7 @@ impl Commands {
             refund_id: None,
             amount,
             deadline_at: Some(deadline),
+            traceparent: Some(trace.to_header()),
         };
         self.store.insert_operation(tx, &new).await?;
         Ok(())

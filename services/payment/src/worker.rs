@@ -8,6 +8,7 @@
 //! operation pending; the next try sends the same idempotency key, and the provider answers
 //! with its first answer instead of acting twice.
 
+use platform::trace_context::TraceContext;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -261,7 +262,7 @@ impl Worker {
                 anyhow::bail!("the provider answered an authorization without its id")
             }
         };
-        self.commit_with(tx, event).await
+        self.commit_with(tx, event, operation).await
     }
 
     /// Records a refusal, with its event, in one transaction.
@@ -306,7 +307,7 @@ impl Worker {
                 None
             }
         };
-        self.commit_with(tx, event).await
+        self.commit_with(tx, event, operation).await
     }
 
     /// An authorization unanswered past its deadline: the payment fails
@@ -334,23 +335,38 @@ impl Worker {
                     refund_id: None,
                     amount: Money::zero(payment.amount.currency),
                     deadline_at: None,
+                    traceparent: operation.traceparent.clone(),
                 },
             )
             .await?;
         metrics::counter!("payment_authorizations_given_up_total").increment(1);
         tracing::warn!(payment_id = %id, "the provider did not answer the authorization in time; the payment failed and anything it authorized will be voided");
-        self.commit_with(tx, Some(payment::failed(&payment, reason)))
+        self.commit_with(tx, Some(payment::failed(&payment, reason)), operation)
             .await?;
         self.wake.notify_one();
         Ok(())
     }
 
-    async fn commit_with(&self, mut tx: Tx, event: Option<PaymentEvent>) -> anyhow::Result<()> {
+    /// Commits `tx` with `event` (the answer to `operation`) in the outbox, continuing the
+    /// trace of what asked for the operation.
+    async fn commit_with(
+        &self,
+        mut tx: Tx,
+        event: Option<PaymentEvent>,
+        operation: &Operation,
+    ) -> anyhow::Result<()> {
         if let Some(event) = &event {
             let order = event.order_id().to_string();
-            let envelope =
-                self.publisher
-                    .envelope(&event.event_type(), order.clone(), event.data(), None);
+            let trace = operation
+                .traceparent
+                .as_deref()
+                .and_then(|header| TraceContext::parse(header.as_bytes()));
+            let envelope = self.publisher.envelope(
+                &event.event_type(),
+                order.clone(),
+                event.data(),
+                trace.as_ref(),
+            );
             self.publisher
                 .enqueue(&mut tx, &event.subject(), &order, &envelope)
                 .await?;

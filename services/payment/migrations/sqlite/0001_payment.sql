@@ -67,6 +67,8 @@ CREATE TABLE operations (
     leased_until TEXT,
     deadline_at TEXT,
     last_error TEXT,
+    -- The W3C traceparent of what asked for it: the answer continues that trace.
+    traceparent TEXT,
     created_at TEXT NOT NULL,
     completed_at TEXT
 );

@@ -170,6 +170,9 @@ pub struct Operation {
     pub attempts: u32,
     /// For an authorization: when to stop trying and fail the payment.
     pub deadline_at: Option<DateTime<Utc>>,
+    /// The trace of the command or request that asked for it (a `traceparent` header): its
+    /// answer continues it.
+    pub traceparent: Option<String>,
 }
 
 impl Operation {
@@ -515,6 +518,7 @@ mod tests {
             state,
             attempts: 0,
             deadline_at: None,
+            traceparent: None,
         }
     }
 

@@ -246,6 +246,7 @@ pub async fn create_refund(
     _admin: Admin,
     key: IdempotencyKey,
     Path(id): Path<String>,
+    trace: Option<axum::Extension<platform::trace_context::TraceContext>>,
     Json(draft): Json<RefundDraft>,
 ) -> Result<Response, PaymentError> {
     let id = path_id(&id, "payment")?;
@@ -284,6 +285,7 @@ pub async fn create_refund(
                 platform::new_id(),
                 amount,
                 Some(&request_key),
+                trace.as_deref(),
             )
             .await
             .map_err(|refusal| match refusal {

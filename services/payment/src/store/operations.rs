@@ -18,7 +18,8 @@ use super::{
 use crate::domain::payment::{operation_key, Operation, OperationKind, OperationState};
 
 const COLUMNS: &str =
-    "id, payment_id, kind, refund_id, currency, amount, state, failure_reason, attempts, deadline_at";
+    "id, payment_id, kind, refund_id, currency, amount, state, failure_reason, attempts, deadline_at, \
+     traceparent";
 
 /// An operation to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +29,8 @@ pub struct NewOperation {
     pub refund_id: Option<Uuid>,
     pub amount: Money,
     pub deadline_at: Option<DateTime<Utc>>,
+    /// The trace of the command or request that asked for it (a `traceparent` header).
+    pub traceparent: Option<String>,
 }
 
 fn decode(row: &sqlx::any::AnyRow) -> anyhow::Result<Operation> {
@@ -51,6 +54,7 @@ fn decode(row: &sqlx::any::AnyRow) -> anyhow::Result<Operation> {
         state,
         attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
         deadline_at: optional_time_column(row, "deadline_at")?,
+        traceparent: column(row, "traceparent")?,
     })
 }
 
@@ -60,8 +64,8 @@ impl Store {
         let now = encode_time(platform::now());
         let result = sqlx::query(
             "INSERT INTO operations (id, operation_key, payment_id, kind, refund_id, currency, \
-             amount, state, attempts, next_attempt_at, deadline_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $9, $8) \
+             amount, state, attempts, next_attempt_at, deadline_at, created_at, traceparent) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $9, $8, $10) \
              ON CONFLICT (operation_key) DO NOTHING",
         )
         .bind(platform::new_id().to_string())
@@ -73,6 +77,7 @@ impl Store {
         .bind(new.amount.amount)
         .bind(now)
         .bind(new.deadline_at.map(encode_time))
+        .bind(new.traceparent.clone())
         .execute(&mut **tx)
         .await
         .context("failed to record an operation")?;

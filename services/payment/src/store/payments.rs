@@ -233,6 +233,7 @@ impl Store {
         refund_id: Uuid,
         amount: Money,
         request_key: Option<&str>,
+        trace: Option<&platform::trace_context::TraceContext>,
     ) -> Result<Refund, RefundRefusal> {
         payment
             .check_refund(amount)
@@ -289,6 +290,7 @@ impl Store {
                 refund_id: Some(refund.id),
                 amount,
                 deadline_at: None,
+                traceparent: trace.map(|trace| trace.to_header()),
             },
         )
         .await?;

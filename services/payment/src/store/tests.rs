@@ -172,6 +172,7 @@ async fn an_operation_is_recorded_once_and_claimed_by_one_worker(store: Store) {
         refund_id: None,
         amount: payment.amount,
         deadline_at: Some(platform::now()),
+        traceparent: None,
     };
     let mut tx = store.begin().await.unwrap();
     assert!(store.insert_operation(&mut tx, &new).await.unwrap());
@@ -229,14 +230,14 @@ async fn refunds_hold_their_amount_and_add_up_to_the_capture(store: Store) {
     let payment = captured(&store).await;
     let mut tx = store.begin().await.unwrap();
     let first = store
-        .record_refund_in(&mut tx, &payment, Uuid::now_v7(), eur(600), None)
+        .record_refund_in(&mut tx, &payment, Uuid::now_v7(), eur(600), None, None)
         .await
         .unwrap();
     tx.commit().await.unwrap();
     // The payment read before the first refund no longer knows the truth; the hold does.
     let mut tx = store.begin().await.unwrap();
     let refusal = store
-        .record_refund_in(&mut tx, &payment, Uuid::now_v7(), eur(500), None)
+        .record_refund_in(&mut tx, &payment, Uuid::now_v7(), eur(500), None, None)
         .await
         .unwrap_err();
     assert!(matches!(refusal, RefundRefusal::Rejected(_)), "{refusal:?}");
@@ -268,6 +269,7 @@ async fn refunds_hold_their_amount_and_add_up_to_the_capture(store: Store) {
             Uuid::now_v7(),
             eur(1_000),
             Some("user:x k"),
+            None,
         )
         .await
         .unwrap();
@@ -305,7 +307,7 @@ async fn concurrent_refunds_never_take_more_than_is_left(store: Store) {
         async move {
             let mut tx = store.begin().await.unwrap();
             match store
-                .record_refund_in(&mut tx, &payment, Uuid::now_v7(), eur(400), None)
+                .record_refund_in(&mut tx, &payment, Uuid::now_v7(), eur(400), None, None)
                 .await
             {
                 Ok(_) => {

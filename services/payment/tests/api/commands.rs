@@ -63,6 +63,49 @@ async fn authorize_capture_and_refund_are_answered_step_by_step() {
     assert_eq!(app.effects(payment_id, "refund").len(), 2);
 }
 
+/// The trace id of an envelope's `traceparent`.
+fn trace_id(envelope: &Envelope) -> Option<u128> {
+    let header = envelope.traceparent.as_deref()?;
+    platform::trace_context::TraceContext::parse(header.as_bytes()).map(|trace| trace.trace_id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_continue_the_trace_of_the_command_across_the_worker() {
+    let app = spawn_app().await;
+    let alice = As::customer();
+    let method = app.register_card(alice, "4242 4242 4242 4242").await;
+    let order_id = Uuid::now_v7();
+    let traced = |command: PaymentCommand, trace: &platform::trace_context::TraceContext| {
+        Envelope::new("/order", &command.event_type(), command.data())
+            .with_subject(order_id.to_string())
+            .with_traceparent(trace.to_header())
+    };
+    let subject = contracts::payment::command_subject(order_id);
+    for step in 0..2 {
+        let trace = platform::trace_context::TraceContext::new_root();
+        let command = if step == 0 {
+            PaymentCommand::Authorize(AuthorizePayment {
+                order_id,
+                customer_id: alice.id(),
+                payment_method_id: method,
+                amount: eur(2_000),
+            })
+        } else {
+            PaymentCommand::Capture(CapturePayment {
+                order_id,
+                amount: eur(2_000),
+            })
+        };
+        app.publish_envelope(&subject, &traced(command, &trace))
+            .await;
+        // The answer comes from the worker, after the provider call, in another transaction.
+        let answer = app.next_answer_envelope(order_id).await;
+        let expected = [types::AUTHORIZED, types::CAPTURED][step];
+        assert_eq!(answer.r#type, expected, "{}", answer.data);
+        assert_eq!(trace_id(&answer), Some(trace.trace_id), "{answer:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeated_command_is_answered_again_and_charges_once() {
     let app = spawn_app().await;

@@ -364,14 +364,19 @@ impl TestApp {
 
     /// The next answer about `order_id`: (type, data).
     pub async fn next_answer(&self, order_id: Uuid) -> (String, Value) {
+        let envelope = self.next_answer_envelope(order_id).await;
+        (envelope.r#type, envelope.data)
+    }
+
+    /// The next answer about `order_id`, whole.
+    pub async fn next_answer_envelope(&self, order_id: Uuid) -> Envelope {
         let mut events = self.events.lock().await;
         let position = events
             .seen
             .iter()
             .position(|e| e.subject.as_deref() == Some(order_id.to_string().as_str()));
         if let Some(position) = position {
-            let envelope = events.seen.remove(position).expect("found");
-            return (envelope.r#type, envelope.data);
+            return events.seen.remove(position).expect("found");
         }
         loop {
             let delivery = tokio::time::timeout(PATIENCE, events.subscription.next())
@@ -382,7 +387,7 @@ impl TestApp {
             delivery.ack().await.expect("ack");
             if envelope.subject.as_deref() == Some(order_id.to_string().as_str()) {
                 assert_eq!(envelope.source, "/payment");
-                return (envelope.r#type, envelope.data);
+                return envelope;
             }
             events.seen.push_back(envelope);
         }
