@@ -147,6 +147,21 @@ impl TestServer {
         server
     }
 
+    /// Runs `S` with `config` through the kit's `run`, expecting it to refuse to start, and
+    /// returns why (the error an operator would read).
+    pub async fn start_failure<S: Service>(config: ServiceConfig<S::Settings>) -> anyhow::Error {
+        crate::telemetry::init_for_tests();
+        let listeners = Listeners::bind(S::NAME, &config.common)
+            .await
+            .expect("test listeners bind");
+        match crate::service::run::<S>(config, listeners, Shared::default(), std::future::pending())
+            .await
+        {
+            Ok(()) => panic!("{} started and stopped instead of failing", S::NAME),
+            Err(error) => error,
+        }
+    }
+
     async fn wait_until_ready(&self) {
         for _ in 0..400 {
             if self.task.as_ref().is_some_and(|t| t.is_finished()) {
@@ -496,13 +511,37 @@ pub fn nats_server_binary() -> String {
     })
 }
 
+/// A loopback port nothing listens on right now.
+pub fn spare_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a spare port")
+        .port()
+}
+
+/// Starts `nats-server` with `args` and returns once it accepts connections on `client_port`.
+pub fn spawn_nats_server(args: &[String], client_port: u16) -> std::process::Child {
+    let child = std::process::Command::new(nats_server_binary())
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("nats-server runs (scripts/lib/nats.sh installs it)");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", client_port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nats-server on port {client_port} did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
 impl PrivateNats {
     /// Starts it and returns once it accepts connections.
     pub fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a spare port")
-            .port();
+        let port = spare_port();
         let mut server = Self {
             child: None,
             port,
@@ -518,29 +557,16 @@ impl PrivateNats {
 
     /// Starts the server (again, on the same port and store after [`PrivateNats::kill`]).
     pub fn spawn(&mut self) {
-        let child = std::process::Command::new(nats_server_binary())
-            .args([
-                "-js",
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-sd",
-            ])
-            .arg(self.store.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("nats-server runs (scripts/lib/nats.sh installs it)");
-        self.child = Some(child);
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "nats-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let args = [
+            "-js".to_owned(),
+            "-a".to_owned(),
+            "127.0.0.1".to_owned(),
+            "-p".to_owned(),
+            self.port.to_string(),
+            "-sd".to_owned(),
+            self.store.path().display().to_string(),
+        ];
+        self.child = Some(spawn_nats_server(&args, self.port));
     }
 
     /// SIGKILL: no shutdown, no flush.

@@ -10,7 +10,7 @@
 //! in-process bus passes) runs here too, one test per contract function, in `mod contract`.
 
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,7 +25,7 @@ use platform::events::{
     BusError, ConsumerConfig, DeadLetter, Delivery, Envelope, EventBus, EventType, StreamConfig,
     Subscription,
 };
-use platform::test_util::{nats_server_binary, PrivateNats};
+use platform::test_util::{spare_port, spawn_nats_server, PrivateNats};
 
 const NATS_URL_VAR: &str = "MICROMART_TEST_NATS_URL";
 const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
@@ -654,13 +654,6 @@ async fn wait_for_check(bus: &JetStreamBus, up: bool) {
     }
 }
 
-fn spare_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a spare port")
-        .port()
-}
-
 /// One node of a private three-node cluster on loopback ports, each with its own store.
 struct ClusterNode {
     name: String,
@@ -672,18 +665,7 @@ struct ClusterNode {
 
 impl ClusterNode {
     fn spawn(&mut self) {
-        let child = Command::new(nats_server_binary())
-            .args(&self.args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server runs");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.client_port)).is_err() {
-            assert!(Instant::now() < deadline, "{} did not start", self.name);
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.child = Some(spawn_nats_server(&self.args, self.client_port));
     }
 
     fn kill(&mut self) {

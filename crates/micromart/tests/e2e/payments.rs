@@ -84,6 +84,24 @@ impl Order {
             .expect("the bus takes the command");
     }
 
+    /// Asks payment to authorize `amount` on `card` for `customer`; answers the reply.
+    async fn authorize(
+        &mut self,
+        shop: &mut TestShop,
+        customer_id: Uuid,
+        card: Uuid,
+        amount: Money,
+    ) -> (String, Value) {
+        let command = PaymentCommand::Authorize(AuthorizePayment {
+            order_id: self.id,
+            customer_id,
+            payment_method_id: card,
+            amount,
+        });
+        self.send(shop, command).await;
+        self.answer().await
+    }
+
     async fn answer(&mut self) -> (String, Value) {
         let delivery = tokio::time::timeout(Duration::from_secs(10), self.answers.next())
             .await
@@ -108,18 +126,9 @@ async fn an_order_is_paid_over_the_bus_read_and_refunded_through_the_gateway() {
     let card = register_card(&shop, &alice, "4242 4242 4242 4242").await;
 
     let mut order = Order::new(&mut shop).await;
-    order
-        .send(
-            &mut shop,
-            PaymentCommand::Authorize(AuthorizePayment {
-                order_id: order.id,
-                customer_id,
-                payment_method_id: card,
-                amount: eur(4_990),
-            }),
-        )
+    let (kind, authorized) = order
+        .authorize(&mut shop, customer_id, card, eur(4_990))
         .await;
-    let (kind, authorized) = order.answer().await;
     assert_eq!(kind, types::AUTHORIZED, "{authorized}");
     let payment_id = authorized["payment_id"].as_str().unwrap().to_owned();
     order
@@ -216,18 +225,9 @@ async fn a_declining_card_fails_the_payment_with_its_reason() {
     let customer_id = user_id(&shop, &alice).await;
     let card = register_card(&shop, &alice, "4000 0000 0000 0002").await;
     let mut order = Order::new(&mut shop).await;
-    order
-        .send(
-            &mut shop,
-            PaymentCommand::Authorize(AuthorizePayment {
-                order_id: order.id,
-                customer_id,
-                payment_method_id: card,
-                amount: eur(1_200),
-            }),
-        )
+    let (kind, failed) = order
+        .authorize(&mut shop, customer_id, card, eur(1_200))
         .await;
-    let (kind, failed) = order.answer().await;
     assert_eq!(kind, types::FAILED, "{failed}");
     assert_eq!(failed["reason"], "card_declined", "{failed}");
     let payments = shop

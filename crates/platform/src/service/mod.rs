@@ -761,10 +761,7 @@ mod tests {
             "sqlite://{}/missing-dir/x.db",
             dir.path().display()
         ));
-        let listeners = Listeners::bind("greeter", &config.common).await.unwrap();
-        let error = run::<Greeter>(config, listeners, Shared::default(), std::future::pending())
-            .await
-            .unwrap_err();
+        let error = TestServer::start_failure::<Greeter>(config).await;
         assert!(
             format!("{error:#}").contains("greeter database"),
             "{error:#}"

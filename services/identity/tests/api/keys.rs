@@ -98,17 +98,7 @@ async fn startup_with_an_unreadable_published_key_fails_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path());
     config.settings.published_key_files = vec![dir.path().join("keys/absent.key")];
-    let listeners = platform::service::Listeners::bind("identity", &config.common)
-        .await
-        .unwrap();
-    let error = platform::service::run::<identity::Identity>(
-        config,
-        listeners,
-        platform::service::Shared::default(),
-        std::future::pending(),
-    )
-    .await
-    .expect_err("startup fails");
+    let error = platform::test_util::TestServer::start_failure::<identity::Identity>(config).await;
     let error = format!("{error:#}");
     assert!(error.contains("identity.published_key_files[0]"), "{error}");
     assert!(error.contains("absent.key"), "{error}");

@@ -297,17 +297,7 @@ async fn startup_without_a_signing_key_fails_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path());
     config.settings.generate_signing_key = false;
-    let listeners = platform::service::Listeners::bind("identity", &config.common)
-        .await
-        .unwrap();
-    let error = platform::service::run::<identity::Identity>(
-        config,
-        listeners,
-        platform::service::Shared::default(),
-        std::future::pending(),
-    )
-    .await
-    .expect_err("startup fails");
+    let error = platform::test_util::TestServer::start_failure::<identity::Identity>(config).await;
     assert!(
         format!("{error:#}").contains("identity.signing_key"),
         "{error:#}"
