@@ -1,0 +1,6 @@
+//! The order service (skeleton under construction).
+
+mod config;
+pub mod saga;
+
+pub use config::{Config, FaultSettings, SagaSettings, Settings};

@@ -1,0 +1,3 @@
+//! The checkout saga: the pure state machine ([`machine`]) and what runs it.
+
+pub mod machine;
