@@ -175,7 +175,10 @@ impl Validate for Settings {
             ));
         }
         for (key, value) in [
-            ("max_checkouts_in_flight", u64::from(self.max_checkouts_in_flight)),
+            (
+                "max_checkouts_in_flight",
+                u64::from(self.max_checkouts_in_flight),
+            ),
             ("idempotency_ttl_secs", self.idempotency_ttl_secs),
             ("price_stale_after_secs", self.price_stale_after_secs),
         ] {
@@ -246,7 +249,10 @@ impl Validate for FaultSettings {
             if crate::saga::machine::StateName::parse(state).is_none() {
                 return Err(ConfigError::new(
                     "crash_after",
-                    format!("must name a saga state, one of {}", crate::saga::machine::StateName::NAMES.join(", ")),
+                    format!(
+                        "must name a saga state, one of {}",
+                        crate::saga::machine::StateName::NAMES.join(", ")
+                    ),
                 ));
             }
         }
@@ -259,7 +265,8 @@ mod tests {
     use super::*;
 
     fn settings(toml: &str) -> Result<Settings, ConfigError> {
-        let settings: Settings = toml::from_str(toml).map_err(|e| ConfigError::new("toml", e.to_string()))?;
+        let settings: Settings =
+            toml::from_str(toml).map_err(|e| ConfigError::new("toml", e.to_string()))?;
         settings.validate().map(|()| settings)
     }
 
@@ -267,7 +274,8 @@ mod tests {
     fn defaults_are_valid_and_the_reservation_outlives_the_steps() {
         let defaults = settings("").unwrap();
         assert!(
-            Duration::from_secs(defaults.saga.reservation_ttl_secs) > defaults.saga.forward_budget()
+            Duration::from_secs(defaults.saga.reservation_ttl_secs)
+                > defaults.saga.forward_budget()
         );
         let error = settings("[saga]\nreservation_ttl_secs = 60\n").unwrap_err();
         assert_eq!(error.key, "saga.reservation_ttl_secs");

@@ -354,9 +354,9 @@ fn step_commands(saga: &Saga, timing: &Timing) -> Vec<Command> {
                 amount: saga.total,
             },
         ))],
-        State::Committing => vec![Command::Stock(StockCommand::Commit(
-            stock::CommitStock { order_id },
-        ))],
+        State::Committing => vec![Command::Stock(StockCommand::Commit(stock::CommitStock {
+            order_id,
+        }))],
         State::Capturing => vec![Command::Payment(PaymentCommand::Capture(CapturePayment {
             order_id,
             amount: saga.total,

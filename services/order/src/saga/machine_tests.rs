@@ -182,9 +182,8 @@ impl World {
                         if catalog.on_hand - catalog.reserved >= UNITS {
                             catalog.reserved += UNITS;
                             catalog.status = Some(ReservationStatus::Active);
-                            catalog.expires_at = Some(
-                                self.now + chrono::Duration::seconds(reserve.ttl_secs as i64),
-                            );
+                            catalog.expires_at =
+                                Some(self.now + chrono::Duration::seconds(reserve.ttl_secs as i64));
                         } else {
                             catalog.status = Some(ReservationStatus::Rejected);
                         }
@@ -602,7 +601,13 @@ fn a_reservation_that_expired_before_the_commit_is_compensated() {
     // The reserve is answered, then the authorization takes 16 s: the commit meets a
     // reservation that lapsed after 15 s.
     let faults = [Fault::Deliver(0), Fault::Deliver(0), Fault::Wait(16_000)];
-    let world = run_with(10, true, 0, timing_with_ttl(Duration::from_secs(15)), &faults);
+    let world = run_with(
+        10,
+        true,
+        0,
+        timing_with_ttl(Duration::from_secs(15)),
+        &faults,
+    );
     assert_eq!(
         world.saga.state,
         State::Cancelled {

@@ -1,0 +1,1 @@
+//! Cart rules (under construction).
