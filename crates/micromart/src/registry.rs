@@ -43,6 +43,7 @@ pub const SERVICES: &[Entry] = &[
     entry::<identity::Identity>(),
     entry::<catalog::Catalog>(),
     entry::<payment::PaymentService>(),
+    entry::<order::OrderService>(),
 ];
 
 /// The service of this name.

@@ -8,6 +8,8 @@ mod failures;
 mod frozen_instance;
 mod helpers;
 mod identity;
+mod invariants;
+mod orders;
 mod payments;
 mod processes;
 mod readme;

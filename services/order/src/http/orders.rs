@@ -543,7 +543,9 @@ pub async fn order_events(
         },
         next_event,
     );
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    // A comment every 5 s: the gateway gives a streamed body its upstream timeout (10 s by
+    // default) per read, and proxies of clients drop silent connections.
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(5))))
 }
 
 struct StreamState {

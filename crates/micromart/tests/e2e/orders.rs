@@ -1,0 +1,285 @@
+//! Orders through the gateway, on the embedded shop: register → browse → cart → checkout →
+//! confirmed (stock down, payment captured, the live stream showing it); the declining card →
+//! cancelled with stock back and nothing captured; a replayed checkout → one order, one
+//! payment; a confirmed order cancelled → refunded and restocked; shipping; another customer
+//! sees none of it. The invariants are checked against the databases at the end.
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::helpers::{Answer, TestShop};
+use crate::invariants::{self, Databases, Ledger};
+
+pub const APPROVING_CARD: &str = "4242 4242 4242 4242";
+pub const DECLINING_CARD: &str = "4000 0000 0000 0002";
+
+pub async fn register_card(shop: &TestShop, token: &str, number: &str) -> String {
+    let card = shop
+        .post(
+            "/api/v1/payment-methods",
+            Some(token),
+            json!({"number": number, "exp_month": 12, "exp_year": 2040, "cvc": "123"}),
+        )
+        .await;
+    assert_eq!(card.status, StatusCode::CREATED, "{}", card.body);
+    card.body["id"].as_str().expect("a card id").to_owned()
+}
+
+/// Creates a product with `stock` units at `price` cents (EUR); answers its id.
+pub async fn product(shop: &TestShop, admin: &str, sku: &str, price: i64, stock: i64) -> Uuid {
+    let category = shop
+        .post(
+            "/api/v1/categories",
+            Some(admin),
+            json!({"name": format!("Kettles {sku}"), "slug": format!("kettles-{}", sku.to_lowercase())}),
+        )
+        .await;
+    assert_eq!(category.status, StatusCode::CREATED, "{}", category.body);
+    let created = shop
+        .post(
+            "/api/v1/products",
+            Some(admin),
+            json!({
+                "sku": sku,
+                "name": format!("Kettle {sku}"),
+                "description": "Gooseneck, temperature control.",
+                "price": {"amount": price, "currency": "EUR"},
+                "category_id": category.body["id"],
+                "attributes": {},
+                "stock": stock
+            }),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    created.body["id"]
+        .as_str()
+        .and_then(|id| id.parse().ok())
+        .expect("a product id")
+}
+
+pub async fn put_line(shop: &TestShop, token: &str, product: Uuid, quantity: i64) -> Answer {
+    shop.send(
+        shop.request(
+            Method::PUT,
+            &format!("/api/v1/cart/lines/{product}"),
+            Some(token),
+        )
+        .json(&json!({"quantity": quantity})),
+    )
+    .await
+}
+
+pub async fn checkout(shop: &TestShop, token: &str, key: &str, card: &str) -> Answer {
+    shop.send(
+        shop.request(Method::POST, "/api/v1/orders", Some(token))
+            .header("idempotency-key", key)
+            .json(&json!({"payment_method_id": card})),
+    )
+    .await
+}
+
+fn order_id(answer: &Answer) -> Uuid {
+    answer.body["id"]
+        .as_str()
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("an order: {}", answer.body))
+}
+
+/// Polls the order until its status is one of `statuses` (at most 20 s).
+pub async fn wait_for(shop: &TestShop, token: &str, id: Uuid, statuses: &[&str]) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let order = shop.get(&format!("/api/v1/orders/{id}"), Some(token)).await;
+        assert_eq!(order.status, StatusCode::OK, "{}", order.body);
+        let status = order.body["status"].as_str().unwrap_or_default().to_owned();
+        if statuses.contains(&status.as_str()) {
+            return order.body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "order {id} is still {status}: {}",
+            order.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn history(order: &Value) -> Vec<String> {
+    order["history"]
+        .as_array()
+        .expect("a history")
+        .iter()
+        .map(|entry| entry["status"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_checkout_confirms_a_decline_cancels_and_a_replay_places_nothing_more() {
+    let mut shop = TestShop::start().await;
+    let (admin, _) = shop.admin().await;
+    let kettle = product(&shop, &admin, "KT-1", 1_250, 5).await;
+    let filter = product(&shop, &admin, "KT-2", 400, 3).await;
+    let mut ledger = Ledger::default();
+    ledger.initial_on_hand.insert(kettle, 5);
+    ledger.initial_on_hand.insert(filter, 3);
+
+    let (alice, _) = shop.customer("alice-orders@example.com").await;
+    let card = register_card(&shop, &alice, APPROVING_CARD).await;
+    // Browse, then fill the cart.
+    let found = shop.get("/api/v1/products?q=KT-1", None).await;
+    assert_eq!(found.status, StatusCode::OK, "{}", found.body);
+    let line = put_line(&shop, &alice, kettle, 2).await;
+    assert_eq!(line.status, StatusCode::OK, "{}", line.body);
+    let line = put_line(&shop, &alice, filter, 1).await;
+    assert_eq!(line.status, StatusCode::OK, "{}", line.body);
+
+    let placed = checkout(&shop, &alice, "alice-checkout-1", &card).await;
+    assert_eq!(placed.status, StatusCode::ACCEPTED, "{}", placed.body);
+    let id = order_id(&placed);
+    ledger.accept(id);
+    assert_eq!(
+        placed.headers["location"],
+        format!("/api/v1/orders/{id}").as_str()
+    );
+    assert_eq!(placed.body["total"]["amount"], 2 * 1_250 + 400);
+    // The same key again: the first answer, no second order.
+    let replayed = checkout(&shop, &alice, "alice-checkout-1", &card).await;
+    assert_eq!(replayed.status, StatusCode::ACCEPTED, "{}", replayed.body);
+    assert_eq!(replayed.headers["idempotent-replayed"], "true");
+    ledger.replays.push((id, order_id(&replayed)));
+    // The cart was emptied by the checkout: a second checkout has nothing to order.
+    checkout(&shop, &alice, "alice-checkout-2", &card)
+        .await
+        .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "cart-empty");
+
+    let order = wait_for(&shop, &alice, id, &["confirmed"]).await;
+    assert_eq!(history(&order), ["pending", "confirmed"]);
+    // The live stream replays the history and ends at a final status.
+    let events = shop
+        .send(shop.request(
+            Method::GET,
+            &format!("/api/v1/orders/{id}/events"),
+            Some(&alice),
+        ))
+        .await;
+    assert_eq!(events.status, StatusCode::OK);
+    let text = events.body.as_str().unwrap_or_default().to_owned();
+    assert!(text.contains("event: status"), "{text}");
+    assert!(text.contains("\"status\":\"confirmed\""), "{text}");
+    // Payment captured once, for the total.
+    let payments = shop
+        .get(&format!("/api/v1/payments?order_id={id}"), Some(&alice))
+        .await;
+    assert_eq!(payments.status, StatusCode::OK, "{}", payments.body);
+    assert_eq!(payments.body[0]["state"], "captured", "{}", payments.body);
+    assert_eq!(payments.body[0]["captured"]["amount"], 2 * 1_250 + 400);
+
+    // Another customer sees, changes and cancels nothing of it.
+    let (mallory, _) = shop.customer("mallory-orders@example.com").await;
+    shop.get(&format!("/api/v1/orders/{id}"), Some(&mallory))
+        .await
+        .assert_problem(StatusCode::NOT_FOUND, "not-found");
+    shop.post(
+        &format!("/api/v1/orders/{id}/cancel"),
+        Some(&mallory),
+        json!({}),
+    )
+    .await
+    .assert_problem(StatusCode::NOT_FOUND, "not-found");
+    shop.get(&format!("/api/v1/orders/{id}/events"), Some(&mallory))
+        .await
+        .assert_problem(StatusCode::NOT_FOUND, "not-found");
+    let theirs = shop.get("/api/v1/orders", Some(&mallory)).await;
+    assert_eq!(theirs.body["items"], json!([]), "{}", theirs.body);
+    let cart = shop.get("/api/v1/cart", Some(&mallory)).await;
+    assert_eq!(cart.status, StatusCode::OK, "{}", cart.body);
+    assert_eq!(cart.body["lines"], json!([]), "{}", cart.body);
+    shop.get(&format!("/api/v1/payments?order_id={id}"), Some(&mallory))
+        .await
+        .assert_status(StatusCode::OK);
+    shop.post(
+        &format!("/api/v1/orders/{id}/ship"),
+        Some(&mallory),
+        json!({}),
+    )
+    .await
+    .assert_problem(StatusCode::FORBIDDEN, "forbidden");
+
+    // The declining card: cancelled, stock back, nothing captured.
+    let (bob, _) = shop.customer("bob-orders@example.com").await;
+    let declining = register_card(&shop, &bob, DECLINING_CARD).await;
+    put_line(&shop, &bob, kettle, 3)
+        .await
+        .assert_status(StatusCode::OK);
+    let declined = checkout(&shop, &bob, "bob-1", &declining).await;
+    assert_eq!(declined.status, StatusCode::ACCEPTED, "{}", declined.body);
+    let declined_id = order_id(&declined);
+    ledger.accept(declined_id);
+    let order = wait_for(&shop, &bob, declined_id, &["cancelled"]).await;
+    assert_eq!(order["cancel_reason"], "payment_declined", "{order}");
+    assert_eq!(history(&order), ["pending", "cancelling", "cancelled"]);
+
+    // Too many units for what is left: refused at checkout, nothing placed.
+    put_line(&shop, &bob, kettle, 4).await;
+    let short = checkout(&shop, &bob, "bob-2", &declining).await;
+    assert_eq!(short.status, StatusCode::CONFLICT, "{}", short.body);
+
+    // A confirmed order cancelled by its customer: refunded and restocked.
+    let cancelled = shop
+        .post(
+            &format!("/api/v1/orders/{id}/cancel"),
+            Some(&alice),
+            json!({}),
+        )
+        .await;
+    assert_eq!(cancelled.status, StatusCode::ACCEPTED, "{}", cancelled.body);
+    let order = wait_for(&shop, &alice, id, &["cancelled"]).await;
+    assert_eq!(order["cancel_reason"], "cancelled_by_customer");
+
+    // An order shipped by an admin can no longer be cancelled.
+    put_line(&shop, &alice, filter, 2)
+        .await
+        .assert_status(StatusCode::OK);
+    let placed = checkout(&shop, &alice, "alice-checkout-3", &card).await;
+    assert_eq!(placed.status, StatusCode::ACCEPTED, "{}", placed.body);
+    let shipped_id = order_id(&placed);
+    ledger.accept(shipped_id);
+    wait_for(&shop, &alice, shipped_id, &["confirmed"]).await;
+    let shipped = shop
+        .post(
+            &format!("/api/v1/orders/{shipped_id}/ship"),
+            Some(&admin),
+            json!({}),
+        )
+        .await;
+    assert_eq!(shipped.status, StatusCode::OK, "{}", shipped.body);
+    assert_eq!(shipped.body["status"], "shipped");
+    shop.post(
+        &format!("/api/v1/orders/{shipped_id}/cancel"),
+        Some(&alice),
+        json!({}),
+    )
+    .await
+    .assert_problem(StatusCode::CONFLICT, "order-not-cancellable");
+    // The admin lists every order and filters by status.
+    let all = shop
+        .get("/api/v1/orders?status=cancelled", Some(&admin))
+        .await;
+    assert_eq!(all.status, StatusCode::OK, "{}", all.body);
+    assert_eq!(
+        all.body["items"].as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        all.body
+    );
+
+    let dbs = Databases::embedded(shop.data_dir.path()).await;
+    let report = invariants::check(&dbs, &ledger, Duration::from_secs(60)).await;
+    println!("invariants hold: {report}");
+    assert_eq!(report.units_sold, 2);
+    dbs.close().await;
+    shop.stop().await;
+}
