@@ -95,6 +95,7 @@ impl From<ReservationStatus> for wire::ReservationStatus {
             ReservationStatus::Released => Self::Released,
             ReservationStatus::Expired => Self::Expired,
             ReservationStatus::Rejected => Self::Rejected,
+            ReservationStatus::Returned => Self::Returned,
         }
     }
 }
