@@ -164,9 +164,7 @@ impl ReservationStatus {
         match self {
             Self::Active => Transition::Apply,
             Self::Committed => Transition::AlreadyDone,
-            Self::Released | Self::Expired | Self::Rejected | Self::Returned => {
-                Transition::Refuse
-            }
+            Self::Released | Self::Expired | Self::Rejected | Self::Returned => Transition::Refuse,
         }
     }
 
@@ -207,6 +205,28 @@ pub enum StockRelease {
     PutBackOnHand,
     /// It holds nothing: answer with its state.
     Nothing,
+}
+
+impl From<ReservationStatus> for contracts::inventory::ReservationStatus {
+    fn from(status: ReservationStatus) -> Self {
+        match status {
+            ReservationStatus::Active => Self::Active,
+            ReservationStatus::Committed => Self::Committed,
+            ReservationStatus::Released => Self::Released,
+            ReservationStatus::Expired => Self::Expired,
+            ReservationStatus::Rejected => Self::Rejected,
+            ReservationStatus::Returned => Self::Returned,
+        }
+    }
+}
+
+impl From<ReservationLine> for contracts::inventory::ReservedLine {
+    fn from(line: ReservationLine) -> Self {
+        Self {
+            product_id: line.product_id,
+            quantity: line.quantity,
+        }
+    }
 }
 
 /// The effect of a lifecycle operation on a reservation's current state.

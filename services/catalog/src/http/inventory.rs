@@ -21,8 +21,8 @@ use uuid::Uuid;
 
 use super::path_id;
 use crate::domain::inventory::{
-    self, LineDraft, Reservation, ReservationLine, ReservationRequest, ReservationStatus,
-    ReserveDraft, ReserveOutcome, Shortage, StockLevel, MAX_LINES, MAX_LINE_QUANTITY, MAX_TTL_SECS,
+    self, LineDraft, Reservation, ReservationRequest, ReserveDraft, ReserveOutcome, Shortage,
+    StockLevel, MAX_LINES, MAX_LINE_QUANTITY, MAX_TTL_SECS,
 };
 use crate::domain::product::STOCK_MAX;
 use crate::{AppState, CatalogError};
@@ -70,32 +70,7 @@ impl From<Reservation> for wire::Reservation {
             order_id: reservation.order_id,
             status: reservation.status.into(),
             expires_at: reservation.expires_at,
-            lines: reservation
-                .lines
-                .into_iter()
-                .map(
-                    |ReservationLine {
-                         product_id,
-                         quantity,
-                     }| wire::ReservedLine {
-                        product_id,
-                        quantity,
-                    },
-                )
-                .collect(),
-        }
-    }
-}
-
-impl From<ReservationStatus> for wire::ReservationStatus {
-    fn from(status: ReservationStatus) -> Self {
-        match status {
-            ReservationStatus::Active => Self::Active,
-            ReservationStatus::Committed => Self::Committed,
-            ReservationStatus::Released => Self::Released,
-            ReservationStatus::Expired => Self::Expired,
-            ReservationStatus::Rejected => Self::Rejected,
-            ReservationStatus::Returned => Self::Returned,
+            lines: reservation.lines.into_iter().map(Into::into).collect(),
         }
     }
 }

@@ -469,10 +469,10 @@ impl Store {
                 return Ok(lifecycle(load(tx, order_id).await?, true));
             }
         }
-        Err(anyhow::anyhow!(
-            "reservation {order_id} kept changing while it was being released"
+        Err(
+            anyhow::anyhow!("reservation {order_id} kept changing while it was being released")
+                .into(),
         )
-        .into())
     }
 
     /// A reservation's current state.
@@ -921,6 +921,34 @@ async fn read_level(
     }))
 }
 
+/// Asserts the stock invariants over every stock row: on hand never negative, reserved within
+/// on hand, and reserved equal to the sum of the product's active reservation lines.
+#[cfg(test)]
+pub(crate) async fn assert_stock_invariants(store: &Store) {
+    let rows = sqlx::query(
+        "SELECT s.product_id, s.on_hand, s.reserved, \
+         CAST((SELECT COALESCE(SUM(l.quantity), 0) FROM reservation_lines l \
+          JOIN reservations r ON r.order_id = l.order_id \
+          WHERE l.product_id = s.product_id AND r.status = 'active') AS BIGINT) AS held \
+         FROM stock s",
+    )
+    .fetch_all(store.db().pool())
+    .await
+    .expect("the stock rows");
+    for row in rows {
+        let product: String = column(&row, "product_id").expect("product_id");
+        let on_hand: i64 = column(&row, "on_hand").expect("on_hand");
+        let reserved: i64 = column(&row, "reserved").expect("reserved");
+        let held: i64 = column(&row, "held").expect("held");
+        assert!(on_hand >= 0, "{product}: on_hand {on_hand}");
+        assert!(
+            (0..=on_hand).contains(&reserved),
+            "{product}: reserved {reserved} of {on_hand}"
+        );
+        assert_eq!(reserved, held, "{product}: reserved vs active lines");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! The inventory repository suite, on SQLite and PostgreSQL. `now` is passed explicitly,
@@ -1002,31 +1030,8 @@ mod tests {
         (level.on_hand, level.reserved)
     }
 
-    /// Stock never negative, reserved within on_hand, and reserved equal to the sum of the
-    /// product's active reservation lines.
     async fn assert_invariants(ctx: &Ctx) {
-        let rows = sqlx::query(
-            "SELECT s.product_id, s.on_hand, s.reserved, \
-             CAST((SELECT COALESCE(SUM(l.quantity), 0) FROM reservation_lines l \
-              JOIN reservations r ON r.order_id = l.order_id \
-              WHERE l.product_id = s.product_id AND r.status = 'active') AS BIGINT) AS held \
-             FROM stock s",
-        )
-        .fetch_all(ctx.store.db().pool())
-        .await
-        .unwrap();
-        for row in rows {
-            let product: String = column(&row, "product_id").unwrap();
-            let on_hand: i64 = column(&row, "on_hand").unwrap();
-            let reserved: i64 = column(&row, "reserved").unwrap();
-            let held: i64 = column(&row, "held").unwrap();
-            assert!(on_hand >= 0, "{product}: on_hand {on_hand}");
-            assert!(
-                (0..=on_hand).contains(&reserved),
-                "{product}: reserved {reserved} of {on_hand}"
-            );
-            assert_eq!(reserved, held, "{product}: reserved vs active lines");
-        }
+        assert_stock_invariants(&ctx.store).await;
     }
 
     fn reserved(outcome: ReserveOutcome) -> Reservation {
