@@ -1460,8 +1460,96 @@ mod tests {
         assert_invariants(&ctx).await;
     }
 
+    /// The bus's steps change nothing unless the caller's transaction commits: a consumer
+    /// whose answer cannot be written rolls back the stock change with it.
+    async fn steps_in_a_callers_transaction_keep_nothing_when_it_rolls_back(ctx: Ctx) {
+        let a = product(&ctx, Some(5)).await;
+        let unknown = Uuid::new_v4();
+        let order = platform::new_id();
+        let now = platform::now();
+        let lines = [(a, 2), (unknown, 1)];
+
+        let mut tx = ctx.store.begin().await.unwrap();
+        let step = ctx
+            .store
+            .reserve_in(
+                &mut tx,
+                &request(order, &lines, 60),
+                now,
+                UnknownProducts::Short,
+            )
+            .await
+            .unwrap();
+        assert!(matches!(
+            step,
+            ReserveStep::Made(ReserveOutcome::Rejected { .. })
+        ));
+        tx.rollback().await.unwrap();
+        assert_eq!(ctx.store.get_reservation(order).await.unwrap(), None);
+
+        let mut tx = ctx.store.begin().await.unwrap();
+        let step = ctx
+            .store
+            .reserve_in(
+                &mut tx,
+                &request(order, &[(a, 2)], 60),
+                now,
+                UnknownProducts::Short,
+            )
+            .await
+            .unwrap();
+        assert!(matches!(
+            step,
+            ReserveStep::Made(ReserveOutcome::Reserved(_))
+        ));
+        tx.rollback().await.unwrap();
+        assert_eq!(level(&ctx, a).await, (5, 0));
+        assert_eq!(ctx.store.get_reservation(order).await.unwrap(), None);
+
+        // Committed: kept; a commit and a return rolled back leave it as it was.
+        ctx.store
+            .reserve(&request(order, &[(a, 2)], 60), now)
+            .await
+            .unwrap();
+        let mut tx = ctx.store.begin().await.unwrap();
+        let step = ctx.store.commit_in(&mut tx, order, now).await.unwrap();
+        assert!(matches!(step, Lifecycle::Applied(_)));
+        tx.rollback().await.unwrap();
+        assert_eq!(level(&ctx, a).await, (5, 2));
+        ctx.store.commit_reservation(order, now).await.unwrap();
+        let mut tx = ctx.store.begin().await.unwrap();
+        let step = ctx
+            .store
+            .release_or_return_in(&mut tx, order, now)
+            .await
+            .unwrap();
+        assert!(
+            matches!(&step, Lifecycle::Applied(r) if r.status == ReservationStatus::Returned),
+            "{step:?}"
+        );
+        tx.rollback().await.unwrap();
+        assert_eq!(level(&ctx, a).await, (3, 0));
+
+        // A release of an order never seen, rolled back, leaves no tombstone.
+        let never = platform::new_id();
+        let mut tx = ctx.store.begin().await.unwrap();
+        let step = ctx
+            .store
+            .release_or_return_in(&mut tx, never, now)
+            .await
+            .unwrap();
+        assert!(
+            matches!(&step, Lifecycle::Unchanged(r) if r.status == ReservationStatus::Released),
+            "{step:?}"
+        );
+        tx.rollback().await.unwrap();
+        assert_eq!(ctx.store.get_reservation(never).await.unwrap(), None);
+        assert_invariants(&ctx).await;
+    }
+
     platform::db_suite!(
         super::setup;
+        steps_in_a_callers_transaction_keep_nothing_when_it_rolls_back,
         reserve_then_commit,
         reserve_then_release,
         one_short_line_reserves_nothing,
