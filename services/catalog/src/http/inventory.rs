@@ -27,15 +27,6 @@ use crate::domain::inventory::{
 use crate::domain::product::STOCK_MAX;
 use crate::{AppState, CatalogError};
 
-/// The internal reservation API, documented for the services that call it (the order
-/// service); not part of the public document the gateway serves.
-#[derive(utoipa::OpenApi)]
-#[openapi(
-    paths(reserve, get_reservation, commit_reservation, release_reservation),
-    tags((name = "inventory-internal", description = "Stock reservations for the checkout saga"))
-)]
-pub struct InternalApi;
-
 /// Internal reservation routes (`/internal/v1/...`).
 pub fn internal_router() -> Router<AppState> {
     Router::new()
@@ -366,24 +357,3 @@ const _: () = {
     assert!(MAX_TTL_SECS == 86_400);
     assert!(STOCK_MAX == 1_000_000_000);
 };
-
-#[cfg(test)]
-mod tests {
-    use utoipa::OpenApi as _;
-
-    use super::InternalApi;
-
-    #[test]
-    fn the_internal_api_documents_every_reservation_route() {
-        let paths: Vec<String> = InternalApi::openapi().paths.paths.into_keys().collect();
-        assert_eq!(
-            paths,
-            [
-                "/internal/v1/reservations",
-                "/internal/v1/reservations/{order_id}",
-                "/internal/v1/reservations/{order_id}/commit",
-                "/internal/v1/reservations/{order_id}/release",
-            ]
-        );
-    }
-}
