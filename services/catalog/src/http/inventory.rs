@@ -4,7 +4,9 @@
 //!   `POST /api/v1/products/{id}/stock/adjustments`.
 //! - Internal (service to service, never routed by the gateway, so no caller identity):
 //!   `/internal/v1/reservations...`, called by the order service's checkout saga. Every call
-//!   is idempotent by order id: a repeat gets the first answer.
+//!   is idempotent by order id: a repeat gets the first answer. The saga can send the same
+//!   operations as commands on the bus instead (`crate::stock_commands`); there a release of
+//!   a committed reservation returns its units (`returned`), which this API refuses (409).
 
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -169,7 +171,7 @@ pub async fn get_reservation(
     responses(
         (status = 200, description = "Committed (now or before)", body = wire::Reservation),
         (status = 404, description = "No reservation for this order", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 409, description = "Released, expired or rejected (`reservation-not-active`)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "Released, expired, rejected or returned (`reservation-not-active`)", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn commit_reservation(
     State(state): State<AppState>,
@@ -183,13 +185,14 @@ pub async fn commit_reservation(
     Ok(axum::Json(reservation.into()))
 }
 
-/// Releases a reservation's stock. A repeat, or releasing an expired or rejected reservation,
-/// answers with its state. Releasing an order id never reserved records a `released`
+/// Releases a reservation's stock. A repeat, or releasing an expired, rejected or returned
+/// reservation, answers with its state; a committed one is refused (only the bus's release
+/// returns a sale). Releasing an order id never reserved records a `released`
 /// tombstone, so a reserve delayed past the saga's compensation is refused.
 #[utoipa::path(post, path = "/internal/v1/reservations/{order_id}/release", tag = "inventory-internal",
     params(("order_id" = Uuid, Path, description = "The order's id")),
     responses(
-        (status = 200, description = "Released (now or before), expired or rejected", body = wire::Reservation),
+        (status = 200, description = "Released (now or before), expired, rejected or returned", body = wire::Reservation),
         (status = 409, description = "Already committed (`reservation-not-active`)", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn release_reservation(

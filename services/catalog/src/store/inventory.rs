@@ -13,7 +13,16 @@
 //!
 //! Release before reserve: releasing an order id never seen records a `released` tombstone
 //! without lines, so a delayed reserve arriving after the saga's compensation is refused
-//! (409 `reservation-not-active`) instead of holding stock until it expires.
+//! (409 `reservation-not-active`, or `stock.rejected` `already_released` on the bus) instead
+//! of holding stock until it expires.
+//!
+//! Two callers: the HTTP API (`reserve`, `commit_reservation`, `release_reservation`: each its
+//! own write transaction, a lock timeout tried again once) and the bus consumer
+//! (`reserve_in`, `commit_in`, `release_or_return_in`: the same work in the consumer's
+//! transaction, which also holds its inbox record and answer; a lock timeout fails the whole
+//! transaction and the command comes again). The bus's release also undoes a sale: a
+//! committed reservation becomes `returned` and its units go back on hand, which leaves
+//! `reserved` (and so the invariant above) untouched.
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
