@@ -63,7 +63,8 @@ pub struct StockCommands {
     applied: Mutex<Option<&'static str>>,
 }
 
-/// A command's answer and the outcome to count when it commits (none for a repeat).
+/// A command's answer and the `reservations_total` outcome to count when it commits (none
+/// when it changed nothing and is not a reserve's replay).
 type Answer = (StockEvent, Option<&'static str>);
 
 impl StockCommands {
@@ -100,7 +101,7 @@ impl Handler for StockCommands {
             tracing::info!(
                 order_id = %answer.order_id(),
                 answer = answer.type_name(),
-                repeat = outcome.is_none(),
+                outcome = outcome.unwrap_or("unchanged"),
                 "stock command"
             );
             self.set_applied(outcome);
