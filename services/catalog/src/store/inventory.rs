@@ -33,7 +33,7 @@ use uuid::Uuid;
 use super::{column, Store};
 use crate::domain::inventory::{
     Reservation, ReservationLine, ReservationRequest, ReservationStatus, ReserveOutcome, Shortage,
-    StockLevel, Transition,
+    StockLevel, StockRelease, Transition,
 };
 use crate::domain::product::STOCK_MAX;
 use crate::error::CatalogError;
@@ -426,7 +426,6 @@ impl Store {
         order_id: Uuid,
         now: DateTime<Utc>,
     ) -> Result<Lifecycle, CatalogError> {
-        use crate::domain::inventory::StockRelease;
         // A reserve (or a commit) committing while we look, on PostgreSQL, changes what there
         // is to do; each statement sees what committed before it, so look again.
         for _ in 0..RELEASE_RACE_ATTEMPTS {
