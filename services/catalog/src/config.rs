@@ -22,6 +22,14 @@ pub struct Settings {
     /// Load the demo catalog at start-up when the catalog is empty.
     #[serde(default)]
     pub seed_demo_if_empty: bool,
+    /// The durable consumer of the stock command subjects (`inventory.command.>`): every
+    /// instance of one deployment shares it (each command goes to one of them).
+    #[serde(default = "default_command_consumer")]
+    pub command_consumer: String,
+}
+
+fn default_command_consumer() -> String {
+    "catalog-stock-commands".to_owned()
 }
 
 fn default_sweep_interval_ms() -> u64 {
@@ -45,6 +53,18 @@ impl Validate for Settings {
             return Err(ConfigError::new(
                 "reservation_sweep_interval_ms",
                 "must be positive",
+            ));
+        }
+        let name = &self.command_consumer;
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(ConfigError::new(
+                "command_consumer",
+                "must be 1 to 64 letters, digits, - or _ (a JetStream consumer name)",
             ));
         }
         if self.default_reservation_ttl_secs == 0 {
@@ -75,6 +95,7 @@ mod tests {
         assert_eq!(config.settings.reservation_sweep_interval_ms, 5_000);
         assert_eq!(config.settings.default_reservation_ttl_secs, 900);
         assert!(!config.settings.seed_demo_if_empty);
+        assert_eq!(config.settings.command_consumer, "catalog-stock-commands");
         assert_eq!(config.common.listen.port(), 8082);
         assert_eq!(config.common.internal_listen.port(), 9082);
         assert!(!format!("{config:?}").contains("x.db"));
@@ -86,6 +107,8 @@ mod tests {
         assert_eq!(error.key, "catalog.page_size_max");
         let error = load(&[("MICROMART_CATALOG__DATABASE_URL", "mysql://x")]).unwrap_err();
         assert_eq!(error.key, "catalog.database_url");
+        let error = load(&[("MICROMART_CATALOG__COMMAND_CONSUMER", "a.b")]).unwrap_err();
+        assert_eq!(error.key, "catalog.command_consumer");
         let error = load(&[("MICROMART_CATALOG__PAGE_SIZE_MAXX", "3")]).unwrap_err();
         assert_eq!(error.key, "catalog.page_size_maxx");
     }

@@ -1,5 +1,8 @@
 //! The catalog service: products, categories, browsing and full-text search, the admin API,
-//! and (see `store::inventory`, `http::inventory`) stock and reservations.
+//! and (see `store::inventory`, `http::inventory`) stock and reservations, which the checkout
+//! saga drives over the internal HTTP API or as commands on the bus (`stock_commands`,
+//! stream `INVENTORY`); other services read products through the internal lookup
+//! (`http::lookup`).
 //!
 //! A library: [`Catalog`] is its entry for the service kit, which loads its [`Config`] and
 //! runs it; the `micromart` CLI lists it in its registry.
@@ -9,6 +12,7 @@ pub mod domain;
 mod error;
 pub mod http;
 mod seed;
+pub mod stock_commands;
 pub mod store;
 mod sweeper;
 
@@ -45,6 +49,9 @@ impl Service for Catalog {
         PublicRoute::new("/api/v1/categories", RouteAuth::Optional),
     ];
     const PROBLEM_TYPES: &'static [platform::http::ProblemType] = PROBLEM_TYPES;
+    /// Its answers to stock commands; it consumes the commands from the same stream.
+    const PUBLISHES: &'static [contracts::events::StreamSpec] = &[contracts::inventory::STREAM];
+    const CONSUMES: bool = true;
     type Settings = Settings;
 
     fn migrations() -> platform::service::Migrations {
@@ -62,8 +69,13 @@ impl Service for Catalog {
             settings: Arc::new(config.settings.clone()),
         };
         let sweep_every = Duration::from_millis(config.settings.reservation_sweep_interval_ms);
+        let commands = stock_commands::StockCommands::new(store.clone(), kit.publisher.clone());
         Ok(ServiceParts::new(http::public_router(state.clone()))
             .with_internal(http::internal_router(state))
+            .with_consumer(stock_commands::consumer(
+                config.settings.command_consumer.clone(),
+                commands,
+            ))
             .with_task(move |stop| sweeper::run_sweeper(store, sweep_every, stop)))
     }
 

@@ -38,6 +38,9 @@ fn catalog_command(database_url: &str, public: u16, internal: u16) -> Command {
             "MICROMART_CATALOG__INTERNAL_LISTEN",
             format!("127.0.0.1:{internal}"),
         )
+        // Catalog consumes stock commands; each instance's own in-process bus keeps this
+        // test of the database off any broker.
+        .env("MICROMART_EVENTS__URL", "memory")
         .env("MICROMART_INTERNAL__TOKEN", TOKEN)
         .env("MICROMART_INTERNAL__GATEWAY_CREDENTIAL", CREDENTIAL)
         .env(

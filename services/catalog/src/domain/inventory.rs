@@ -3,7 +3,10 @@
 //!
 //! Lifecycle: a reserve either holds stock (`active`) or records why it could not
 //! (`rejected`); an active reservation ends `committed` (stock leaves the shelf), `released`
-//! (the order gave up) or `expired` (the sweeper reclaimed it). Every end state is final.
+//! (the order gave up) or `expired` (the sweeper reclaimed it). Only one end state moves on:
+//! a `committed` sale becomes `returned` (its units back on hand) when the order's
+//! compensation releases it on the bus ([`ReservationStatus::on_stock_release`]); the HTTP
+//! release keeps refusing it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -127,6 +130,9 @@ pub enum ReservationStatus {
     Expired,
     /// Not enough stock: nothing was held.
     Rejected,
+    /// A committed sale undone by the order's compensation on the bus: its units are back on
+    /// hand. Final.
+    Returned,
 }
 
 impl ReservationStatus {
@@ -137,6 +143,7 @@ impl ReservationStatus {
             Self::Released => "released",
             Self::Expired => "expired",
             Self::Rejected => "rejected",
+            Self::Returned => "returned",
         }
     }
 
@@ -147,6 +154,7 @@ impl ReservationStatus {
             "released" => Self::Released,
             "expired" => Self::Expired,
             "rejected" => Self::Rejected,
+            "returned" => Self::Returned,
             _ => return None,
         })
     }
@@ -156,17 +164,67 @@ impl ReservationStatus {
         match self {
             Self::Active => Transition::Apply,
             Self::Committed => Transition::AlreadyDone,
-            Self::Released | Self::Expired | Self::Rejected => Transition::Refuse,
+            Self::Released | Self::Expired | Self::Rejected | Self::Returned => Transition::Refuse,
         }
     }
 
-    /// What a release does to a reservation in this state. Releasing something that holds
-    /// nothing (expired, rejected) succeeds: the caller wanted the stock free, and it is.
+    /// What a release (the HTTP API's) does to a reservation in this state. Releasing
+    /// something that holds nothing (expired, rejected, returned) succeeds: the caller wanted
+    /// the stock free, and it is. A committed sale is refused: the HTTP API never undoes one.
     pub fn on_release(self) -> Transition {
         match self {
             Self::Active => Transition::Apply,
-            Self::Released | Self::Expired | Self::Rejected => Transition::AlreadyDone,
+            Self::Released | Self::Expired | Self::Rejected | Self::Returned => {
+                Transition::AlreadyDone
+            }
             Self::Committed => Transition::Refuse,
+        }
+    }
+
+    /// What the bus's release ("make sure the order holds no stock", the checkout saga's
+    /// compensation) does to a reservation in this state. Unlike [`Self::on_release`] it
+    /// also undoes a sale: the saga releases a committed order only when the order failed
+    /// after its stock left the shelf, and then the units must be sellable again.
+    pub fn on_stock_release(self) -> StockRelease {
+        match self {
+            Self::Active => StockRelease::GiveBack,
+            Self::Committed => StockRelease::PutBackOnHand,
+            Self::Released | Self::Expired | Self::Rejected | Self::Returned => {
+                StockRelease::Nothing
+            }
+        }
+    }
+}
+
+/// What the bus's release does to a reservation (see [`ReservationStatus::on_stock_release`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StockRelease {
+    /// Active: its held units become available again (`released`).
+    GiveBack,
+    /// Committed: its sold units go back on hand (`returned`).
+    PutBackOnHand,
+    /// It holds nothing: answer with its state.
+    Nothing,
+}
+
+impl From<ReservationStatus> for contracts::inventory::ReservationStatus {
+    fn from(status: ReservationStatus) -> Self {
+        match status {
+            ReservationStatus::Active => Self::Active,
+            ReservationStatus::Committed => Self::Committed,
+            ReservationStatus::Released => Self::Released,
+            ReservationStatus::Expired => Self::Expired,
+            ReservationStatus::Rejected => Self::Rejected,
+            ReservationStatus::Returned => Self::Returned,
+        }
+    }
+}
+
+impl From<ReservationLine> for contracts::inventory::ReservedLine {
+    fn from(line: ReservationLine) -> Self {
+        Self {
+            product_id: line.product_id,
+            quantity: line.quantity,
         }
     }
 }
@@ -365,13 +423,16 @@ mod tests {
         use Transition::*;
         assert_eq!(Active.on_commit(), Apply);
         assert_eq!(Committed.on_commit(), AlreadyDone);
-        for status in [Released, Expired, Rejected] {
+        for status in [Released, Expired, Rejected, Returned] {
             assert_eq!(status.on_commit(), Refuse);
             assert_eq!(status.on_release(), AlreadyDone);
+            assert_eq!(status.on_stock_release(), StockRelease::Nothing);
         }
         assert_eq!(Active.on_release(), Apply);
         assert_eq!(Committed.on_release(), Refuse);
-        for status in [Active, Committed, Released, Expired, Rejected] {
+        assert_eq!(Active.on_stock_release(), StockRelease::GiveBack);
+        assert_eq!(Committed.on_stock_release(), StockRelease::PutBackOnHand);
+        for status in [Active, Committed, Released, Expired, Rejected, Returned] {
             assert_eq!(ReservationStatus::parse(status.as_str()), Some(status));
         }
         assert_eq!(ReservationStatus::parse("ACTIVE"), None);

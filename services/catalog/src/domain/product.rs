@@ -286,6 +286,23 @@ impl Product {
     }
 }
 
+/// What the internal lookup answers about a product (`contracts::catalog`), and how many
+/// products one lookup may name.
+pub use contracts::catalog::{ProductSnapshot, MAX_LOOKUP_IDS};
+
+/// The ids of a lookup: 1 to [`MAX_LOOKUP_IDS`] as sent, each kept once, in the order first
+/// named (the answer's order).
+pub fn parse_lookup_ids(ids: &[Uuid]) -> Result<Vec<Uuid>, FieldViolation> {
+    if ids.is_empty() || ids.len() > MAX_LOOKUP_IDS {
+        return Err(FieldViolation::new(
+            "ids",
+            format!("must have 1 to {MAX_LOOKUP_IDS} ids"),
+        ));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(ids.len());
+    Ok(ids.iter().copied().filter(|id| seen.insert(*id)).collect())
+}
+
 /// Reads the version out of an `If-Match`/`If-None-Match` entity tag (`"3"` or `W/"3"`).
 pub fn parse_etag(tag: &str) -> Option<i64> {
     let tag = tag.trim();
@@ -405,6 +422,17 @@ mod tests {
                 "stock"
             ]
         );
+    }
+
+    #[test]
+    fn lookup_ids_are_bounded_and_kept_once_in_order() {
+        let (a, b) = (Uuid::from_u128(2), Uuid::from_u128(1));
+        assert_eq!(parse_lookup_ids(&[a, b, a, b]).unwrap(), [a, b]);
+        assert_eq!(parse_lookup_ids(&[]).unwrap_err().field, "ids");
+        let most = vec![a; MAX_LOOKUP_IDS];
+        assert_eq!(parse_lookup_ids(&most).unwrap(), [a]);
+        let too_many = vec![a; MAX_LOOKUP_IDS + 1];
+        assert_eq!(parse_lookup_ids(&too_many).unwrap_err().field, "ids");
     }
 
     proptest! {

@@ -4,7 +4,9 @@
 //!   `POST /api/v1/products/{id}/stock/adjustments`.
 //! - Internal (service to service, never routed by the gateway, so no caller identity):
 //!   `/internal/v1/reservations...`, called by the order service's checkout saga. Every call
-//!   is idempotent by order id: a repeat gets the first answer.
+//!   is idempotent by order id: a repeat gets the first answer. The saga can send the same
+//!   operations as commands on the bus instead (`crate::stock_commands`); there a release of
+//!   a committed reservation returns its units (`returned`), which this API refuses (409).
 
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -21,20 +23,11 @@ use uuid::Uuid;
 
 use super::path_id;
 use crate::domain::inventory::{
-    self, LineDraft, Reservation, ReservationLine, ReservationRequest, ReservationStatus,
-    ReserveDraft, ReserveOutcome, Shortage, StockLevel, MAX_LINES, MAX_LINE_QUANTITY, MAX_TTL_SECS,
+    self, LineDraft, Reservation, ReservationRequest, ReserveDraft, ReserveOutcome, Shortage,
+    StockLevel, MAX_LINES, MAX_LINE_QUANTITY, MAX_TTL_SECS,
 };
 use crate::domain::product::STOCK_MAX;
 use crate::{AppState, CatalogError};
-
-/// The internal reservation API, documented for the services that call it (the order
-/// service); not part of the public document the gateway serves.
-#[derive(utoipa::OpenApi)]
-#[openapi(
-    paths(reserve, get_reservation, commit_reservation, release_reservation),
-    tags((name = "inventory-internal", description = "Stock reservations for the checkout saga"))
-)]
-pub struct InternalApi;
 
 /// Internal reservation routes (`/internal/v1/...`).
 pub fn internal_router() -> Router<AppState> {
@@ -70,31 +63,7 @@ impl From<Reservation> for wire::Reservation {
             order_id: reservation.order_id,
             status: reservation.status.into(),
             expires_at: reservation.expires_at,
-            lines: reservation
-                .lines
-                .into_iter()
-                .map(
-                    |ReservationLine {
-                         product_id,
-                         quantity,
-                     }| wire::ReservedLine {
-                        product_id,
-                        quantity,
-                    },
-                )
-                .collect(),
-        }
-    }
-}
-
-impl From<ReservationStatus> for wire::ReservationStatus {
-    fn from(status: ReservationStatus) -> Self {
-        match status {
-            ReservationStatus::Active => Self::Active,
-            ReservationStatus::Committed => Self::Committed,
-            ReservationStatus::Released => Self::Released,
-            ReservationStatus::Expired => Self::Expired,
-            ReservationStatus::Rejected => Self::Rejected,
+            lines: reservation.lines.into_iter().map(Into::into).collect(),
         }
     }
 }
@@ -202,7 +171,7 @@ pub async fn get_reservation(
     responses(
         (status = 200, description = "Committed (now or before)", body = wire::Reservation),
         (status = 404, description = "No reservation for this order", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 409, description = "Released, expired or rejected (`reservation-not-active`)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "Released, expired, rejected or returned (`reservation-not-active`)", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn commit_reservation(
     State(state): State<AppState>,
@@ -216,13 +185,14 @@ pub async fn commit_reservation(
     Ok(axum::Json(reservation.into()))
 }
 
-/// Releases a reservation's stock. A repeat, or releasing an expired or rejected reservation,
-/// answers with its state. Releasing an order id never reserved records a `released`
+/// Releases a reservation's stock. A repeat, or releasing an expired, rejected or returned
+/// reservation, answers with its state; a committed one is refused (only the bus's release
+/// returns a sale). Releasing an order id never reserved records a `released`
 /// tombstone, so a reserve delayed past the saga's compensation is refused.
 #[utoipa::path(post, path = "/internal/v1/reservations/{order_id}/release", tag = "inventory-internal",
     params(("order_id" = Uuid, Path, description = "The order's id")),
     responses(
-        (status = 200, description = "Released (now or before), expired or rejected", body = wire::Reservation),
+        (status = 200, description = "Released (now or before), expired, rejected or returned", body = wire::Reservation),
         (status = 409, description = "Already committed (`reservation-not-active`)", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn release_reservation(
@@ -390,24 +360,3 @@ const _: () = {
     assert!(MAX_TTL_SECS == 86_400);
     assert!(STOCK_MAX == 1_000_000_000);
 };
-
-#[cfg(test)]
-mod tests {
-    use utoipa::OpenApi as _;
-
-    use super::InternalApi;
-
-    #[test]
-    fn the_internal_api_documents_every_reservation_route() {
-        let paths: Vec<String> = InternalApi::openapi().paths.paths.into_keys().collect();
-        assert_eq!(
-            paths,
-            [
-                "/internal/v1/reservations",
-                "/internal/v1/reservations/{order_id}",
-                "/internal/v1/reservations/{order_id}/commit",
-                "/internal/v1/reservations/{order_id}/release",
-            ]
-        );
-    }
-}

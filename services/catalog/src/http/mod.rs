@@ -2,6 +2,7 @@
 
 pub mod categories;
 pub mod inventory;
+pub mod lookup;
 pub mod products;
 
 use axum::Router;
@@ -20,11 +21,32 @@ pub fn public_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The internal routes (reservations), served on the internal listener behind the
-/// deployment's internal token.
+/// The internal routes (reservations, the product lookup), served on the internal listener
+/// behind the deployment's internal token.
 pub fn internal_router(state: AppState) -> Router {
-    inventory::internal_router().with_state(state)
+    Router::new()
+        .merge(inventory::internal_router())
+        .merge(lookup::internal_router())
+        .with_state(state)
 }
+
+/// The internal API, documented for the services that call it (the order service); not part
+/// of the public document the gateway serves.
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        inventory::reserve,
+        inventory::get_reservation,
+        inventory::commit_reservation,
+        inventory::release_reservation,
+        lookup::lookup_products,
+    ),
+    tags(
+        (name = "inventory-internal", description = "Stock reservations for the checkout saga"),
+        (name = "products-internal", description = "Products as the cart and the checkout read them"),
+    )
+)]
+pub struct InternalApi;
 
 /// The public API (what the gateway exposes), for the shop's merged OpenAPI document.
 #[derive(OpenApi)]
@@ -57,6 +79,30 @@ pub(crate) fn path_id(text: &str, what: &'static str) -> Result<uuid::Uuid, crat
 
 #[cfg(test)]
 mod tests {
+    use utoipa::OpenApi as _;
+
+    use super::InternalApi;
+
+    #[test]
+    fn the_internal_api_documents_every_internal_route() {
+        let paths: Vec<String> = InternalApi::openapi().paths.paths.into_keys().collect();
+        assert_eq!(
+            paths,
+            [
+                "/internal/v1/products/lookup",
+                "/internal/v1/reservations",
+                "/internal/v1/reservations/{order_id}",
+                "/internal/v1/reservations/{order_id}/commit",
+                "/internal/v1/reservations/{order_id}/release",
+            ]
+        );
+        let json = InternalApi::openapi().to_json().unwrap();
+        assert!(
+            json.contains("ProductSnapshot") && json.contains("LookupRequest"),
+            "{json}"
+        );
+    }
+
     #[test]
     fn the_openapi_document_describes_the_public_routes_only() {
         let document = <crate::Catalog as platform::service::Service>::openapi();

@@ -13,7 +13,16 @@
 //!
 //! Release before reserve: releasing an order id never seen records a `released` tombstone
 //! without lines, so a delayed reserve arriving after the saga's compensation is refused
-//! (409 `reservation-not-active`) instead of holding stock until it expires.
+//! (409 `reservation-not-active`, or `stock.rejected` `already_released` on the bus) instead
+//! of holding stock until it expires.
+//!
+//! Two callers: the HTTP API (`reserve`, `commit_reservation`, `release_reservation`: each its
+//! own write transaction, a lock timeout tried again once) and the bus consumer
+//! (`reserve_in`, `commit_in`, `release_or_return_in`: the same work in the consumer's
+//! transaction, which also holds its inbox record and answer; a lock timeout fails the whole
+//! transaction and the command comes again). The bus's release also undoes a sale: a
+//! committed reservation becomes `returned` and its units go back on hand, which leaves
+//! `reserved` (and so the invariant above) untouched.
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
@@ -24,7 +33,7 @@ use uuid::Uuid;
 use super::{column, Store};
 use crate::domain::inventory::{
     Reservation, ReservationLine, ReservationRequest, ReservationStatus, ReserveOutcome, Shortage,
-    StockLevel, Transition,
+    StockLevel, StockRelease, Transition,
 };
 use crate::domain::product::STOCK_MAX;
 use crate::error::CatalogError;
@@ -36,12 +45,51 @@ pub struct Reserved {
     pub replayed: bool,
 }
 
+/// What a reserve did in the caller's transaction ([`Store::reserve_in`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReserveStep {
+    /// The order's first reserve: its outcome is recorded (and held, if reserved) once the
+    /// transaction commits.
+    Made(ReserveOutcome),
+    /// The order reserved the same lines before: the first outcome, nothing changed.
+    Replayed(ReserveOutcome),
+    /// The order was released before it reserved (a tombstone): nothing is held, nothing
+    /// changed.
+    AlreadyReleased,
+}
+
+/// What a reserve does with a line naming a product catalog does not know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnknownProducts {
+    /// A client error (the HTTP API's 422): the caller rolls back, so nothing about the
+    /// order is kept.
+    Refuse,
+    /// A shortage with nothing available, recorded like any other (the bus: a command is
+    /// answered, and only malformed data is refused).
+    Short,
+}
+
+/// What a commit or a release found and did in the caller's transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lifecycle {
+    /// It changed the reservation (to the state it holds now) and the stock.
+    Applied(Reservation),
+    /// It changed nothing: the reservation as it is.
+    Unchanged(Reservation),
+    /// The order has no reservation.
+    Missing,
+}
+
 type Tx = Transaction<'static, Any>;
 
+/// How often the bus's release looks again at a reservation that a concurrent reserve or
+/// commit changed under it (PostgreSQL; SQLite has one writer).
+const RELEASE_RACE_ATTEMPTS: usize = 3;
+
 /// Counts reservation state changes by outcome (`reservations_total{outcome}`): reserved,
-/// rejected, replayed, committed, released, expired. Idempotent repeats of a commit or
-/// release are not counted.
-fn count(outcome: &'static str, n: u64) {
+/// rejected, replayed, committed, released, returned, expired. Idempotent repeats of a commit
+/// or release are not counted. Callers count once their transaction committed.
+pub(crate) fn count(outcome: &'static str, n: u64) {
     if n > 0 {
         metrics::counter!("reservations_total", "outcome" => outcome).increment(n);
     }
@@ -64,9 +112,52 @@ impl Store {
         request: &ReservationRequest,
         now: DateTime<Utc>,
     ) -> Result<Reserved, CatalogError> {
+        let mut tx = self.begin().await?;
+        // On an error the dropped transaction rolls back: an unknown product leaves no trace.
+        let step = self
+            .reserve_in(&mut tx, request, now, UnknownProducts::Refuse)
+            .await?;
+        let outcome = match step {
+            ReserveStep::Made(outcome) => outcome,
+            ReserveStep::Replayed(outcome) => {
+                // Seen before: answer as the first time, touching nothing.
+                tx.rollback().await.context("failed to end a replay")?;
+                count("replayed", 1);
+                return Ok(Reserved {
+                    outcome,
+                    replayed: true,
+                });
+            }
+            ReserveStep::AlreadyReleased => {
+                tx.rollback().await.context("failed to end a replay")?;
+                return Err(CatalogError::ReservationNotActive {
+                    status: ReservationStatus::Released.as_str(),
+                });
+            }
+        };
+        tx.commit()
+            .await
+            .context("failed to commit a reservation")?;
+        count(outcome.label(), 1);
+        Ok(Reserved {
+            outcome,
+            replayed: false,
+        })
+    }
+
+    /// [`Store::reserve`]'s work in the caller's write transaction (the bus consumer's), which
+    /// the caller commits: the reservation row, the held stock and the recorded outcome, or
+    /// (for a repeat) nothing. `unknown` says whether a line naming an unknown product is an
+    /// error or a shortage. A repeat with other lines is `ReservationMismatch`.
+    pub async fn reserve_in(
+        &self,
+        tx: &mut Tx,
+        request: &ReservationRequest,
+        now: DateTime<Utc>,
+        unknown: UnknownProducts,
+    ) -> Result<ReserveStep, CatalogError> {
         let order_id = request.order_id.to_string();
         let expires_at = request.expires_at(now);
-        let mut tx = self.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO reservations (order_id, status, expires_at, created_at, updated_at) \
              VALUES ($1, 'active', $2, $3, $3) ON CONFLICT (order_id) DO NOTHING",
@@ -74,52 +165,46 @@ impl Store {
         .bind(order_id.clone())
         .bind(encode_time(expires_at))
         .bind(encode_time(now))
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
         .context("failed to insert a reservation")?
         .rows_affected();
         if inserted == 0 {
-            // Seen before: answer as the first time, touching nothing.
-            let replay = replay(&mut tx, request).await;
-            tx.rollback().await.context("failed to end a replay")?;
-            if replay.is_ok() {
-                count("replayed", 1);
-            }
-            return replay;
+            return replay(tx, request).await;
         }
 
-        let products = product_states(&mut tx, request).await?;
-        let unknown: Vec<_> = request
-            .lines
-            .iter()
-            .filter(|line| !products.iter().any(|(id, _)| *id == line.product_id))
-            .map(|line| line.product_id)
-            .collect();
-        if !unknown.is_empty() {
-            // A client error, not an outcome: roll back so nothing about the order is kept.
-            tx.rollback()
-                .await
-                .context("failed to roll back a reservation")?;
-            return Err(CatalogError::Validation(
-                unknown
-                    .iter()
-                    .map(|id| {
-                        platform::http::FieldViolation::new(
-                            "lines",
-                            format!("no such product: {id}"),
-                        )
-                    })
-                    .collect(),
-            ));
+        let products = product_states(tx, request).await?;
+        if unknown == UnknownProducts::Refuse {
+            let unknown: Vec<_> = request
+                .lines
+                .iter()
+                .filter(|line| !products.iter().any(|(id, _)| *id == line.product_id))
+                .map(|line| line.product_id)
+                .collect();
+            if !unknown.is_empty() {
+                // A client error, not an outcome: the caller rolls back.
+                return Err(CatalogError::Validation(
+                    unknown
+                        .iter()
+                        .map(|id| {
+                            platform::http::FieldViolation::new(
+                                "lines",
+                                format!("no such product: {id}"),
+                            )
+                        })
+                        .collect(),
+                ));
+            }
         }
 
         // Hold each line; on any shortage, undo the holds but keep the reservation row.
         sqlx::query("SAVEPOINT reserve_lines")
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await
             .context("failed to open a savepoint")?;
         let mut shortages = Vec::new();
         for line in &request.lines {
+            // An unknown product (only with `UnknownProducts::Short`) is not active.
             let active = products
                 .iter()
                 .any(|(id, active)| *id == line.product_id && *active);
@@ -131,7 +216,7 @@ impl Store {
                 .bind(line.quantity)
                 .bind(encode_time(now))
                 .bind(line.product_id.to_string())
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await
                 .context("failed to reserve stock")?
                 .rows_affected()
@@ -139,7 +224,7 @@ impl Store {
             if !held {
                 // Each product appears once, so this row is not one we changed above.
                 let available = if active {
-                    available_in(&mut tx, line.product_id).await?
+                    available_in(tx, line.product_id).await?
                 } else {
                     0
                 };
@@ -163,7 +248,7 @@ impl Store {
             )
         } else {
             sqlx::query("ROLLBACK TO SAVEPOINT reserve_lines")
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await
                 .context("failed to undo partial holds")?;
             (
@@ -175,7 +260,7 @@ impl Store {
             )
         };
         // The lines are kept for a rejected reservation too: a repeat is compared against them.
-        insert_lines(&mut tx, &order_id, &request.lines).await?;
+        insert_lines(tx, &order_id, &request.lines).await?;
         let outcome_json =
             serde_json::to_string(&outcome).context("failed to encode a reserve outcome")?;
         sqlx::query(
@@ -186,17 +271,10 @@ impl Store {
         .bind(outcome_json)
         .bind(encode_time(now))
         .bind(order_id)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
         .context("failed to record a reserve outcome")?;
-        tx.commit()
-            .await
-            .context("failed to commit a reservation")?;
-        count(outcome.label(), 1);
-        Ok(Reserved {
-            outcome,
-            replayed: false,
-        })
+        Ok(ReserveStep::Made(outcome))
     }
 
     /// Turns an active reservation into a sale: on_hand and reserved both drop by each line.
@@ -216,9 +294,45 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Reservation, CatalogError> {
         let mut tx = self.begin().await?;
-        let changed = transition(&mut tx, order_id, ReservationStatus::Committed, now).await?;
+        let step = self.commit_in(&mut tx, order_id, now).await?;
+        tx.commit()
+            .await
+            .context("failed to commit a reservation commit")?;
+        match step {
+            Lifecycle::Applied(reservation) => {
+                count("committed", 1);
+                Ok(reservation)
+            }
+            Lifecycle::Unchanged(reservation) => match reservation.status.on_commit() {
+                Transition::AlreadyDone => Ok(reservation),
+                // Apply cannot happen: the conditional UPDATE found it not active.
+                Transition::Apply | Transition::Refuse => Err(CatalogError::ReservationNotActive {
+                    status: reservation.status.as_str(),
+                }),
+            },
+            Lifecycle::Missing => Err(CatalogError::NotFound("reservation")),
+        }
+    }
+
+    /// [`Store::commit_reservation`]'s work in the caller's write transaction: `Applied`
+    /// when it committed an active reservation now, else the reservation as it is (the
+    /// caller tells an earlier commit from a refusal by its status).
+    pub async fn commit_in(
+        &self,
+        tx: &mut Tx,
+        order_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Lifecycle, CatalogError> {
+        let changed = transition(
+            tx,
+            order_id,
+            ReservationStatus::Active,
+            ReservationStatus::Committed,
+            now,
+        )
+        .await?;
         if changed {
-            for line in lines_of(&mut tx, order_id).await? {
+            for line in lines_of(tx, order_id).await? {
                 let updated = sqlx::query(
                     "UPDATE stock SET on_hand = on_hand - $1, reserved = reserved - $1, \
                      updated_at = $2 WHERE product_id = $3 AND reserved >= $1",
@@ -226,7 +340,7 @@ impl Store {
                 .bind(line.quantity)
                 .bind(encode_time(now))
                 .bind(line.product_id.to_string())
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await
                 .context("failed to commit stock")?
                 .rows_affected();
@@ -239,22 +353,7 @@ impl Store {
                 }
             }
         }
-        let reservation = load(&mut tx, order_id).await?;
-        tx.commit()
-            .await
-            .context("failed to commit a reservation commit")?;
-        let reservation = reservation.ok_or(CatalogError::NotFound("reservation"))?;
-        if changed {
-            count("committed", 1);
-            return Ok(reservation);
-        }
-        match reservation.status.on_commit() {
-            Transition::AlreadyDone => Ok(reservation),
-            // Apply cannot happen: the conditional UPDATE found it not active.
-            Transition::Apply | Transition::Refuse => Err(CatalogError::ReservationNotActive {
-                status: reservation.status.as_str(),
-            }),
-        }
+        Ok(lifecycle(load(tx, order_id).await?, changed))
     }
 
     /// Gives an active reservation's stock back. Repeating it (or releasing an expired or
@@ -284,20 +383,18 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Reservation, CatalogError> {
         let mut tx = self.begin().await?;
-        let changed = transition(&mut tx, order_id, ReservationStatus::Released, now).await?;
+        let changed = transition(
+            &mut tx,
+            order_id,
+            ReservationStatus::Active,
+            ReservationStatus::Released,
+            now,
+        )
+        .await?;
         if changed {
             give_back(&mut tx, order_id, now).await?;
         } else {
-            // The tombstone; if the order id exists this inserts nothing.
-            sqlx::query(
-                "INSERT INTO reservations (order_id, status, expires_at, created_at, updated_at) \
-                 VALUES ($1, 'released', $2, $2, $2) ON CONFLICT (order_id) DO NOTHING",
-            )
-            .bind(order_id.to_string())
-            .bind(encode_time(now))
-            .execute(&mut *tx)
-            .await
-            .context("failed to record a release tombstone")?;
+            insert_tombstone(&mut tx, order_id, now).await?;
         }
         let reservation = load(&mut tx, order_id).await?;
         tx.commit()
@@ -315,6 +412,75 @@ impl Store {
                 status: reservation.status.as_str(),
             }),
         }
+    }
+
+    /// The bus's release, in the caller's write transaction: makes sure the order holds no
+    /// stock, whatever it did before. An active reservation gives its stock back
+    /// (`released`); a committed one puts its units back on hand (`returned`, the
+    /// compensation of a sale, which the HTTP release refuses); an order never seen gets a
+    /// `released` tombstone so a late reserve is refused. `Applied` when it changed something
+    /// now; never `Missing`.
+    pub async fn release_or_return_in(
+        &self,
+        tx: &mut Tx,
+        order_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Lifecycle, CatalogError> {
+        // A reserve (or a commit) committing while we look, on PostgreSQL, changes what there
+        // is to do; each statement sees what committed before it, so look again.
+        for _ in 0..RELEASE_RACE_ATTEMPTS {
+            let current = load(tx, order_id).await?;
+            let Some(current) = current else {
+                // The tombstone; if a concurrent reserve inserted the order meanwhile, this
+                // waits for it and inserts nothing, and the next round sees that reserve.
+                insert_tombstone(tx, order_id, now).await?;
+                match load(tx, order_id).await? {
+                    Some(found) if found.status.on_stock_release() == StockRelease::Nothing => {
+                        return Ok(Lifecycle::Unchanged(found));
+                    }
+                    _ => continue,
+                }
+            };
+            let changed = match current.status.on_stock_release() {
+                StockRelease::Nothing => return Ok(Lifecycle::Unchanged(current)),
+                StockRelease::GiveBack => {
+                    let changed = transition(
+                        tx,
+                        order_id,
+                        ReservationStatus::Active,
+                        ReservationStatus::Released,
+                        now,
+                    )
+                    .await?;
+                    if changed {
+                        give_back(tx, order_id, now).await?;
+                    }
+                    changed
+                }
+                StockRelease::PutBackOnHand => {
+                    let changed = transition(
+                        tx,
+                        order_id,
+                        ReservationStatus::Committed,
+                        ReservationStatus::Returned,
+                        now,
+                    )
+                    .await?;
+                    if changed {
+                        put_back_on_hand(tx, order_id, now).await?;
+                    }
+                    changed
+                }
+            };
+            // Not changed: a commit, a release or the sweeper moved it since we read it.
+            if changed {
+                return Ok(lifecycle(load(tx, order_id).await?, true));
+            }
+        }
+        Err(
+            anyhow::anyhow!("reservation {order_id} kept changing while it was being released")
+                .into(),
+        )
     }
 
     /// A reservation's current state.
@@ -507,21 +673,16 @@ impl Store {
 }
 
 /// The answer to a reserve for an order id already seen.
-async fn replay(tx: &mut Tx, request: &ReservationRequest) -> Result<Reserved, CatalogError> {
-    let row = sqlx::query("SELECT status, outcome FROM reservations WHERE order_id = $1")
-        .bind(request.order_id.to_string())
-        .fetch_one(&mut **tx)
-        .await
-        .context("failed to read a reservation for replay")?;
-    let status: String = column(&row, "status")?;
-    let outcome: Option<String> = column(&row, "outcome")?;
+async fn replay(tx: &mut Tx, request: &ReservationRequest) -> Result<ReserveStep, CatalogError> {
+    let outcome: Option<String> =
+        sqlx::query_scalar("SELECT outcome FROM reservations WHERE order_id = $1")
+            .bind(request.order_id.to_string())
+            .fetch_one(&mut **tx)
+            .await
+            .context("failed to read a reservation for replay")?;
     let Some(outcome) = outcome else {
         // A tombstone: the order was released before this reserve arrived.
-        return Err(CatalogError::ReservationNotActive {
-            status: ReservationStatus::parse(&status)
-                .map(ReservationStatus::as_str)
-                .unwrap_or("released"),
-        });
+        return Ok(ReserveStep::AlreadyReleased);
     };
     let stored = lines_of(tx, request.order_id).await?;
     if !request.same_lines(&stored) {
@@ -529,10 +690,7 @@ async fn replay(tx: &mut Tx, request: &ReservationRequest) -> Result<Reserved, C
     }
     let outcome =
         serde_json::from_str(&outcome).context("failed to decode a stored reserve outcome")?;
-    Ok(Reserved {
-        outcome,
-        replayed: true,
-    })
+    Ok(ReserveStep::Replayed(outcome))
 }
 
 /// Existence and `active` flag of each requested product.
@@ -591,25 +749,79 @@ async fn insert_lines(
     Ok(())
 }
 
-/// Moves an active reservation to `to`; false when it is not active (or unknown).
+/// Moves a reservation from `from` to `to`; false when it is not in `from` (or unknown).
 async fn transition(
     tx: &mut Tx,
     order_id: Uuid,
+    from: ReservationStatus,
     to: ReservationStatus,
     now: DateTime<Utc>,
 ) -> Result<bool, CatalogError> {
     let changed = sqlx::query(
         "UPDATE reservations SET status = $1, updated_at = $2 \
-         WHERE order_id = $3 AND status = 'active'",
+         WHERE order_id = $3 AND status = $4",
     )
     .bind(to.as_str())
     .bind(encode_time(now))
     .bind(order_id.to_string())
+    .bind(from.as_str())
     .execute(&mut **tx)
     .await
     .context("failed to change a reservation's status")?
     .rows_affected();
     Ok(changed == 1)
+}
+
+/// Records that `order_id` was released before it reserved (no lines, no outcome); inserts
+/// nothing when the order id exists.
+async fn insert_tombstone(
+    tx: &mut Tx,
+    order_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), CatalogError> {
+    sqlx::query(
+        "INSERT INTO reservations (order_id, status, expires_at, created_at, updated_at) \
+         VALUES ($1, 'released', $2, $2, $2) ON CONFLICT (order_id) DO NOTHING",
+    )
+    .bind(order_id.to_string())
+    .bind(encode_time(now))
+    .execute(&mut **tx)
+    .await
+    .context("failed to record a release tombstone")?;
+    Ok(())
+}
+
+/// The lifecycle step a commit or release took, from the reservation it left.
+fn lifecycle(reservation: Option<Reservation>, changed: bool) -> Lifecycle {
+    match reservation {
+        Some(reservation) if changed => Lifecycle::Applied(reservation),
+        Some(reservation) => Lifecycle::Unchanged(reservation),
+        None => Lifecycle::Missing,
+    }
+}
+
+/// Puts a returned sale's units back on hand (`reserved` is untouched: a committed
+/// reservation holds nothing). The stock row is created if it is gone, and the sum may pass
+/// the admin API's maximum: these units existed before the sale.
+async fn put_back_on_hand(
+    tx: &mut Tx,
+    order_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), CatalogError> {
+    for line in lines_of(tx, order_id).await? {
+        sqlx::query(
+            "INSERT INTO stock (product_id, on_hand, reserved, updated_at) \
+             VALUES ($1, $2, 0, $3) ON CONFLICT (product_id) DO UPDATE \
+             SET on_hand = stock.on_hand + excluded.on_hand, updated_at = excluded.updated_at",
+        )
+        .bind(line.product_id.to_string())
+        .bind(line.quantity)
+        .bind(encode_time(now))
+        .execute(&mut **tx)
+        .await
+        .context("failed to return stock")?;
+    }
+    Ok(())
 }
 
 /// Returns a no-longer-active reservation's held quantities to the shelf.
@@ -717,6 +929,34 @@ async fn read_level(
     }))
 }
 
+/// Asserts the stock invariants over every stock row: on hand never negative, reserved within
+/// on hand, and reserved equal to the sum of the product's active reservation lines.
+#[cfg(test)]
+pub(crate) async fn assert_stock_invariants(store: &Store) {
+    let rows = sqlx::query(
+        "SELECT s.product_id, s.on_hand, s.reserved, \
+         CAST((SELECT COALESCE(SUM(l.quantity), 0) FROM reservation_lines l \
+          JOIN reservations r ON r.order_id = l.order_id \
+          WHERE l.product_id = s.product_id AND r.status = 'active') AS BIGINT) AS held \
+         FROM stock s",
+    )
+    .fetch_all(store.db().pool())
+    .await
+    .expect("the stock rows");
+    for row in rows {
+        let product: String = column(&row, "product_id").expect("product_id");
+        let on_hand: i64 = column(&row, "on_hand").expect("on_hand");
+        let reserved: i64 = column(&row, "reserved").expect("reserved");
+        let held: i64 = column(&row, "held").expect("held");
+        assert!(on_hand >= 0, "{product}: on_hand {on_hand}");
+        assert!(
+            (0..=on_hand).contains(&reserved),
+            "{product}: reserved {reserved} of {on_hand}"
+        );
+        assert_eq!(reserved, held, "{product}: reserved vs active lines");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! The inventory repository suite, on SQLite and PostgreSQL. `now` is passed explicitly,
@@ -798,31 +1038,8 @@ mod tests {
         (level.on_hand, level.reserved)
     }
 
-    /// Stock never negative, reserved within on_hand, and reserved equal to the sum of the
-    /// product's active reservation lines.
     async fn assert_invariants(ctx: &Ctx) {
-        let rows = sqlx::query(
-            "SELECT s.product_id, s.on_hand, s.reserved, \
-             CAST((SELECT COALESCE(SUM(l.quantity), 0) FROM reservation_lines l \
-              JOIN reservations r ON r.order_id = l.order_id \
-              WHERE l.product_id = s.product_id AND r.status = 'active') AS BIGINT) AS held \
-             FROM stock s",
-        )
-        .fetch_all(ctx.store.db().pool())
-        .await
-        .unwrap();
-        for row in rows {
-            let product: String = column(&row, "product_id").unwrap();
-            let on_hand: i64 = column(&row, "on_hand").unwrap();
-            let reserved: i64 = column(&row, "reserved").unwrap();
-            let held: i64 = column(&row, "held").unwrap();
-            assert!(on_hand >= 0, "{product}: on_hand {on_hand}");
-            assert!(
-                (0..=on_hand).contains(&reserved),
-                "{product}: reserved {reserved} of {on_hand}"
-            );
-            assert_eq!(reserved, held, "{product}: reserved vs active lines");
-        }
+        assert_stock_invariants(&ctx.store).await;
     }
 
     fn reserved(outcome: ReserveOutcome) -> Reservation {
@@ -1251,8 +1468,96 @@ mod tests {
         assert_invariants(&ctx).await;
     }
 
+    /// The bus's steps change nothing unless the caller's transaction commits: a consumer
+    /// whose answer cannot be written rolls back the stock change with it.
+    async fn steps_in_a_callers_transaction_keep_nothing_when_it_rolls_back(ctx: Ctx) {
+        let a = product(&ctx, Some(5)).await;
+        let unknown = Uuid::new_v4();
+        let order = platform::new_id();
+        let now = platform::now();
+        let lines = [(a, 2), (unknown, 1)];
+
+        let mut tx = ctx.store.begin().await.unwrap();
+        let step = ctx
+            .store
+            .reserve_in(
+                &mut tx,
+                &request(order, &lines, 60),
+                now,
+                UnknownProducts::Short,
+            )
+            .await
+            .unwrap();
+        assert!(matches!(
+            step,
+            ReserveStep::Made(ReserveOutcome::Rejected { .. })
+        ));
+        tx.rollback().await.unwrap();
+        assert_eq!(ctx.store.get_reservation(order).await.unwrap(), None);
+
+        let mut tx = ctx.store.begin().await.unwrap();
+        let step = ctx
+            .store
+            .reserve_in(
+                &mut tx,
+                &request(order, &[(a, 2)], 60),
+                now,
+                UnknownProducts::Short,
+            )
+            .await
+            .unwrap();
+        assert!(matches!(
+            step,
+            ReserveStep::Made(ReserveOutcome::Reserved(_))
+        ));
+        tx.rollback().await.unwrap();
+        assert_eq!(level(&ctx, a).await, (5, 0));
+        assert_eq!(ctx.store.get_reservation(order).await.unwrap(), None);
+
+        // Committed: kept; a commit and a return rolled back leave it as it was.
+        ctx.store
+            .reserve(&request(order, &[(a, 2)], 60), now)
+            .await
+            .unwrap();
+        let mut tx = ctx.store.begin().await.unwrap();
+        let step = ctx.store.commit_in(&mut tx, order, now).await.unwrap();
+        assert!(matches!(step, Lifecycle::Applied(_)));
+        tx.rollback().await.unwrap();
+        assert_eq!(level(&ctx, a).await, (5, 2));
+        ctx.store.commit_reservation(order, now).await.unwrap();
+        let mut tx = ctx.store.begin().await.unwrap();
+        let step = ctx
+            .store
+            .release_or_return_in(&mut tx, order, now)
+            .await
+            .unwrap();
+        assert!(
+            matches!(&step, Lifecycle::Applied(r) if r.status == ReservationStatus::Returned),
+            "{step:?}"
+        );
+        tx.rollback().await.unwrap();
+        assert_eq!(level(&ctx, a).await, (3, 0));
+
+        // A release of an order never seen, rolled back, leaves no tombstone.
+        let never = platform::new_id();
+        let mut tx = ctx.store.begin().await.unwrap();
+        let step = ctx
+            .store
+            .release_or_return_in(&mut tx, never, now)
+            .await
+            .unwrap();
+        assert!(
+            matches!(&step, Lifecycle::Unchanged(r) if r.status == ReservationStatus::Released),
+            "{step:?}"
+        );
+        tx.rollback().await.unwrap();
+        assert_eq!(ctx.store.get_reservation(never).await.unwrap(), None);
+        assert_invariants(&ctx).await;
+    }
+
     platform::db_suite!(
         super::setup;
+        steps_in_a_callers_transaction_keep_nothing_when_it_rolls_back,
         reserve_then_commit,
         reserve_then_release,
         one_short_line_reserves_nothing,

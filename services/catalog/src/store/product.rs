@@ -9,7 +9,7 @@ use super::{column, on_constraint, Arg, Sql, Store};
 use crate::domain::listing::{
     fts5_query, posting_terms, websearch_query, Cursor, ProductQuery, Sort, SortKey,
 };
-use crate::domain::product::{NewProduct, Product};
+use crate::domain::product::{Currency, Money, NewProduct, Product, ProductSnapshot};
 use crate::error::CatalogError;
 
 /// The product columns plus the stock available to sell (no stock row: nothing available).
@@ -58,6 +58,22 @@ fn decode(row: &sqlx::any::AnyRow) -> anyhow::Result<Product> {
         created_at: decode_time(&column::<String>(row, "created_at")?)?,
         updated_at: decode_time(&column::<String>(row, "updated_at")?)?,
         version: column(row, "version")?,
+    })
+}
+
+fn decode_snapshot(row: &sqlx::any::AnyRow) -> anyhow::Result<ProductSnapshot> {
+    let currency: String = column(row, "price_currency")?;
+    let currency = Currency::parse(&currency)
+        .with_context(|| format!("stored currency {currency:?} is not a currency"))?;
+    let price = Money::new(column(row, "price_amount")?, currency)
+        .context("a stored price is not money")?;
+    Ok(ProductSnapshot {
+        id: decode_id(&column::<String>(row, "id")?)?,
+        sku: column(row, "sku")?,
+        name: column(row, "name")?,
+        price,
+        active: column::<i64>(row, "active")? != 0,
+        available: column(row, "available")?,
     })
 }
 
@@ -158,6 +174,44 @@ impl Store {
         .await
         .context("failed to read a product")?;
         Ok(row.as_ref().map(decode).transpose()?)
+    }
+
+    /// The products among `ids` (distinct, at most a lookup's worth), active or not, in the
+    /// order of `ids`; an unknown id is absent. `available` is what can be sold now: on hand
+    /// minus reserved, 0 for an inactive product or one without stock. One query.
+    pub async fn lookup_products(
+        &self,
+        ids: &[Uuid],
+    ) -> Result<Vec<ProductSnapshot>, CatalogError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sql = Sql::default();
+        sql.push(
+            "SELECT p.id, p.sku, p.name, p.price_amount, p.price_currency, \
+             CAST(CASE WHEN p.active THEN 1 ELSE 0 END AS BIGINT) AS active, \
+             CAST(CASE WHEN p.active THEN COALESCE(s.on_hand - s.reserved, 0) ELSE 0 END \
+             AS BIGINT) AS available \
+             FROM products p LEFT JOIN stock s ON s.product_id = p.id WHERE p.id IN (",
+        );
+        for (n, id) in ids.iter().enumerate() {
+            if n > 0 {
+                sql.push(", ");
+            }
+            sql.arg(Arg::Text(id.to_string()));
+        }
+        sql.push(")");
+        let rows = sql
+            .query()
+            .fetch_all(self.db().pool())
+            .await
+            .context("failed to look up products")?;
+        let mut found = std::collections::HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let snapshot = decode_snapshot(row)?;
+            found.insert(snapshot.id, snapshot);
+        }
+        Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
     }
 
     /// Replaces a product's editable fields if it is still at `expected_version` (`None`:

@@ -587,7 +587,70 @@ async fn seeding_is_idempotent_and_bulk_loads(ctx: Ctx) {
     assert_eq!(list(&ctx, coffee).await.len(), 100);
 }
 
+/// The internal lookup: known products in the order of the ids, inactive ones with nothing
+/// available, availability net of active reservations, unknown ids absent.
+async fn lookup_reads_known_products_in_order(ctx: Ctx) {
+    let mut stocked = product("LK-1", "Stocked", 1_000, ctx.root);
+    stocked.initial_stock = Some(5);
+    let stocked = create(&ctx, stocked).await;
+    let plain = create(&ctx, product("LK-2", "No stock row", 250, ctx.child)).await;
+    let mut retired = product("LK-3", "Retired", 700, ctx.root);
+    retired.initial_stock = Some(4);
+    let retired = create(&ctx, retired).await;
+    ctx.store.deactivate_product(retired.id).await.unwrap();
+    let request = crate::domain::inventory::ReservationRequest::parse(
+        crate::domain::inventory::ReserveDraft {
+            order_id: Uuid::now_v7(),
+            lines: vec![crate::domain::inventory::LineDraft {
+                product_id: stocked.id,
+                quantity: 2,
+            }],
+            ttl_secs: Some(60),
+        },
+        900,
+    )
+    .unwrap();
+    ctx.store.reserve(&request, platform::now()).await.unwrap();
+
+    let unknown = Uuid::new_v4();
+    let found = ctx
+        .store
+        .lookup_products(&[retired.id, unknown, plain.id, stocked.id])
+        .await
+        .unwrap();
+    let summary: Vec<(Uuid, &str, &str, i64, bool, i64)> = found
+        .iter()
+        .map(|p| {
+            (
+                p.id,
+                p.sku.as_str(),
+                p.name.as_str(),
+                p.price.amount,
+                p.active,
+                p.available,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (retired.id, "LK-3", "Retired", 700, false, 0),
+            (plain.id, "LK-2", "No stock row", 250, true, 0),
+            (stocked.id, "LK-1", "Stocked", 1_000, true, 3),
+        ]
+    );
+    assert!(found.iter().all(|p| p.price.currency.as_str() == "EUR"));
+    assert!(ctx
+        .store
+        .lookup_products(&[unknown])
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(ctx.store.lookup_products(&[]).await.unwrap().is_empty());
+}
+
 platform::db_suite!(super::setup;
+    lookup_reads_known_products_in_order,
     finds_words_in_name_and_description,
     search_text_never_breaks_the_query,
     filters_by_category_tree_price_and_stock,

@@ -5,4 +5,5 @@ mod categories;
 mod database;
 mod helpers;
 mod inventory;
+mod lookup;
 mod products;
