@@ -92,7 +92,7 @@ platform::problem_types! {
     /// On-hand stock cannot go below what is reserved.
     pub const STOCK_BELOW_RESERVED = (CONFLICT, "stock-below-reserved", "Conflict");
     /// Not every line of a reservation can be covered; nothing is held.
-    pub const INSUFFICIENT_STOCK = (CONFLICT, "insufficient-stock", "Conflict");
+    pub const INSUFFICIENT_STOCK = (CONFLICT, "insufficient-stock", "Not enough stock");
     /// The same order id reserved again with different lines.
     pub const RESERVATION_MISMATCH = (UNPROCESSABLE_ENTITY, "reservation-mismatch", "Reservation mismatch");
     /// Commit or release of a reservation that is no longer active.
