@@ -13,3 +13,4 @@ mod orders;
 mod payments;
 mod processes;
 mod readme;
+mod shopping;

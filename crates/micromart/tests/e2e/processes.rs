@@ -147,6 +147,13 @@ impl Process {
         );
     }
 
+    /// How the process ended, or `None` while it runs (the fault-injection suite watches for
+    /// a crash it asked for).
+    #[allow(dead_code)]
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().expect("the child can be waited on")
+    }
+
     /// Sends `signal` (`TERM`, `STOP`, `CONT`, ...) to the process's whole group.
     pub fn signal(&self, signal: &str) {
         let group = format!("-{}", self.child.id());
