@@ -78,7 +78,7 @@ impl Lookup {
     }
 }
 
-/// Checks the quantity of a request before anything is read (1 to the limit).
+/// Checks the quantity of a request on its own (1 to the limit).
 pub fn check_change(change: Change, limits: Limits) -> Result<(), Refusal> {
     let (Change::Set(asked) | Change::Add(asked)) = change;
     if (1..=limits.max_quantity).contains(&asked) {
@@ -91,17 +91,35 @@ pub fn check_change(change: Change, limits: Limits) -> Result<(), Refusal> {
     }
 }
 
-/// Checks that `product_id` fits in a cart holding `lines`: a product already there always
-/// does, another one only below the limit.
-pub fn check_room(lines: &[CartLine], product_id: Uuid, limits: Limits) -> Result<(), Refusal> {
-    let present = lines.iter().any(|line| line.product_id == product_id);
-    if present || lines.len() < limits.max_lines {
-        Ok(())
-    } else {
-        Err(Refusal::TooManyLines {
+/// What needs no catalog: the quantity asked, room for the product in a cart holding `lines`
+/// (a product already there always fits, another one only below the limit) and the line's
+/// resulting quantity within the limit. Answers that quantity.
+pub fn check(
+    lines: &[CartLine],
+    product_id: Uuid,
+    change: Change,
+    limits: Limits,
+) -> Result<i64, Refusal> {
+    check_change(change, limits)?;
+    let existing = lines.iter().find(|line| line.product_id == product_id);
+    if existing.is_none() && lines.len() >= limits.max_lines {
+        return Err(Refusal::TooManyLines {
             max: limits.max_lines,
-        })
+        });
     }
+    let quantity = match change {
+        Change::Set(quantity) => quantity,
+        Change::Add(more) => existing
+            .map_or(0, |line| line.quantity)
+            .saturating_add(more),
+    };
+    if quantity > limits.max_quantity {
+        return Err(Refusal::LineFull {
+            would_hold: quantity,
+            max: limits.max_quantity,
+        });
+    }
+    Ok(quantity)
 }
 
 /// The line `product_id` holds once `change` is applied to the cart `lines`, priced with
@@ -118,13 +136,11 @@ pub fn apply(
     limits: Limits,
     now: DateTime<Utc>,
 ) -> Result<CartLine, Refusal> {
-    check_change(change, limits)?;
-    check_room(lines, product_id, limits)?;
+    let quantity = check(lines, product_id, change, limits)?;
     let product = product
         .filter(|product| product.active)
         .ok_or(Refusal::Unavailable(product_id))?;
     let price = product.price;
-    let existing = lines.iter().find(|line| line.product_id == product_id);
     if let Some(other) = lines.iter().find(|line| line.product_id != product_id) {
         let cart = other.unit_price.currency;
         if cart != price.currency {
@@ -134,17 +150,8 @@ pub fn apply(
             });
         }
     }
+    let existing = lines.iter().find(|line| line.product_id == product_id);
     let current = existing.map_or(0, |line| line.quantity);
-    let quantity = match change {
-        Change::Set(quantity) => quantity,
-        Change::Add(more) => current.saturating_add(more),
-    };
-    if quantity > limits.max_quantity {
-        return Err(Refusal::LineFull {
-            would_hold: quantity,
-            max: limits.max_quantity,
-        });
-    }
     let available = product.available.max(0);
     if quantity > available && quantity > current {
         return Err(Refusal::Short {
@@ -325,11 +332,11 @@ mod tests {
         let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
         let lines = [line(a, 1, eur(100)), line(b, 1, eur(100))];
         assert_eq!(
-            check_room(&lines, c, LIMITS),
+            check(&lines, c, Change::Set(1), LIMITS),
             Err(Refusal::TooManyLines { max: 2 })
         );
-        assert!(check_room(&lines, a, LIMITS).is_ok());
-        assert!(check_room(&lines[..1], c, LIMITS).is_ok());
+        assert_eq!(check(&lines, a, Change::Add(2), LIMITS), Ok(3));
+        assert_eq!(check(&lines[..1], c, Change::Set(1), LIMITS), Ok(1));
         let refused = apply(
             &lines,
             c,

@@ -237,11 +237,10 @@ async fn change_line(
     change: Change,
 ) -> Result<CartResponse, OrderError> {
     let limits = limits(state);
-    cart::check_change(change, limits)?;
     // Checked again under the lock below; here it spares catalog a lookup that cannot help
     // and keeps the lookup within a cart's size.
     let before = state.store.cart_lines(customer_id).await?;
-    cart::check_room(&before, product_id, limits)?;
+    cart::check(&before, product_id, change, limits)?;
     let mut ids: Vec<Uuid> = before.iter().map(|line| line.product_id).collect();
     if !ids.contains(&product_id) {
         ids.push(product_id);
