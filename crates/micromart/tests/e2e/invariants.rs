@@ -18,7 +18,8 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use platform::db::{Db, PoolConfig};
-use sqlx::Row as _;
+use platform::sqlx;
+use platform::sqlx::Row as _;
 use uuid::Uuid;
 
 /// What the clients saw.

@@ -291,7 +291,7 @@ async fn start<S: Service>(
     shared: &Shared,
 ) -> anyhow::Result<Started> {
     // Connected before `build` (the publisher wakes the relay), and only for a service that
-    // uses events: identity and catalog start without a broker.
+    // uses events: identity starts without a broker.
     let bus = if !S::PUBLISHES.is_empty() || S::CONSUMES {
         Some(connect_bus::<S>(&config.events, shared).await?)
     } else {

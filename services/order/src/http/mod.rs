@@ -22,6 +22,11 @@ pub fn public_router(state: AppState) -> Router {
 #[derive(OpenApi)]
 #[openapi(
     paths(
+        cart::get_cart,
+        cart::set_line,
+        cart::add_line,
+        cart::remove_line,
+        cart::empty_cart,
         orders::checkout,
         orders::list_orders,
         orders::get_order,
@@ -37,4 +42,38 @@ pub struct OrderApi;
 /// A path id that is not a UUID names nothing: 404, like an unknown one.
 pub(crate) fn path_id(text: &str, what: &'static str) -> Result<uuid::Uuid, crate::OrderError> {
     uuid::Uuid::parse_str(text).map_err(|_| crate::OrderError::NotFound(what))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_openapi_document_describes_the_cart_with_its_problem_answers() {
+        let document = <crate::OrderService as platform::service::Service>::openapi();
+        let json = serde_json::to_value(&document).unwrap();
+        let paths = &json["paths"];
+        let cart = &paths["/api/v1/cart"];
+        let line = &paths["/api/v1/cart/lines/{product_id}"];
+        for (operation, statuses) in [
+            (&cart["get"], &["200", "401"][..]),
+            (&cart["delete"], &["204", "401"]),
+            (
+                &paths["/api/v1/cart/lines"]["post"],
+                &["200", "400", "401", "409", "422", "503"],
+            ),
+            (
+                &line["put"],
+                &["200", "400", "401", "404", "409", "422", "503"],
+            ),
+            (&line["delete"], &["204", "401", "404"]),
+        ] {
+            assert!(operation.is_object(), "{paths}");
+            for status in statuses {
+                assert!(operation["responses"].get(status).is_some(), "{status}");
+            }
+        }
+        let schemas = &json["components"]["schemas"];
+        for name in ["CartResponse", "CartLineResponse", "SetQuantity", "AddLine"] {
+            assert!(schemas.get(name).is_some(), "{name}");
+        }
+    }
 }

@@ -51,7 +51,8 @@ pub struct Runner {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Applied {
     pub order_id: Uuid,
-    pub from: StateName,
+    /// `None` for a saga just started.
+    pub from: Option<StateName>,
     pub to: StateName,
     pub status_changed: bool,
 }
@@ -72,7 +73,7 @@ impl Runner {
             .await?;
         Ok(Applied {
             order_id: transition.saga.order_id,
-            from: StateName::Reserving,
+            from: None,
             to: transition.saga.state.name(),
             status_changed: true,
         })
@@ -96,7 +97,7 @@ impl Runner {
         let next = &transition.saga;
         let applied = Applied {
             order_id,
-            from: saga.state.name(),
+            from: Some(saga.state.name()),
             to: next.state.name(),
             status_changed: saga.state.status() != next.state.status(),
         };
@@ -112,7 +113,7 @@ impl Runner {
                 .await?;
             self.enqueue_status(tx, next, now, trace).await?;
         }
-        if applied.from != applied.to {
+        if applied.from != Some(applied.to) {
             record_step(&saga, next, now);
         }
         Ok(applied)
@@ -126,7 +127,7 @@ impl Runner {
             // No receiver is no error: nobody is watching.
             let _ = self.changes.send(applied.order_id);
         }
-        if applied.from != applied.to && self.crash_after == Some(applied.to) {
+        if applied.from != Some(applied.to) && self.crash_after == Some(applied.to) {
             tracing::error!(
                 order_id = %applied.order_id,
                 state = applied.to.as_str(),

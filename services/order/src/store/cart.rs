@@ -98,6 +98,80 @@ impl Store {
         rows.iter().map(line_from).collect()
     }
 
+    /// Writes the customer's line of `line.product_id`, adding it if absent; an existing
+    /// line keeps its `added_at` (its place in the cart).
+    pub async fn put_cart_line_in(
+        &self,
+        tx: &mut Tx,
+        customer_id: Uuid,
+        line: &CartLine,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO cart_lines (customer_id, product_id, quantity, sku, name, added_price, \
+             unit_price, currency, checked_at, added_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             ON CONFLICT (customer_id, product_id) DO UPDATE SET quantity = excluded.quantity, \
+             sku = excluded.sku, name = excluded.name, added_price = excluded.added_price, \
+             unit_price = excluded.unit_price, currency = excluded.currency, \
+             checked_at = excluded.checked_at",
+        )
+        .bind(customer_id.to_string())
+        .bind(line.product_id.to_string())
+        .bind(line.quantity)
+        .bind(&line.sku)
+        .bind(&line.name)
+        .bind(line.added_price.amount)
+        .bind(line.unit_price.amount)
+        .bind(line.unit_price.currency.as_str().to_owned())
+        .bind(encode_time(line.checked_at))
+        .bind(encode_time(line.added_at))
+        .execute(&mut **tx)
+        .await
+        .context("failed to write a cart line")?;
+        Ok(())
+    }
+
+    /// Stores what catalog said about a line's product (SKU, name, price and when), leaving
+    /// its quantity alone; only while the line is still in that currency.
+    pub async fn refresh_cart_line_in(
+        &self,
+        tx: &mut Tx,
+        customer_id: Uuid,
+        line: &CartLine,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE cart_lines SET sku = $1, name = $2, unit_price = $3, checked_at = $4 \
+             WHERE customer_id = $5 AND product_id = $6 AND currency = $7",
+        )
+        .bind(&line.sku)
+        .bind(&line.name)
+        .bind(line.unit_price.amount)
+        .bind(encode_time(line.checked_at))
+        .bind(customer_id.to_string())
+        .bind(line.product_id.to_string())
+        .bind(line.unit_price.currency.as_str().to_owned())
+        .execute(&mut **tx)
+        .await
+        .context("failed to refresh a cart line")?;
+        Ok(())
+    }
+
+    /// Removes the customer's line of `product_id`, if there is one.
+    pub async fn remove_cart_line_in(
+        &self,
+        tx: &mut Tx,
+        customer_id: Uuid,
+        product_id: Uuid,
+    ) -> anyhow::Result<()> {
+        sqlx::query("DELETE FROM cart_lines WHERE customer_id = $1 AND product_id = $2")
+            .bind(customer_id.to_string())
+            .bind(product_id.to_string())
+            .execute(&mut **tx)
+            .await
+            .context("failed to remove a cart line")?;
+        Ok(())
+    }
+
     /// Empties the customer's cart.
     pub async fn clear_cart_in(&self, tx: &mut Tx, customer_id: Uuid) -> anyhow::Result<()> {
         sqlx::query("DELETE FROM cart_lines WHERE customer_id = $1")
@@ -106,5 +180,16 @@ impl Store {
             .await
             .context("failed to empty a cart")?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_cart_write_takes_a_write_transaction() {
+        platform::test_util::assert_every_write_takes_a_write_transaction(&[(
+            "cart.rs",
+            include_str!("cart.rs"),
+        )]);
     }
 }
