@@ -24,3 +24,4 @@ mod load;
 mod shop;
 
 mod happy_path;
+mod crashes;

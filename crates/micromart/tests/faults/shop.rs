@@ -22,6 +22,9 @@ pub const SERVICES: [&str; 4] = ["identity", "catalog", "payment", "order"];
 /// The services whose databases the invariants read.
 const CHECKED: [&str; 3] = ["order", "catalog", "payment"];
 
+/// Set (to anything), the logs of every run are kept, not only a failed one's.
+const KEEP_LOGS: &str = "MICROMART_FAULTS_KEEP_LOGS";
+
 const ADMIN_EMAIL: &str = "admin@faults.example.com";
 const ADMIN_PASSWORD: &str = "faults-admin-password-0123";
 const INTERNAL_TOKEN: &str = "faults-suite-internal-token-0123456789";
@@ -395,8 +398,11 @@ pub fn aborted(status: ExitStatus) -> bool {
 
 impl Drop for Shop {
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        let panicking = std::thread::panicking();
+        if panicking {
             eprintln!("{}", self.log_tails(40));
+        }
+        if panicking || std::env::var_os(KEEP_LOGS).is_some() {
             if let Some(logs) = self.logs.take() {
                 eprintln!("the shop's logs are kept in {}", logs.keep().display());
             }
