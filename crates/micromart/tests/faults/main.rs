@@ -25,3 +25,6 @@ mod shop;
 
 mod happy_path;
 mod crashes;
+mod payment_stall;
+mod broker_restart;
+mod database_sessions;
