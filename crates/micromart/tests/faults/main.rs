@@ -28,3 +28,4 @@ mod crashes;
 mod payment_stall;
 mod broker_restart;
 mod database_sessions;
+mod duplicates;
