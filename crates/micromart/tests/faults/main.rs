@@ -29,3 +29,4 @@ mod payment_stall;
 mod broker_restart;
 mod database_sessions;
 mod duplicates;
+mod last_units;
