@@ -30,3 +30,4 @@ mod broker_restart;
 mod database_sessions;
 mod duplicates;
 mod last_units;
+mod partition;

@@ -90,6 +90,8 @@ pub struct Shop {
     databases: processes::Databases,
     logs: Option<tempfile::TempDir>,
     ports: BTreeMap<&'static str, Ports>,
+    /// Where a service listens, when not on 127.0.0.1 (one moved into a network namespace).
+    hosts: BTreeMap<&'static str, String>,
     gateway: Ports,
     env: Vec<(String, String)>,
     /// How many times each process was started (its log's name).
@@ -211,6 +213,7 @@ impl Shop {
             databases,
             logs: Some(logs),
             ports,
+            hosts: BTreeMap::new(),
             gateway,
             env,
             starts: BTreeMap::new(),
@@ -247,8 +250,18 @@ impl Shop {
         Some(shop)
     }
 
-    fn command(&self, extra: &[(&str, &str)]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_micromart"));
+    /// The `micromart` binary with the shop's environment and `extra`; run by `wrapper` when
+    /// one is given (`ip netns exec <name>`).
+    fn command(&self, wrapper: &[&str], extra: &[(&str, &str)]) -> Command {
+        let binary = env!("CARGO_BIN_EXE_micromart");
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
         command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -263,7 +276,7 @@ impl Shop {
 
     fn migrate(&self, service: &str) {
         let out = self
-            .command(&[])
+            .command(&[], &[])
             .args(["migrate", service])
             .output()
             .expect("micromart migrate runs");
@@ -276,10 +289,15 @@ impl Shop {
 
     /// Starts `service` (or the gateway) with `extra` variables; see [`Shop::wait_ready`].
     pub fn spawn(&mut self, service: &'static str, extra: &[(&str, &str)]) {
+        self.spawn_wrapped(service, &[], extra);
+    }
+
+    /// Starts `service` run by `wrapper` (e.g. `ip netns exec <name>`) with `extra` variables.
+    pub fn spawn_wrapped(&mut self, service: &'static str, wrapper: &[&str], extra: &[(&str, &str)]) {
         let start = self.starts.entry(service).or_default();
         *start += 1;
         let label = format!("{service}-{start}");
-        let mut command = self.command(extra);
+        let mut command = self.command(wrapper, extra);
         command.args(["serve", service]);
         let process = Process::spawn(&label, command, self.log_dir());
         if let Some(mut old) = self.processes.insert(service, process) {
@@ -297,9 +315,38 @@ impl Shop {
             "gateway" => self.gateway.internal,
             _ => self.ports[service].public,
         };
+        let host = self.host(service).to_owned();
         self.process(service)
-            .wait_ready(&format!("http://127.0.0.1:{port}/readyz"))
+            .wait_ready(&format!("http://{host}:{port}/readyz"))
             .await;
+    }
+
+    /// The address `service` listens on.
+    pub fn host(&self, service: &str) -> &str {
+        self.hosts.get(service).map_or("127.0.0.1", String::as_str)
+    }
+
+    /// From now on `service` listens on `host` (its ports unchanged): after it was moved.
+    pub fn set_host(&mut self, service: &'static str, host: &str) {
+        self.hosts.insert(service, host.to_owned());
+    }
+
+    /// `service`'s public and internal ports.
+    pub fn ports(&self, service: &str) -> (u16, u16) {
+        let ports = self.ports[service];
+        (ports.public, ports.internal)
+    }
+
+    /// Sets a variable of every process started from now on.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_owned(), value.to_owned()));
+    }
+
+    /// SIGTERM, and waits for the end.
+    pub async fn stop(&mut self, service: &str) {
+        self.signal(service, "TERM");
+        self.wait_exit(service, Duration::from_secs(20)).await;
     }
 
     fn process(&mut self, service: &str) -> &mut Process {
@@ -351,6 +398,15 @@ impl Shop {
         &self.databases.names
     }
 
+    /// The name of `service`'s database.
+    pub fn database_name(&self, service: &str) -> &str {
+        let index = SERVICES
+            .iter()
+            .position(|s| *s == service)
+            .expect("a service of the shop");
+        &self.databases.names[index]
+    }
+
     /// The admin URL of the PostgreSQL server.
     pub fn admin_url(&self) -> &str {
         &self.databases.admin_url
@@ -358,13 +414,7 @@ impl Shop {
 
     /// Connections to the three databases the invariants read.
     pub async fn invariant_databases(&self) -> invariants::Databases {
-        let url = |service: &str| {
-            let index = SERVICES
-                .iter()
-                .position(|s| *s == service)
-                .expect("a service of the shop");
-            self.databases.url(&self.databases.names[index])
-        };
+        let url = |service: &str| self.databases.url(self.database_name(service));
         let [order, catalog, payment] = CHECKED.map(url);
         invariants::Databases::connect(&order, &catalog, &payment).await
     }
