@@ -56,8 +56,14 @@ async fn a_crash_after_each_saga_step_resumes_on_restart() {
             tally.replays.len(),
             tally.gave_up
         );
-        assert_eq!(tally.gave_up, 0, "every checkout is answered once the service is back");
-        assert!(!tally.accepted.is_empty(), "checkouts were accepted around the crash");
+        assert_eq!(
+            tally.gave_up, 0,
+            "every checkout is answered once the service is back"
+        );
+        assert!(
+            !tally.accepted.is_empty(),
+            "checkouts were accepted around the crash"
+        );
         check_invariants(&shop, &ledger, &format!("crash after {state}")).await;
         println!("[crash after {state}] took {:?}", started.elapsed());
     }

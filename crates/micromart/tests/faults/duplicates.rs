@@ -80,7 +80,10 @@ impl Tap {
             .await
             .expect("a subscription");
         let payment = client.subscribe("payment.>").await.expect("a subscription");
-        client.flush().await.expect("the subscriptions reach the server");
+        client
+            .flush()
+            .await
+            .expect("the subscriptions reach the server");
         let seen = Arc::new(Mutex::new(Vec::new()));
         let record = seen.clone();
         let task = tokio::spawn(async move {
@@ -121,7 +124,9 @@ impl Tap {
 }
 
 /// Every order's status, reason, last change and history length.
-async fn orders_now(dbs: &invariants::Databases) -> Vec<(String, String, Option<String>, String, i64)> {
+async fn orders_now(
+    dbs: &invariants::Databases,
+) -> Vec<(String, String, Option<String>, String, i64)> {
     sqlx::query_as(
         "SELECT o.id, o.status, o.cancel_reason, o.updated_at, \
          (SELECT COUNT(*) FROM order_history h WHERE h.order_id = o.id) \
@@ -135,7 +140,10 @@ async fn orders_now(dbs: &invariants::Databases) -> Vec<(String, String, Option<
 /// Whether every consumer of the checkout's streams has nothing left to deliver or to be
 /// acknowledged.
 async fn broker_drained(jetstream: &async_nats::jetstream::Context) -> bool {
-    for stream in [contracts::inventory::STREAM.name, contracts::payment::STREAM.name] {
+    for stream in [
+        contracts::inventory::STREAM.name,
+        contracts::payment::STREAM.name,
+    ] {
         let stream = jetstream.get_stream(stream).await.expect("the stream");
         let mut consumers = stream.consumers();
         while let Some(info) = consumers.next().await {
@@ -194,8 +202,14 @@ async fn duplicated_and_reordered_events_change_nothing() {
         tally.refused,
         seen.len()
     );
-    assert!(report.orders_by_status.contains_key("confirmed"), "{report}");
-    assert!(report.orders_by_status.contains_key("cancelled"), "{report}");
+    assert!(
+        report.orders_by_status.contains_key("confirmed"),
+        "{report}"
+    );
+    assert!(
+        report.orders_by_status.contains_key("cancelled"),
+        "{report}"
+    );
 
     // Everything final: every message again, newest first.
     let dbs = shop.invariant_databases().await;

@@ -26,7 +26,12 @@ async fn a_checkout_confirms_a_decline_cancels_and_a_replay_places_nothing_more(
     let card = register_card(client, &alice, APPROVING_CARD).await;
     let found = client.get("/api/v1/products?q=FT-HAPPY-1", None).await;
     assert_eq!(found.status, StatusCode::OK, "{}", found.body);
-    assert_eq!(found.body["items"][0]["id"], kettle.to_string(), "{}", found.body);
+    assert_eq!(
+        found.body["items"][0]["id"],
+        kettle.to_string(),
+        "{}",
+        found.body
+    );
     put_line(client, &alice, kettle, 2)
         .await
         .assert_status(StatusCode::OK);
@@ -45,10 +50,17 @@ async fn a_checkout_confirms_a_decline_cancels_and_a_replay_places_nothing_more(
         .get(&format!("/api/v1/payments?order_id={id}"), Some(&alice))
         .await;
     assert_eq!(payments.status, StatusCode::OK, "{}", payments.body);
-    assert_eq!(payments.body.as_array().map(Vec::len), Some(1), "{}", payments.body);
+    assert_eq!(
+        payments.body.as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        payments.body
+    );
     assert_eq!(payments.body[0]["state"], "captured", "{}", payments.body);
     assert_eq!(payments.body[0]["captured"]["amount"], 2 * 1_990);
-    let stock = client.get(&format!("/api/v1/products/{kettle}"), None).await;
+    let stock = client
+        .get(&format!("/api/v1/products/{kettle}"), None)
+        .await;
     assert_eq!(stock.body["available"], 3, "{}", stock.body);
 
     // The declining card: cancelled, the stock back, nothing captured.
@@ -63,10 +75,15 @@ async fn a_checkout_confirms_a_decline_cancels_and_a_replay_places_nothing_more(
     ledger.accept(declined_id);
     let order = wait_for(client, &bob, declined_id, &["cancelled"]).await;
     assert_eq!(order["cancel_reason"], "payment_declined", "{order}");
-    let stock = client.get(&format!("/api/v1/products/{kettle}"), None).await;
+    let stock = client
+        .get(&format!("/api/v1/products/{kettle}"), None)
+        .await;
     assert_eq!(stock.body["available"], 3, "{}", stock.body);
     let payments = client
-        .get(&format!("/api/v1/payments?order_id={declined_id}"), Some(&bob))
+        .get(
+            &format!("/api/v1/payments?order_id={declined_id}"),
+            Some(&bob),
+        )
         .await;
     assert_ne!(payments.body[0]["state"], "captured", "{}", payments.body);
 

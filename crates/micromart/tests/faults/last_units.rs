@@ -4,7 +4,6 @@
 //! `out_of_stock`; nothing is oversold (I5). Latecomers, who filled their carts before the
 //! race, are refused at checkout.
 
-
 use reqwest::StatusCode;
 
 use crate::invariants::Ledger;
@@ -77,15 +76,26 @@ async fn fifty_buyers_for_the_last_ten_units_confirm_exactly_ten() {
         "exactly the last {UNITS} units are sold: {report}"
     );
     assert_eq!(report.units_sold, UNITS);
-    let cancelled = report.orders_by_status.get("cancelled").copied().unwrap_or(0);
+    let cancelled = report
+        .orders_by_status
+        .get("cancelled")
+        .copied()
+        .unwrap_or(0);
     assert_eq!(
-        report.cancel_reasons.get("out_of_stock").copied().unwrap_or(0),
+        report
+            .cancel_reasons
+            .get("out_of_stock")
+            .copied()
+            .unwrap_or(0),
         cancelled,
         "every other accepted order is cancelled out of stock: {report}"
     );
     assert_eq!(accepted, UNITS + cancelled);
     // Nothing left on the shelf, nothing held: the latecomers are turned away at checkout.
-    let left = shop.client.get(&format!("/api/v1/products/{product}"), None).await;
+    let left = shop
+        .client
+        .get(&format!("/api/v1/products/{product}"), None)
+        .await;
     assert_eq!(left.body["available"], 0, "{}", left.body);
     for (n, latecomer) in latecomers.iter().enumerate() {
         match checkout_until_answered(&shop.client, latecomer, &format!("latecomer-{n}")).await {

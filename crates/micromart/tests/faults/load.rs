@@ -180,7 +180,9 @@ impl Traffic {
             .enumerate()
             .map(|(n, buyer)| {
                 let (shop, buyer, stop) = (shop.clone(), buyer.clone(), stop.clone());
-                tokio::spawn(async move { buy_until_stopped(&shop, &buyer, n, product, pace, &stop).await })
+                tokio::spawn(async move {
+                    buy_until_stopped(&shop, &buyer, n, product, pace, &stop).await
+                })
             })
             .collect();
         Self { stop, tasks }
@@ -210,7 +212,7 @@ async fn buy_until_stopped(
     while !stop.load(Ordering::Relaxed) {
         attempt += 1;
         let line = try_put_line(shop, buyer, product, 1).await;
-        if !line.is_some_and(|answer| answer.status == StatusCode::OK) {
+        if line.is_none_or(|answer| answer.status != StatusCode::OK) {
             tokio::time::sleep(pace.max(Duration::from_millis(100))).await;
             continue;
         }

@@ -23,11 +23,11 @@ mod shopping;
 mod load;
 mod shop;
 
-mod happy_path;
-mod crashes;
-mod payment_stall;
 mod broker_restart;
+mod crashes;
 mod database_sessions;
 mod duplicates;
+mod happy_path;
 mod last_units;
 mod partition;
+mod payment_stall;

@@ -63,13 +63,36 @@ impl Namespace {
         );
         let steps: [&[&str]; 6] = [
             &[
-                "link", "add", &namespace.host_link, "type", "veth", "peer", "name",
-                &namespace.inside_link, "netns", &namespace.name,
+                "link",
+                "add",
+                &namespace.host_link,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &namespace.inside_link,
+                "netns",
+                &namespace.name,
             ],
             &["addr", "add", &host, "dev", &namespace.host_link],
             &["link", "set", &namespace.host_link, "up"],
-            &["-n", &namespace.name, "addr", "add", &inside, "dev", &namespace.inside_link],
-            &["-n", &namespace.name, "link", "set", &namespace.inside_link, "up"],
+            &[
+                "-n",
+                &namespace.name,
+                "addr",
+                "add",
+                &inside,
+                "dev",
+                &namespace.inside_link,
+            ],
+            &[
+                "-n",
+                &namespace.name,
+                "link",
+                "set",
+                &namespace.inside_link,
+                "up",
+            ],
             &["-n", &namespace.name, "link", "set", "lo", "up"],
         ];
         for step in steps {

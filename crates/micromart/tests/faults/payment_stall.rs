@@ -32,7 +32,12 @@ async fn a_stalled_or_late_payment_ends_every_order_confirmed_or_cancelled() {
     let late = buyers(&shop.client, "late", 3, LATE_CARD).await;
 
     // Frozen while checkouts are in flight, past the authorize deadline.
-    let traffic = Traffic::start(&shop.client, &approving, product, Duration::from_millis(100));
+    let traffic = Traffic::start(
+        &shop.client,
+        &approving,
+        product,
+        Duration::from_millis(100),
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
     shop.signal("payment", "STOP");
     tokio::time::sleep(authorize_deadline() + Duration::from_secs(2)).await;

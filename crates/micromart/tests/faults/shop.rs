@@ -5,9 +5,9 @@
 //! broker are gone however the test ends; a failing test prints the tail of every log.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::os::unix::process::ExitStatusExt as _;
 use std::process::{Command, ExitStatus};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use platform::test_util::PrivateNats;
@@ -157,7 +157,10 @@ impl Shop {
                 format!("127.0.0.1:{}", port.internal),
             );
             // Several shops and the rest of the workspace's tests share one server.
-            set(&format!("MICROMART_{upper}__POOL__MAX_CONNECTIONS"), "4".into());
+            set(
+                &format!("MICROMART_{upper}__POOL__MAX_CONNECTIONS"),
+                "4".into(),
+            );
             set(
                 &format!("MICROMART_GATEWAY__UPSTREAMS__{upper}__INSTANCES"),
                 format!("[http://127.0.0.1:{}]", port.public),
@@ -165,7 +168,10 @@ impl Shop {
         }
         set(
             "MICROMART_IDENTITY__SIGNING_KEY_FILE",
-            logs.path().join("identity-signing.key").display().to_string(),
+            logs.path()
+                .join("identity-signing.key")
+                .display()
+                .to_string(),
         );
         set("MICROMART_IDENTITY__GENERATE_SIGNING_KEY", "true".into());
         set("MICROMART_IDENTITY__ADMIN_EMAIL", ADMIN_EMAIL.into());
@@ -293,7 +299,12 @@ impl Shop {
     }
 
     /// Starts `service` run by `wrapper` (e.g. `ip netns exec <name>`) with `extra` variables.
-    pub fn spawn_wrapped(&mut self, service: &'static str, wrapper: &[&str], extra: &[(&str, &str)]) {
+    pub fn spawn_wrapped(
+        &mut self,
+        service: &'static str,
+        wrapper: &[&str],
+        extra: &[(&str, &str)],
+    ) {
         let start = self.starts.entry(service).or_default();
         *start += 1;
         let label = format!("{service}-{start}");
@@ -381,11 +392,6 @@ impl Shop {
         }
     }
 
-    /// Whether `service` has ended (a crash it was told to make).
-    pub fn has_exited(&mut self, service: &str) -> Option<ExitStatus> {
-        self.process(service).exited()
-    }
-
     /// Starts `service` again (it must have ended) with `extra` variables, and waits until it
     /// is ready.
     pub async fn restart(&mut self, service: &'static str, extra: &[(&str, &str)]) {
@@ -431,7 +437,11 @@ impl Shop {
             let text = process.output();
             let all: Vec<&str> = text.lines().collect();
             let tail = &all[all.len().saturating_sub(lines)..];
-            out.push_str(&format!("--- {} (last {} lines)\n", process.label, tail.len()));
+            out.push_str(&format!(
+                "--- {} (last {} lines)\n",
+                process.label,
+                tail.len()
+            ));
             for line in tail {
                 out.push_str(line);
                 out.push('\n');
