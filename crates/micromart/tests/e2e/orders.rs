@@ -222,10 +222,34 @@ async fn a_checkout_confirms_a_decline_cancels_and_a_replay_places_nothing_more(
     assert_eq!(order["cancel_reason"], "payment_declined", "{order}");
     assert_eq!(history(&order), ["pending", "cancelling", "cancelled"]);
 
-    // Too many units for what is left: refused at checkout, nothing placed.
-    put_line(&shop, &bob, kettle, 4).await;
-    let short = checkout(&shop, &bob, "bob-2", &declining).await;
-    assert_eq!(short.status, StatusCode::CONFLICT, "{}", short.body);
+    // More units than are left: refused in the cart, and at checkout once someone else took
+    // them in between; nothing placed.
+    put_line(&shop, &bob, kettle, 4)
+        .await
+        .assert_problem(StatusCode::CONFLICT, "insufficient-stock");
+    put_line(&shop, &bob, kettle, 3)
+        .await
+        .assert_status(StatusCode::OK);
+    let (carol, _) = shop.customer("carol-orders@example.com").await;
+    let carol_card = register_card(&shop, &carol, APPROVING_CARD).await;
+    put_line(&shop, &carol, kettle, 3)
+        .await
+        .assert_status(StatusCode::OK);
+    let taken = checkout(&shop, &carol, "carol-1", &carol_card).await;
+    assert_eq!(taken.status, StatusCode::ACCEPTED, "{}", taken.body);
+    let taken_id = order_id(&taken);
+    ledger.accept(taken_id);
+    wait_for(&shop, &carol, taken_id, &["confirmed"]).await;
+    checkout(&shop, &bob, "bob-2", &declining)
+        .await
+        .assert_problem(StatusCode::CONFLICT, "insufficient-stock");
+    let orders_of_bob = shop.get("/api/v1/orders", Some(&bob)).await;
+    assert_eq!(
+        orders_of_bob.body["items"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        orders_of_bob.body
+    );
 
     // A confirmed order cancelled by its customer: refunded and restocked.
     let cancelled = shop
@@ -279,7 +303,8 @@ async fn a_checkout_confirms_a_decline_cancels_and_a_replay_places_nothing_more(
     let dbs = Databases::embedded(shop.data_dir.path()).await;
     let report = invariants::check(&dbs, &ledger, Duration::from_secs(60)).await;
     println!("invariants hold: {report}");
-    assert_eq!(report.units_sold, 2);
+    // Carol's three kettles and the two shipped filters; Alice's cancelled kettles returned.
+    assert_eq!(report.units_sold, 5);
     dbs.close().await;
     shop.stop().await;
 }
