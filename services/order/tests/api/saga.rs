@@ -448,7 +448,46 @@ async fn a_customer_has_at_most_the_cap_of_checkouts_in_flight(engine: Engine) {
     }
 }
 
+async fn a_checkout_while_catalog_is_down_places_nothing_and_keeps_the_cart(engine: Engine) {
+    let mut shop = Shop::start(engine, "").await;
+    let who = As::customer();
+    let product = shop.catalog.add("DOWN-1", eur(990), 5);
+    let line = shop
+        .send(
+            Method::PUT,
+            &format!("/api/v1/cart/lines/{product}"),
+            who,
+            Some(json!({"quantity": 2})),
+        )
+        .await;
+    assert_eq!(line.status, StatusCode::OK, "{}", line.body);
+    shop.catalog.set_mode(crate::helpers::Mode::Failing);
+    let request = shop
+        .server()
+        .request(Method::POST, "/api/v1/orders")
+        .header("idempotency-key", "down-1")
+        .json(&json!({"payment_method_id": Uuid::now_v7()}));
+    let request =
+        platform::test_util::as_caller(request, who.id(), &[platform::auth::Role::Customer]);
+    let refused = shop.server().send(request).await;
+    refused.assert_problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+    assert!(refused.headers.contains_key("retry-after"));
+    let orders = shop.send(Method::GET, "/api/v1/orders", who, None).await;
+    assert_eq!(orders.body["items"], json!([]), "{}", orders.body);
+    // The cart is still there (stale while catalog is down), and checks out once it is back.
+    let cart = shop.send(Method::GET, "/api/v1/cart", who, None).await;
+    assert_eq!(cart.body["lines"][0]["quantity"], 2, "{}", cart.body);
+    shop.catalog.set_mode(crate::helpers::Mode::Up);
+    let placed = shop.checkout(who, "down-2").await;
+    assert_eq!(placed.status, StatusCode::ACCEPTED, "{}", placed.body);
+    assert_eq!(placed.body["lines"].as_array().map(Vec::len), Some(2));
+    if let Some(server) = shop.server.take() {
+        server.stop().await;
+    }
+}
+
 on_both_engines!(
+    a_checkout_while_catalog_is_down_places_nothing_and_keeps_the_cart,
     a_saga_left_waiting_resumes_after_a_restart_and_compensates_at_its_deadline,
     duplicated_and_reordered_answers_change_nothing,
     a_cancel_while_authorizing_voids_and_releases,
