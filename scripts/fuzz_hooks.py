@@ -28,6 +28,22 @@ def ndjson(ctx, value):
     return {"data": json.dumps(value).encode("utf-8", "surrogatepass")}
 
 
+# The cart's limits are configuration ([order] max_line_quantity, max_cart_lines), its currency
+# the first line's, and stock and sale status catalog's: none is in the schema.
+CART_LINE_RULES = {
+    409: [("insufficient-stock", None, None)],
+    422: [
+        ("product-unavailable", None, None),
+        ("validation-failed", EVERY, [
+            ("quantity", r"must be from 1 to \d+ \(is -?\d+\); remove a line with DELETE"),
+            ("quantity", r"the line would hold \d+ units; at most \d+ fit in a line"),
+            ("quantity", r"the cart's total would be too large to be paid"),
+            ("product_id", r"the cart holds its limit of \d+ products; remove one first"),
+            ("product_id", r"the product is priced in \w+ and the cart in \w+; one cart is paid in one currency"),
+        ]),
+    ],
+}
+
 # Why an operation may refuse a request its schema admits: rules about the server's state that
 # JSON Schema cannot state. scripts/schemathesis.toml lets `positive_data_acceptance` expect
 # these statuses on these operations (and only there); this check narrows each status to its
@@ -70,6 +86,28 @@ STATE_RULES = {
                 ("cvc", r"must be [34] digits for this card"),
             ]),
         ],
+    },
+    "PUT /api/v1/cart/lines/{product_id}": CART_LINE_RULES,
+    "POST /api/v1/cart/lines": CART_LINE_RULES,
+    # A checkout depends on the cart, stock, the key's earlier use and the checkouts in flight.
+    "POST /api/v1/orders": {
+        409: [
+            ("insufficient-stock", None, None),
+            ("cart-changed", None, None),
+            ("idempotency-key-in-flight", None, None),
+        ],
+        422: [
+            ("cart-empty", None, None),
+            ("product-unavailable", None, None),
+            ("idempotency-key-reused", None, None),
+        ],
+        429: [("too-many-checkouts", None, None)],
+    },
+    "POST /api/v1/orders/{id}/cancel": {
+        409: [("order-not-cancellable", None, None)],
+    },
+    "POST /api/v1/orders/{id}/ship": {
+        409: [("order-not-shippable", None, None)],
     },
     "POST /api/v1/payments/{id}/refunds": {
         409: [

@@ -112,6 +112,18 @@ impl Shop {
             let listeners = Listeners::bind(launch.name(), launch.common()).await?;
             bound.push((launch, listeners));
         }
+        // In one process, a service calls another's internal API at the listener just bound.
+        let mut internal_addresses = Vec::new();
+        for (launch, listeners) in &bound {
+            internal_addresses.push((launch.name(), listeners.local_addrs()?.1));
+        }
+        for (launch, _) in &mut bound {
+            for (peer, address) in &internal_addresses {
+                if *peer != launch.name() {
+                    launch.use_peer(peer, *address);
+                }
+            }
+        }
         let shutdown = CancellationToken::new();
         // One in-process event bus for every service of the shop (`events.url = "memory"`).
         let shared = platform::service::Shared::default();

@@ -8,6 +8,9 @@ use platform::client::{CallContext, CallError, ClientConfig, Idempotency, Intern
 use platform::config::Secret;
 use uuid::Uuid;
 
+/// Catalog's service name (its config section and the peer the shop names).
+pub const SERVICE: &str = "catalog";
+
 /// Reads products from catalog.
 #[derive(Clone, Debug)]
 pub struct Catalog {
@@ -17,7 +20,7 @@ pub struct Catalog {
 impl Catalog {
     /// A client of catalog's internal API, sending the deployment's internal token.
     pub fn new(config: &ClientConfig, token: Option<&Secret>) -> anyhow::Result<Self> {
-        let client = InternalClient::new("catalog", config.clone())?;
+        let client = InternalClient::new(SERVICE, config.clone())?;
         let client = match token {
             Some(token) => client.with_credential(token.expose())?,
             None => client,

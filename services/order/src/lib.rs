@@ -116,6 +116,12 @@ impl Service for OrderService {
             .with_task(move |stop| idempotency.run_pruner(PRUNE_EVERY, stop)))
     }
 
+    fn use_peer(settings: &mut Settings, peer: &str, internal: std::net::SocketAddr) {
+        if peer == catalog::SERVICE {
+            settings.catalog.base_url = format!("http://{internal}");
+        }
+    }
+
     fn openapi() -> utoipa::openapi::OpenApi {
         use utoipa::OpenApi as _;
         http::OrderApi::openapi()

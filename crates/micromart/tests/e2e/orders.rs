@@ -105,9 +105,10 @@ async fn a_checkout_confirms_a_decline_cancels_and_a_replay_places_nothing_more(
     let cart = shop.get("/api/v1/cart", Some(&mallory)).await;
     assert_eq!(cart.status, StatusCode::OK, "{}", cart.body);
     assert_eq!(cart.body["lines"], json!([]), "{}", cart.body);
-    shop.get(&format!("/api/v1/payments?order_id={id}"), Some(&mallory))
-        .await
-        .assert_status(StatusCode::OK);
+    let payments_seen = shop
+        .get(&format!("/api/v1/payments?order_id={id}"), Some(&mallory))
+        .await;
+    assert_eq!(payments_seen.body, json!([]), "{}", payments_seen.body);
     shop.post(
         &format!("/api/v1/orders/{id}/ship"),
         Some(&mallory),
@@ -130,10 +131,34 @@ async fn a_checkout_confirms_a_decline_cancels_and_a_replay_places_nothing_more(
     assert_eq!(order["cancel_reason"], "payment_declined", "{order}");
     assert_eq!(history(&order), ["pending", "cancelling", "cancelled"]);
 
-    // Too many units for what is left: refused at checkout, nothing placed.
-    put_line(&shop, &bob, kettle, 4).await;
-    let short = checkout(&shop, &bob, "bob-2", &declining).await;
-    assert_eq!(short.status, StatusCode::CONFLICT, "{}", short.body);
+    // More units than are left: refused in the cart, and at checkout once someone else took
+    // them in between; nothing placed.
+    put_line(&shop, &bob, kettle, 4)
+        .await
+        .assert_problem(StatusCode::CONFLICT, "insufficient-stock");
+    put_line(&shop, &bob, kettle, 3)
+        .await
+        .assert_status(StatusCode::OK);
+    let (carol, _) = shop.customer("carol-orders@example.com").await;
+    let carol_card = register_card(&shop, &carol, APPROVING_CARD).await;
+    put_line(&shop, &carol, kettle, 3)
+        .await
+        .assert_status(StatusCode::OK);
+    let taken = checkout(&shop, &carol, "carol-1", &carol_card).await;
+    assert_eq!(taken.status, StatusCode::ACCEPTED, "{}", taken.body);
+    let taken_id = order_id(&taken);
+    ledger.accept(taken_id);
+    wait_for(&shop, &carol, taken_id, &["confirmed"]).await;
+    checkout(&shop, &bob, "bob-2", &declining)
+        .await
+        .assert_problem(StatusCode::CONFLICT, "insufficient-stock");
+    let orders_of_bob = shop.get("/api/v1/orders", Some(&bob)).await;
+    assert_eq!(
+        orders_of_bob.body["items"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        orders_of_bob.body
+    );
 
     // A confirmed order cancelled by its customer: refunded and restocked.
     let cancelled = shop
@@ -187,7 +212,67 @@ async fn a_checkout_confirms_a_decline_cancels_and_a_replay_places_nothing_more(
     let dbs = Databases::embedded(shop.data_dir.path()).await;
     let report = invariants::check(&dbs, &ledger, Duration::from_secs(60)).await;
     println!("invariants hold: {report}");
-    assert_eq!(report.units_sold, 2);
+    // Carol's three kettles and the two shipped filters; Alice's cancelled kettles returned.
+    assert_eq!(report.units_sold, 5);
     dbs.close().await;
+    shop.stop().await;
+}
+
+/// The live stream through the gateway while the checkout is slow: the payment provider takes
+/// 6 s a call, so the order is `pending` for about 12 s, longer than the gateway's 10 s
+/// per-read upstream timeout; the stream's pings keep it open until `confirmed` arrives.
+#[tokio::test]
+async fn the_live_stream_follows_a_slow_checkout_through_the_gateway() {
+    let mut env = crate::helpers::relaxed_limits();
+    env.push(("MICROMART_PAYMENT__PROVIDER__LATENCY_MS".into(), "6000".into()));
+    env.push((
+        "MICROMART_PAYMENT__PROVIDER__CALL_TIMEOUT_MS".into(),
+        "10000".into(),
+    ));
+    let mut shop = TestShop::start_with(env).await;
+    let (admin, _) = shop.admin().await;
+    let mug = product(&shop, &admin, "MUG-1", 900, 4).await;
+    let (dora, _) = shop.customer("dora-stream@example.com").await;
+    let card = register_card(&shop, &dora, APPROVING_CARD).await;
+    put_line(&shop, &dora, mug, 1).await.assert_status(StatusCode::OK);
+    let placed = checkout(&shop, &dora, "dora-1", &card).await;
+    assert_eq!(placed.status, StatusCode::ACCEPTED, "{}", placed.body);
+    let id = order_id(&placed);
+
+    let started = Instant::now();
+    let mut stream = shop
+        .client
+        .get(format!("{}/api/v1/orders/{id}/events", shop.base))
+        .bearer_auth(&dora)
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .expect("the stream opens");
+    assert_eq!(stream.status(), StatusCode::OK);
+    assert_eq!(
+        stream.headers()["content-type"],
+        "text/event-stream",
+        "{:?}",
+        stream.headers()
+    );
+    let mut text = String::new();
+    let mut pending_after = None;
+    while let Some(chunk) = stream.chunk().await.expect("the stream goes on") {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        if pending_after.is_none() && text.contains("\"status\":\"pending\"") {
+            pending_after = Some(started.elapsed());
+        }
+    }
+    let pending_after = pending_after.expect("the pending status first");
+    assert!(text.contains("\"status\":\"confirmed\""), "{text}");
+    assert!(
+        pending_after < Duration::from_secs(5),
+        "the first event came at once, not with the last: {pending_after:?}"
+    );
+    assert!(
+        started.elapsed() > Duration::from_secs(10),
+        "the stream stayed open through the slow steps: {:?}",
+        started.elapsed()
+    );
     shop.stop().await;
 }

@@ -65,6 +65,12 @@ pub trait Service: Send + Sync + 'static {
     /// Its migrations, one folder per engine.
     fn migrations() -> Migrations;
 
+    /// Told, when every service of the deployment runs in one process (`micromart up`), where
+    /// another service's internal API listens, so it calls the listener actually bound rather
+    /// than the configured address (ports may be chosen by the system). Services that call no
+    /// other service ignore it.
+    fn use_peer(_settings: &mut Self::Settings, _peer: &str, _internal: std::net::SocketAddr) {}
+
     /// Builds its routers, consumers and background tasks on its open, migrated database.
     fn build(
         config: &ServiceConfig<Self::Settings>,
@@ -528,6 +534,8 @@ pub trait Launch: Send {
     fn name(&self) -> &'static str;
     fn common(&self) -> &CommonConfig;
     fn common_mut(&mut self) -> &mut CommonConfig;
+    /// [`Service::use_peer`].
+    fn use_peer(&mut self, peer: &str, internal: std::net::SocketAddr);
     fn run(
         self: Box<Self>,
         listeners: Listeners,
@@ -552,6 +560,10 @@ impl<S: Service> Launch for Loaded<S> {
 
     fn common_mut(&mut self) -> &mut CommonConfig {
         &mut self.config.common
+    }
+
+    fn use_peer(&mut self, peer: &str, internal: std::net::SocketAddr) {
+        S::use_peer(&mut self.config.settings, peer, internal);
     }
 
     fn run(

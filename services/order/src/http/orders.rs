@@ -303,9 +303,8 @@ pub async fn checkout(
 pub struct ListQuery {
     /// Only orders in this status.
     status: Option<OrderStatus>,
-    /// `next_cursor` of the previous page.
-    #[param(max_length = 64)]
-    cursor: Option<String>,
+    /// `next_cursor` of the previous page (the last order id it showed).
+    cursor: Option<Uuid>,
     /// Orders per page, 1 to 100 (default 20).
     #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
@@ -330,14 +329,6 @@ pub async fn list_orders(
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(Problem::bad_request(format!("limit must be from 1 to {MAX_PAGE}")).into());
     }
-    let before = query
-        .cursor
-        .as_deref()
-        .map(|cursor| {
-            Uuid::parse_str(cursor)
-                .map_err(|_| Problem::bad_request("cursor is not one this API issued"))
-        })
-        .transpose()?;
     // One more than asked tells whether a next page exists.
     let mut orders = state
         .store
@@ -345,7 +336,7 @@ pub async fn list_orders(
             Viewer::of(&caller),
             OrderFilter {
                 status: query.status,
-                before,
+                before: query.cursor,
                 limit: limit + 1,
             },
         )

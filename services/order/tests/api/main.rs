@@ -4,3 +4,4 @@
 
 mod cart;
 mod helpers;
+mod saga;
