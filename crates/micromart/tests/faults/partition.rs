@@ -169,12 +169,12 @@ fn socket_of(url: &str) -> SocketAddr {
         .unwrap_or_else(|e| panic!("{authority} is host:port: {e}"))
 }
 
-/// Moves catalog into `namespace`: stopped, started again inside with its database and the
-/// broker through proxies, and order and the gateway started again pointing at it there.
+/// Moves catalog into `namespace`: stopped, started again inside (on the namespace's address,
+/// its ports unchanged) with its database and the broker through the proxies, and order and
+/// the gateway started again, pointing at it there.
 async fn move_catalog(shop: &mut Shop, namespace: &Namespace, proxies: &[Proxy; 2]) {
     let [postgres, nats] = proxies;
     let inside = namespace.inside.to_string();
-    let (public, internal) = shop.ports("catalog");
     let server = server_of(shop.admin_url());
     let user = server
         .split_once("://")
@@ -186,7 +186,6 @@ async fn move_catalog(shop: &mut Shop, namespace: &Namespace, proxies: &[Proxy; 
         shop.database_name("catalog")
     );
     let broker = format!("nats://{}", nats.address);
-    let (listen, internal_listen) = (format!("{inside}:{public}"), format!("{inside}:{internal}"));
     shop.stop("catalog").await;
     shop.set_host("catalog", &inside);
     shop.spawn_wrapped(
@@ -195,19 +194,9 @@ async fn move_catalog(shop: &mut Shop, namespace: &Namespace, proxies: &[Proxy; 
         &[
             ("MICROMART_CATALOG__DATABASE_URL", &database),
             ("MICROMART_EVENTS__URL", &broker),
-            ("MICROMART_CATALOG__LISTEN", &listen),
-            ("MICROMART_CATALOG__INTERNAL_LISTEN", &internal_listen),
         ],
     );
     shop.wait_ready("catalog").await;
-    shop.set_env(
-        "MICROMART_ORDER__CATALOG__BASE_URL",
-        &format!("http://{inside}:{internal}"),
-    );
-    shop.set_env(
-        "MICROMART_GATEWAY__UPSTREAMS__CATALOG__INSTANCES",
-        &format!("[http://{inside}:{public}]"),
-    );
     for service in ["order", "gateway"] {
         shop.stop(service).await;
         shop.restart(service, &[]).await;

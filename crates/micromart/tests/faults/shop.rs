@@ -15,7 +15,7 @@ use reqwest::StatusCode;
 
 use crate::helpers::{relaxed_limits, TestShop};
 use crate::invariants;
-use crate::processes::{self, free_port, postgres_admin_url, Process};
+use crate::processes::{self, postgres_admin_url, Process};
 
 /// The services behind the gateway, in start-up order.
 pub const SERVICES: [&str; 4] = ["identity", "catalog", "payment", "order"];
@@ -73,11 +73,39 @@ fn nats_available() -> bool {
     false
 }
 
+/// A port to listen on, free at the time of asking, below the kernel's ephemeral range: a port
+/// from that range (what binding port 0 answers) can be taken by any outgoing connection of
+/// the machine before the service binds it — or again between a crash and the restart.
+pub fn free_port() -> u16 {
+    use rand::Rng as _;
+    let ephemeral_from = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let below = ephemeral_from.max(20_000);
+    for _ in 0..1_000 {
+        let port = rand::thread_rng().gen_range(10_000..below);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below {below}");
+}
+
 /// A service's two ports.
 #[derive(Debug, Clone, Copy)]
 struct Ports {
     public: u16,
     internal: u16,
+}
+
+impl Ports {
+    fn free() -> Self {
+        Self {
+            public: free_port(),
+            internal: free_port(),
+        }
+    }
 }
 
 /// The running distributed shop.
@@ -117,21 +145,10 @@ impl Shop {
         let databases = processes::Databases::create(&admin_url, &names);
         let ports: BTreeMap<&'static str, Ports> = SERVICES
             .iter()
-            .map(|service| {
-                (
-                    *service,
-                    Ports {
-                        public: free_port(),
-                        internal: free_port(),
-                    },
-                )
-            })
+            .map(|service| (*service, Ports::free()))
             .collect();
-        let gateway = Ports {
-            public: free_port(),
-            internal: free_port(),
-        };
         let logs = tempfile::tempdir().expect("a log directory");
+        // What does not depend on where the processes listen (`Shop::port_env` is the rest).
         let mut env: Vec<(String, String)> = relaxed_limits();
         let mut set = |key: &str, value: String| env.push((key.to_owned(), value));
         set("MICROMART_TELEMETRY__LOG_FORMAT", "json".into());
@@ -143,27 +160,14 @@ impl Shop {
         );
         for (service, name) in SERVICES.iter().zip(&names) {
             let upper = service.to_uppercase();
-            let port = ports[service];
             set(
                 &format!("MICROMART_{upper}__DATABASE_URL"),
                 databases.url(name),
-            );
-            set(
-                &format!("MICROMART_{upper}__LISTEN"),
-                format!("127.0.0.1:{}", port.public),
-            );
-            set(
-                &format!("MICROMART_{upper}__INTERNAL_LISTEN"),
-                format!("127.0.0.1:{}", port.internal),
             );
             // Several shops and the rest of the workspace's tests share one server.
             set(
                 &format!("MICROMART_{upper}__POOL__MAX_CONNECTIONS"),
                 "4".into(),
-            );
-            set(
-                &format!("MICROMART_GATEWAY__UPSTREAMS__{upper}__INSTANCES"),
-                format!("[http://127.0.0.1:{}]", port.public),
             );
         }
         set(
@@ -176,65 +180,43 @@ impl Shop {
         set("MICROMART_IDENTITY__GENERATE_SIGNING_KEY", "true".into());
         set("MICROMART_IDENTITY__ADMIN_EMAIL", ADMIN_EMAIL.into());
         set("MICROMART_IDENTITY__ADMIN_PASSWORD", ADMIN_PASSWORD.into());
-        set(
-            "MICROMART_ORDER__CATALOG__BASE_URL",
-            format!("http://127.0.0.1:{}", ports["catalog"].internal),
-        );
-        set(
-            "MICROMART_GATEWAY__LISTEN",
-            format!("127.0.0.1:{}", gateway.public),
-        );
-        set(
-            "MICROMART_GATEWAY__ADMIN_LISTEN",
-            format!("127.0.0.1:{}", gateway.internal),
-        );
         set("MICROMART_GATEWAY__WORKERS", "1".into());
         // Many customers sign in from one address.
         set("MICROMART_GATEWAY__RATE_LIMITING", "false".into());
-        set(
-            "MICROMART_GATEWAY__AUTH__JWKS_URL",
-            format!(
-                "http://127.0.0.1:{}/.well-known/jwks.json",
-                ports["identity"].public
-            ),
-        );
         for (key, value) in SUITE_TIMINGS.iter().chain(overrides) {
             env.retain(|(k, _)| k != key);
             env.push(((*key).to_owned(), (*value).to_owned()));
         }
 
-        let client = Arc::new(TestShop {
-            shop: None,
-            base: format!("http://127.0.0.1:{}", gateway.public),
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .expect("a client"),
-            data_dir: tempfile::tempdir().expect("a temp dir"),
-        });
         let mut shop = Self {
             processes: BTreeMap::new(),
-            client,
+            client: Arc::new(TestShop {
+                shop: None,
+                base: String::new(),
+                client: reqwest::Client::builder()
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                    .expect("a client"),
+                data_dir: tempfile::tempdir().expect("a temp dir"),
+            }),
             nats,
             databases,
             logs: Some(logs),
             ports,
             hosts: BTreeMap::new(),
-            gateway,
+            gateway: Ports::free(),
             env,
             starts: BTreeMap::new(),
         };
         for service in SERVICES {
             shop.migrate(service);
         }
-        for service in SERVICES {
-            shop.spawn(service, &[]);
+        // One after another: each is told where those before it listen.
+        for service in SERVICES.into_iter().chain(["gateway"]) {
+            shop.first_start(service).await;
         }
-        for service in SERVICES {
-            shop.wait_ready(service).await;
-        }
-        shop.spawn("gateway", &[]);
-        shop.wait_ready("gateway").await;
+        let client = Arc::get_mut(&mut shop.client).expect("the client is not shared yet");
+        client.base = format!("http://127.0.0.1:{}", shop.gateway.public);
         // The gateway routes once it has identity's keys and its upstreams answer.
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -256,6 +238,103 @@ impl Shop {
         Some(shop)
     }
 
+    /// Starts `service` (or the gateway) the first time and waits until it is ready; a port
+    /// someone took between its choice and the bind is chosen again.
+    async fn first_start(&mut self, service: &'static str) {
+        for _ in 0..5 {
+            self.spawn(service, &[]);
+            match self.ready_or_ended(service).await {
+                Ok(()) => return,
+                Err(output) if output.contains("Address already in use") => {
+                    let fresh = Ports::free();
+                    match service {
+                        "gateway" => self.gateway = fresh,
+                        _ => {
+                            self.ports.insert(service, fresh);
+                        }
+                    }
+                }
+                Err(output) => panic!("{service} stopped during start-up:\n{output}"),
+            }
+        }
+        panic!("{service} found no free port in five tries");
+    }
+
+    /// Waits until `service` answers its `/readyz`; its output if it ends first.
+    async fn ready_or_ended(&mut self, service: &str) -> Result<(), String> {
+        let url = self.readiness_url(service);
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while Instant::now() < deadline {
+            if self.process(service).exited().is_some() {
+                return Err(self.process(service).output());
+            }
+            let answer = client
+                .get(&url)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await;
+            if answer.is_ok_and(|a| a.status().is_success()) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{service}: {url} not ready within 90 s");
+    }
+
+    fn readiness_url(&self, service: &str) -> String {
+        let port = match service {
+            "gateway" => self.gateway.internal,
+            _ => self.ports[service].public,
+        };
+        format!("http://{}:{port}/readyz", self.host(service))
+    }
+
+    /// The variables that say where every process listens (each on its host).
+    fn port_env(&self) -> Vec<(String, String)> {
+        let mut env = Vec::new();
+        let address = |service: &str, port: u16| format!("{}:{port}", self.host(service));
+        for service in SERVICES {
+            let upper = service.to_uppercase();
+            let ports = self.ports[service];
+            env.push((
+                format!("MICROMART_{upper}__LISTEN"),
+                address(service, ports.public),
+            ));
+            env.push((
+                format!("MICROMART_{upper}__INTERNAL_LISTEN"),
+                address(service, ports.internal),
+            ));
+            env.push((
+                format!("MICROMART_GATEWAY__UPSTREAMS__{upper}__INSTANCES"),
+                format!("[http://{}]", address(service, ports.public)),
+            ));
+        }
+        env.push((
+            "MICROMART_ORDER__CATALOG__BASE_URL".to_owned(),
+            format!(
+                "http://{}",
+                address("catalog", self.ports["catalog"].internal)
+            ),
+        ));
+        env.push((
+            "MICROMART_GATEWAY__AUTH__JWKS_URL".to_owned(),
+            format!(
+                "http://{}/.well-known/jwks.json",
+                address("identity", self.ports["identity"].public)
+            ),
+        ));
+        env.push((
+            "MICROMART_GATEWAY__LISTEN".to_owned(),
+            format!("127.0.0.1:{}", self.gateway.public),
+        ));
+        env.push((
+            "MICROMART_GATEWAY__ADMIN_LISTEN".to_owned(),
+            format!("127.0.0.1:{}", self.gateway.internal),
+        ));
+        env
+    }
+
     /// The `micromart` binary with the shop's environment and `extra`; run by `wrapper` when
     /// one is given (`ip netns exec <name>`).
     fn command(&self, wrapper: &[&str], extra: &[(&str, &str)]) -> Command {
@@ -271,6 +350,7 @@ impl Shop {
         command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.port_env())
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .envs(extra.iter().copied());
         command
@@ -322,14 +402,8 @@ impl Shop {
 
     /// Waits until `service` answers its `/readyz` (database and bus reachable).
     pub async fn wait_ready(&mut self, service: &str) {
-        let port = match service {
-            "gateway" => self.gateway.internal,
-            _ => self.ports[service].public,
-        };
-        let host = self.host(service).to_owned();
-        self.process(service)
-            .wait_ready(&format!("http://{host}:{port}/readyz"))
-            .await;
+        let url = self.readiness_url(service);
+        self.process(service).wait_ready(&url).await;
     }
 
     /// The address `service` listens on.
@@ -340,18 +414,6 @@ impl Shop {
     /// From now on `service` listens on `host` (its ports unchanged): after it was moved.
     pub fn set_host(&mut self, service: &'static str, host: &str) {
         self.hosts.insert(service, host.to_owned());
-    }
-
-    /// `service`'s public and internal ports.
-    pub fn ports(&self, service: &str) -> (u16, u16) {
-        let ports = self.ports[service];
-        (ports.public, ports.internal)
-    }
-
-    /// Sets a variable of every process started from now on.
-    pub fn set_env(&mut self, key: &str, value: &str) {
-        self.env.retain(|(k, _)| k != key);
-        self.env.push((key.to_owned(), value.to_owned()));
     }
 
     /// SIGTERM, and waits for the end.
