@@ -248,10 +248,15 @@ pub async fn check_invariants(shop: &Shop, ledger: &Ledger, label: &str) -> Repo
     let dbs = shop.invariant_databases().await;
     let report = invariants::check(&dbs, ledger, Duration::from_secs(60)).await;
     let changed_after_final = changed_after_final(&dbs).await;
+    let unsettled = unsettled_payments(&dbs).await;
     dbs.close().await;
     assert!(
         changed_after_final.is_empty(),
         "[{label}] orders changed after they were final: {changed_after_final:?}"
+    );
+    assert!(
+        unsettled.is_empty(),
+        "[{label}] payments not settled as their orders are (order, status, payment state): {unsettled:?}"
     );
     println!("[{label}] invariants hold: {report}");
     report
@@ -269,4 +274,33 @@ pub async fn changed_after_final(dbs: &invariants::Databases) -> Vec<(String, St
     .fetch_all(dbs.order.pool())
     .await
     .expect("the order histories")
+}
+
+/// The payments whose state does not match their final order's: a confirmed order's payment
+/// is captured, a cancelled order's holds nothing (voided, failed, or refunded) — an
+/// authorization left standing would keep the customer's money on hold.
+pub async fn unsettled_payments(dbs: &invariants::Databases) -> Vec<(String, String, String)> {
+    let orders: std::collections::HashMap<String, String> =
+        sqlx::query_as::<_, (String, String)>("SELECT id, status FROM orders")
+            .fetch_all(dbs.order.pool())
+            .await
+            .expect("the orders")
+            .into_iter()
+            .collect();
+    let payments = sqlx::query_as::<_, (String, String)>("SELECT order_id, state FROM payments")
+        .fetch_all(dbs.payment.pool())
+        .await
+        .expect("the payments");
+    payments
+        .into_iter()
+        .filter_map(|(order, state)| {
+            let status = orders.get(&order).map_or("unknown", String::as_str);
+            let settled = match status {
+                "confirmed" | "shipped" => state == "captured",
+                "cancelled" => matches!(state.as_str(), "voided" | "failed" | "refunded"),
+                _ => false,
+            };
+            (!settled).then(|| (order, status.to_owned(), state))
+        })
+        .collect()
 }
