@@ -316,7 +316,10 @@ async fn a_checkout_confirms_a_decline_cancels_and_a_replay_places_nothing_more(
 #[tokio::test]
 async fn the_live_stream_follows_a_slow_checkout_through_the_gateway() {
     let mut env = crate::helpers::relaxed_limits();
-    env.push(("MICROMART_PAYMENT__PROVIDER__LATENCY_MS".into(), "6000".into()));
+    env.push((
+        "MICROMART_PAYMENT__PROVIDER__LATENCY_MS".into(),
+        "6000".into(),
+    ));
     env.push((
         "MICROMART_PAYMENT__PROVIDER__CALL_TIMEOUT_MS".into(),
         "10000".into(),
@@ -326,7 +329,9 @@ async fn the_live_stream_follows_a_slow_checkout_through_the_gateway() {
     let mug = product(&shop, &admin, "MUG-1", 900, 4).await;
     let (dora, _) = shop.customer("dora-stream@example.com").await;
     let card = register_card(&shop, &dora, APPROVING_CARD).await;
-    put_line(&shop, &dora, mug, 1).await.assert_status(StatusCode::OK);
+    put_line(&shop, &dora, mug, 1)
+        .await
+        .assert_status(StatusCode::OK);
     let placed = checkout(&shop, &dora, "dora-1", &card).await;
     assert_eq!(placed.status, StatusCode::ACCEPTED, "{}", placed.body);
     let id = order_id(&placed);
