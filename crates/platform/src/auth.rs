@@ -687,6 +687,33 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
+/// Who is reading data that belongs to customers: an admin sees everyone's, a customer only
+/// its own. Stores take it, so ownership is decided where the rows are read and no handler
+/// can forget it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Viewer {
+    Admin,
+    Customer(Uuid),
+}
+
+impl Viewer {
+    pub fn of(caller: &Caller) -> Self {
+        if caller.has_role(Role::Admin) {
+            Self::Admin
+        } else {
+            Self::Customer(caller.user_id)
+        }
+    }
+
+    /// Whether this viewer may see what `owner` owns.
+    pub fn sees(self, owner: Uuid) -> bool {
+        match self {
+            Self::Admin => true,
+            Self::Customer(id) => id == owner,
+        }
+    }
+}
+
 /// A caller with the admin role. As a `FromRequestParts` extractor it is judged before any
 /// body extractor (axum runs those last), so a caller without the role gets 401/403 before
 /// its body is read: authorization comes before validation, and a refused caller learns

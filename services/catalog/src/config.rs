@@ -55,18 +55,10 @@ impl Validate for Settings {
                 "must be positive",
             ));
         }
-        let name = &self.command_consumer;
-        if name.is_empty()
-            || name.len() > 64
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return Err(ConfigError::new(
-                "command_consumer",
-                "must be 1 to 64 letters, digits, - or _ (a JetStream consumer name)",
-            ));
-        }
+        platform::events::config::validate_durable_name(
+            "command_consumer",
+            &self.command_consumer,
+        )?;
         if self.default_reservation_ttl_secs == 0 {
             return Err(ConfigError::new(
                 "default_reservation_ttl_secs",

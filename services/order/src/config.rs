@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use platform::client::ClientConfig;
 use platform::config::{ConfigError, Validate};
+use platform::events::config::validate_durable_name;
 use serde::Deserialize;
 
 /// The order service's whole configuration, as the service kit loads it.
@@ -130,26 +131,10 @@ fn default_catalog_client() -> ClientConfig {
     }
 }
 
-/// A JetStream consumer name.
-fn check_durable(key: &str, name: &str) -> Result<(), ConfigError> {
-    if name.is_empty()
-        || name.len() > 64
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return Err(ConfigError::new(
-            key,
-            "must be 1 to 64 letters, digits, - or _ (a JetStream consumer name)",
-        ));
-    }
-    Ok(())
-}
-
 impl Validate for Settings {
     fn validate(&self) -> Result<(), ConfigError> {
-        check_durable("stock_consumer", &self.stock_consumer)?;
-        check_durable("payment_consumer", &self.payment_consumer)?;
+        validate_durable_name("stock_consumer", &self.stock_consumer)?;
+        validate_durable_name("payment_consumer", &self.payment_consumer)?;
         if self.stock_consumer == self.payment_consumer {
             return Err(ConfigError::new(
                 "payment_consumer",

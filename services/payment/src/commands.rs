@@ -92,14 +92,15 @@ impl Commands {
         trace: &TraceContext,
     ) -> Result<(), Refusal> {
         let order = event.order_id().to_string();
-        let envelope = self.publisher.envelope(
-            &event.event_type(),
-            order.clone(),
-            event.data(),
-            Some(trace),
-        );
         self.publisher
-            .enqueue(tx, &event.subject(), &order, &envelope)
+            .emit(
+                tx,
+                &event.event_type(),
+                &event.subject(),
+                &order,
+                event.data(),
+                Some(trace),
+            )
             .await?;
         Ok(())
     }

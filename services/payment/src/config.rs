@@ -129,18 +129,10 @@ fn default_call_timeout_ms() -> u64 {
 
 impl Validate for Settings {
     fn validate(&self) -> Result<(), ConfigError> {
-        let name = &self.command_consumer;
-        if name.is_empty()
-            || name.len() > 64
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return Err(ConfigError::new(
-                "command_consumer",
-                "must be 1 to 64 letters, digits, - or _ (a JetStream consumer name)",
-            ));
-        }
+        platform::events::config::validate_durable_name(
+            "command_consumer",
+            &self.command_consumer,
+        )?;
         for (key, value) in [
             ("retry_min_ms", self.retry_min_ms),
             ("worker_poll_ms", self.worker_poll_ms),

@@ -361,14 +361,15 @@ impl Worker {
                 .traceparent
                 .as_deref()
                 .and_then(|header| TraceContext::parse(header.as_bytes()));
-            let envelope = self.publisher.envelope(
-                &event.event_type(),
-                order.clone(),
-                event.data(),
-                trace.as_ref(),
-            );
             self.publisher
-                .enqueue(&mut tx, &event.subject(), &order, &envelope)
+                .emit(
+                    &mut tx,
+                    &event.event_type(),
+                    &event.subject(),
+                    &order,
+                    event.data(),
+                    trace.as_ref(),
+                )
                 .await?;
         }
         tx.commit()

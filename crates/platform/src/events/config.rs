@@ -10,6 +10,25 @@ use super::{ConsumerConfig, StreamConfig};
 use crate::config::{ConfigError, Secret, Validate};
 use contracts::events::StreamSpec;
 
+/// Checks a durable consumer's name from a service's settings (`key` names the setting): it
+/// is the broker's consumer name and the inbox's consumer column, so 1 to 64 letters, digits,
+/// `-` or `_`.
+pub fn validate_durable_name(key: &str, name: &str) -> Result<(), ConfigError> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if valid {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            key,
+            "must be 1 to 64 letters, digits, - or _ (a JetStream consumer name)",
+        ))
+    }
+}
+
 /// `url` naming the in-process bus: every service of one process shares it (`micromart up`).
 pub const IN_PROCESS: &str = "memory";
 

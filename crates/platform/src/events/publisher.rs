@@ -53,6 +53,21 @@ impl Publisher {
         outbox::enqueue(tx, subject, aggregate, envelope).await
     }
 
+    /// [`Publisher::envelope`] and [`Publisher::enqueue`] in one: `data` of `event_type` about
+    /// `aggregate` (the envelope's subject and the outbox's ordering key), on `subject`.
+    pub async fn emit(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        event_type: &EventType,
+        subject: &str,
+        aggregate: &str,
+        data: serde_json::Value,
+        trace: Option<&TraceContext>,
+    ) -> anyhow::Result<()> {
+        let envelope = self.envelope(event_type, aggregate, data, trace);
+        self.enqueue(tx, subject, aggregate, &envelope).await
+    }
+
     /// After a commit that enqueued events: publish now rather than at the next poll.
     pub fn notify(&self) {
         if let Some(relay) = &self.relay {

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use chrono::Utc;
+use contracts::events::StreamSpec;
 use contracts::inventory::StockEvent;
 use contracts::payment::PaymentEvent;
 use futures_util::future::BoxFuture;
@@ -17,41 +18,50 @@ use super::runner::{ApplyError, LastApplied, Runner};
 
 /// The consumer of catalog's stock answers.
 pub fn stock_consumer(durable: String, runner: Arc<Runner>) -> Consumer {
-    Consumer {
+    answers(
         durable,
-        stream: contracts::inventory::STREAM,
-        subject: contracts::inventory::EVENT_SUBJECTS,
-        accepts: contracts::inventory::types::EVENTS
-            .iter()
-            .map(|t| (*t).to_owned())
-            .collect(),
-        handler: Arc::new(Answers {
-            runner,
-            read: |event| {
-                StockEvent::parse(&event.envelope.r#type, &event.envelope.data)
-                    .map(|stock| (stock.order_id(), Input::Stock(stock)))
-            },
-            last: LastApplied::default(),
-        }),
-    }
+        contracts::inventory::STREAM,
+        contracts::inventory::EVENT_SUBJECTS,
+        &contracts::inventory::types::EVENTS,
+        |event| {
+            StockEvent::parse(&event.envelope.r#type, &event.envelope.data)
+                .map(|stock| (stock.order_id(), Input::Stock(stock)))
+        },
+        runner,
+    )
 }
 
 /// The consumer of payment's answers.
 pub fn payment_consumer(durable: String, runner: Arc<Runner>) -> Consumer {
+    answers(
+        durable,
+        contracts::payment::STREAM,
+        contracts::payment::EVENT_SUBJECTS,
+        &contracts::payment::types::EVENTS,
+        |event| {
+            PaymentEvent::parse(&event.envelope.r#type, &event.envelope.data)
+                .map(|payment| (payment.order_id(), Input::Payment(payment)))
+        },
+        runner,
+    )
+}
+
+fn answers(
+    durable: String,
+    stream: StreamSpec,
+    subject: &'static str,
+    types: &[&str],
+    read: Read,
+    runner: Arc<Runner>,
+) -> Consumer {
     Consumer {
         durable,
-        stream: contracts::payment::STREAM,
-        subject: contracts::payment::EVENT_SUBJECTS,
-        accepts: contracts::payment::types::EVENTS
-            .iter()
-            .map(|t| (*t).to_owned())
-            .collect(),
+        stream,
+        subject,
+        accepts: types.iter().map(|t| (*t).to_owned()).collect(),
         handler: Arc::new(Answers {
             runner,
-            read: |event| {
-                PaymentEvent::parse(&event.envelope.r#type, &event.envelope.data)
-                    .map(|payment| (payment.order_id(), Input::Payment(payment)))
-            },
+            read,
             last: LastApplied::default(),
         }),
     }

@@ -154,11 +154,8 @@ impl Runner {
                     (command.event_type(), command.subject(), command.data())
                 }
             };
-            let envelope = self
-                .publisher
-                .envelope(&event_type, aggregate.clone(), data, trace);
             self.publisher
-                .enqueue(tx, &subject, &aggregate, &envelope)
+                .emit(tx, &event_type, &subject, &aggregate, data, trace)
                 .await?;
         }
         Ok(())
@@ -183,17 +180,16 @@ impl Runner {
         let Some(event_type) = change.event_type() else {
             return Ok(());
         };
-        let aggregate = saga.order_id.to_string();
+        let subject = contracts::order::event_subject(saga.order_id);
         let data = serde_json::to_value(&change)?;
-        let envelope = self
-            .publisher
-            .envelope(&event_type, aggregate.clone(), data, trace);
         self.publisher
-            .enqueue(
+            .emit(
                 tx,
-                &contracts::order::event_subject(saga.order_id),
-                &aggregate,
-                &envelope,
+                &event_type,
+                &subject,
+                &saga.order_id.to_string(),
+                data,
+                trace,
             )
             .await
     }

@@ -11,7 +11,6 @@ pub mod sagas;
 use anyhow::Context as _;
 use platform::db::Db;
 use sqlx::Any;
-use uuid::Uuid;
 
 static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -25,30 +24,7 @@ pub const MIGRATIONS: platform::service::Migrations = platform::service::Migrati
 /// A transaction of the order database (a consumer's, or one of the store's own).
 pub type Tx = sqlx::Transaction<'static, Any>;
 
-/// Who is reading: an admin sees every order, a customer only its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Viewer {
-    Admin,
-    Customer(Uuid),
-}
-
-impl Viewer {
-    pub fn of(caller: &platform::auth::Caller) -> Self {
-        if caller.has_role(platform::auth::Role::Admin) {
-            Self::Admin
-        } else {
-            Self::Customer(caller.user_id)
-        }
-    }
-
-    /// Whether this viewer may see what `owner` owns.
-    pub fn sees(self, owner: Uuid) -> bool {
-        match self {
-            Self::Admin => true,
-            Self::Customer(id) => id == owner,
-        }
-    }
-}
+pub use platform::auth::Viewer;
 
 /// The order service's storage.
 #[derive(Clone, Debug)]

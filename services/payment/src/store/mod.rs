@@ -30,22 +30,7 @@ pub const MIGRATIONS: platform::service::Migrations = platform::service::Migrati
 /// A transaction of the payment database (the consumer's, or one of the store's own).
 pub type Tx = sqlx::Transaction<'static, Any>;
 
-/// Who is reading: an admin sees every payment, a customer only its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Viewer {
-    Admin,
-    Customer(Uuid),
-}
-
-impl Viewer {
-    pub fn of(caller: &platform::auth::Caller) -> Self {
-        if caller.has_role(platform::auth::Role::Admin) {
-            Self::Admin
-        } else {
-            Self::Customer(caller.user_id)
-        }
-    }
-}
+pub use platform::auth::Viewer;
 
 /// The payment service's storage.
 #[derive(Clone, Debug)]
