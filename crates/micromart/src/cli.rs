@@ -1,4 +1,5 @@
-//! Command-line interface: `up`, `serve`, `migrate`, `seed`, `keys`.
+//! Command-line interface: `up`, `serve`, `migrate`, `seed`, `keys` (and the hidden
+//! `bench-events` and `bench-checkout` of bench/run).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -65,6 +66,10 @@ pub enum Command {
     /// One measurement of the event backbone, as a JSON line (bench/run's `events` scenario).
     #[command(hide = true)]
     BenchEvents(crate::bench_events::BenchEventsArgs),
+    /// One checkout measurement through a running shop's gateway, as a JSON line (bench/run's
+    /// `checkout` scenario).
+    #[command(hide = true)]
+    BenchCheckout(crate::bench_checkout::BenchCheckoutArgs),
 }
 
 /// The service names of the registry (and the gateway), as clap offers them.
@@ -130,6 +135,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::BenchEvents(args) => crate::bench_events::run(args).await,
+        Command::BenchCheckout(args) => crate::bench_checkout::run(args).await,
     }
 }
 

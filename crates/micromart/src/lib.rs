@@ -1,6 +1,7 @@
 //! The `micromart` command: composes every service in one process for the embedded mode
 //! (`up`), or runs one of them for the distributed mode (`serve`), plus `migrate` and `seed`.
 
+pub mod bench_checkout;
 pub mod bench_events;
 pub mod cli;
 pub mod embedded;

@@ -504,6 +504,10 @@ pub async fn order_events(
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, OrderError> {
     let id = path_id(&id, "order")?;
+    // Listening starts before the history is read: a change committed in between is then
+    // both in the history and announced (read again, nothing sent twice), never in neither,
+    // which left the stream waiting a whole `STREAM_POLL` for an order confirmed meanwhile.
+    let changes = state.runner.changes.subscribe();
     // Ownership is checked once; the stream then reads only this order's history.
     let order = state
         .store
@@ -521,7 +525,6 @@ pub async fn order_events(
         .into_iter()
         .filter(|entry| entry.seq > after)
         .collect();
-    let changes = state.runner.changes.subscribe();
     let stream = futures_util::stream::unfold(
         StreamState {
             store: state.store.clone(),
