@@ -185,7 +185,7 @@ fn location(id: Uuid) -> String {
             headers(("Location" = String, description = "The order"))),
         (status = 400, description = "No `Idempotency-Key` (`idempotency-key-missing`), an invalid one (`idempotency-key-invalid`), or a body that is not JSON", body = ProblemBody, content_type = "application/problem+json"),
         (status = 401, description = "No token", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 409, description = "A line asks for more than catalog can sell now (`insufficient-stock`), or the key's first request is still running (`idempotency-key-in-flight`)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "A line asks for more than catalog can sell now (`insufficient-stock`), the cart kept changing while it was priced (`cart-changed`), or the key's first request is still running (`idempotency-key-in-flight`)", body = ProblemBody, content_type = "application/problem+json"),
         (status = 422, description = "The cart is empty (`cart-empty`), holds a product no longer for sale (`product-unavailable`), cannot be paid as one amount (`validation-failed`), or the key was used for another request (`idempotency-key-reused`)", body = ProblemBody, content_type = "application/problem+json"),
         (status = 429, description = "Too many of the caller's checkouts are in flight (`too-many-checkouts`)", body = ProblemBody, content_type = "application/problem+json"),
         (status = 503, description = "Catalog did not answer: nothing was placed", body = ProblemBody, content_type = "application/problem+json"),
