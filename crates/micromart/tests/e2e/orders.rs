@@ -77,6 +77,25 @@ async fn a_checkout_confirms_a_decline_cancels_and_a_replay_places_nothing_more(
     let text = events.body.as_str().unwrap_or_default().to_owned();
     assert!(text.contains("event: status"), "{text}");
     assert!(text.contains("\"status\":\"confirmed\""), "{text}");
+    // A client back after the last event gets nothing more, and no stream held open.
+    let last_id = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("id: "))
+        .last()
+        .expect("events carry ids")
+        .to_owned();
+    let again = shop
+        .send(
+            shop.request(
+                Method::GET,
+                &format!("/api/v1/orders/{id}/events"),
+                Some(&alice),
+            )
+            .header("last-event-id", last_id),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert!(!again.body.to_string().contains("status"), "{}", again.body);
     // Payment captured once, for the total.
     let payments = shop
         .get(&format!("/api/v1/payments?order_id={id}"), Some(&alice))

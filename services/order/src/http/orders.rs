@@ -525,6 +525,8 @@ pub async fn order_events(
         .into_iter()
         .filter(|entry| entry.seq > after)
         .collect();
+    // A client coming back after the final event (its `Last-Event-ID`) has nothing to wait for.
+    let done = pending.is_empty() && ends_stream(order.status);
     let stream = futures_util::stream::unfold(
         StreamState {
             store: state.store.clone(),
@@ -533,7 +535,7 @@ pub async fn order_events(
             pending: pending.into(),
             changes,
             ends_at: tokio::time::Instant::now() + STREAM_LIFETIME,
-            done: false,
+            done,
         },
         next_event,
     );
@@ -585,7 +587,10 @@ async fn next_event(
             () = tokio::time::sleep(STREAM_POLL) => {}
             changed = stream.changes.recv() => match changed {
                 Ok(id) if id != stream.order_id => continue,
-                _ => {}
+                // The service is stopping: so does the stream (the client reconnects).
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                // This order, or changes missed while lagging: read the history.
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
             },
         }
         match stream
