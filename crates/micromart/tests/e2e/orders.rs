@@ -81,7 +81,7 @@ async fn a_checkout_confirms_a_decline_cancels_and_a_replay_places_nothing_more(
     let last_id = text
         .lines()
         .filter_map(|line| line.strip_prefix("id: "))
-        .last()
+        .next_back()
         .expect("events carry ids")
         .to_owned();
     let again = shop
