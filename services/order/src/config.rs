@@ -236,7 +236,9 @@ impl Validate for FaultSettings {
                     "crash_after",
                     format!(
                         "must name a saga state, one of {}",
-                        crate::saga::machine::StateName::NAMES.join(", ")
+                        crate::saga::machine::StateName::ALL
+                            .map(|name| name.as_str())
+                            .join(", ")
                     ),
                 ));
             }

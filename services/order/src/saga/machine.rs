@@ -118,26 +118,22 @@ impl StateName {
         Self::Compensating,
         Self::Cancelled,
     ];
-    pub const NAMES: [&'static str; 8] = [
-        "reserving",
-        "authorizing",
-        "committing",
-        "capturing",
-        "confirmed",
-        "shipped",
-        "compensating",
-        "cancelled",
-    ];
 
     pub fn as_str(self) -> &'static str {
-        // ALL and NAMES are in the same order.
-        let index = Self::ALL.iter().position(|name| *name == self).unwrap_or(0);
-        Self::NAMES[index]
+        match self {
+            Self::Reserving => "reserving",
+            Self::Authorizing => "authorizing",
+            Self::Committing => "committing",
+            Self::Capturing => "capturing",
+            Self::Confirmed => "confirmed",
+            Self::Shipped => "shipped",
+            Self::Compensating => "compensating",
+            Self::Cancelled => "cancelled",
+        }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        let index = Self::NAMES.iter().position(|name| *name == text)?;
-        Some(Self::ALL[index])
+        Self::ALL.into_iter().find(|name| name.as_str() == text)
     }
 }
 

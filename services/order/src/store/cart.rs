@@ -47,6 +47,23 @@ fn line_from(row: &sqlx::any::AnyRow) -> anyhow::Result<CartLine> {
     })
 }
 
+/// The customer's cart lines, oldest first, read through `executor` (a transaction or the
+/// pool): the one query both readers share.
+async fn lines_of<'e, E>(executor: E, customer_id: Uuid) -> anyhow::Result<Vec<CartLine>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let rows = sqlx::query(&format!(
+        "SELECT {LINE_COLUMNS} FROM cart_lines WHERE customer_id = $1 \
+         ORDER BY added_at, product_id"
+    ))
+    .bind(customer_id.to_string())
+    .fetch_all(executor)
+    .await
+    .context("failed to read a cart")?;
+    rows.iter().map(line_from).collect()
+}
+
 impl Store {
     /// Makes sure the customer's cart row exists and takes its write lock for the rest of
     /// `tx`: every change to one customer's cart and every checkout of it run one at a time.
@@ -74,28 +91,12 @@ impl Store {
         tx: &mut Tx,
         customer_id: Uuid,
     ) -> anyhow::Result<Vec<CartLine>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {LINE_COLUMNS} FROM cart_lines WHERE customer_id = $1 \
-             ORDER BY added_at, product_id"
-        ))
-        .bind(customer_id.to_string())
-        .fetch_all(&mut **tx)
-        .await
-        .context("failed to read a cart")?;
-        rows.iter().map(line_from).collect()
+        lines_of(&mut **tx, customer_id).await
     }
 
     /// The customer's cart lines, oldest first, outside any transaction.
     pub async fn cart_lines(&self, customer_id: Uuid) -> anyhow::Result<Vec<CartLine>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {LINE_COLUMNS} FROM cart_lines WHERE customer_id = $1 \
-             ORDER BY added_at, product_id"
-        ))
-        .bind(customer_id.to_string())
-        .fetch_all(self.db().pool())
-        .await
-        .context("failed to read a cart")?;
-        rows.iter().map(line_from).collect()
+        lines_of(self.db().pool(), customer_id).await
     }
 
     /// Writes the customer's line of `line.product_id`, adding it if absent; an existing
