@@ -32,7 +32,7 @@ pub use config::{
 };
 pub use respond::PROBLEM_TYPES;
 pub use server::{start, Gateway};
-pub use static_content::StaticContent;
+pub use static_content::{CachePolicy, StaticContent};
 
 /// The service name: config section `[gateway]`, metrics and log label.
 pub const SERVICE: &str = "gateway";
