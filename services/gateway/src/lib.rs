@@ -17,6 +17,7 @@ mod framing;
 pub mod fuzzing;
 mod health;
 mod http1;
+mod internal_path;
 mod limit;
 mod metrics;
 mod proxy;

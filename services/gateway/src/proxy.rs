@@ -27,6 +27,7 @@ use crate::config::{AuthMode, Config, RateLimitConfig};
 use crate::cors::Cors;
 use crate::health::Lifecycle;
 use crate::http1::{self, Deadline, ExchangeError};
+use crate::internal_path;
 use crate::limit::{ClientKey, Limiter};
 use crate::metrics::{ErrorKind, RouteMetrics, StatusCounters};
 use crate::respond::{self, Body};
@@ -314,6 +315,12 @@ impl Worker {
         request_id: &HeaderValue,
     ) -> (usize, Response<Body>) {
         let shared = &*self.shared;
+        let path = request.uri().path();
+        // Internal APIs are never public (ADR 8): refused as an unknown path is, before
+        // anything else looks at the request, whatever the routes say (a `/` route included).
+        if internal_path::is_internal(path) {
+            return (METRIC_UNMATCHED, respond::not_found());
+        }
         if request.method() == Method::OPTIONS
             && request
                 .headers()
@@ -323,7 +330,6 @@ impl Worker {
                 return (METRIC_BUILTIN, preflight(&shared.cors, origin));
             }
         }
-        let path = request.uri().path();
         if let Some(response) = self.builtin(&request, path) {
             return (METRIC_BUILTIN, response);
         }
@@ -839,6 +845,19 @@ mod tests {
         // Metric slots follow the sorted table.
         let (index, route) = shared.route("/api/v1/users/me").unwrap();
         assert_eq!(shared.metrics[METRIC_ROUTES + index].label(), route.prefix);
+    }
+
+    #[test]
+    fn a_catch_all_takes_what_no_longer_prefix_does() {
+        let shared = shared(&["/", "/api/v1/products"]);
+        let prefix = |path: &str| shared.route(path).map(|(_, r)| r.prefix.clone());
+        assert_eq!(
+            prefix("/api/v1/products/7").as_deref(),
+            Some("/api/v1/products")
+        );
+        for path in ["/", "/anything", "/api/v1/productsX", "/api"] {
+            assert_eq!(prefix(path).as_deref(), Some("/"), "{path}");
+        }
     }
 
     #[test]

@@ -147,7 +147,7 @@ impl Answer {
     }
 }
 
-fn route(prefix: &str, upstream: &str, auth: AuthMode) -> RouteConfig {
+pub fn route(prefix: &str, upstream: &str, auth: AuthMode) -> RouteConfig {
     RouteConfig {
         prefix: prefix.into(),
         upstream: upstream.into(),
