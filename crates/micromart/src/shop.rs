@@ -290,7 +290,7 @@ pub fn static_content() -> anyhow::Result<gateway::StaticContent> {
     );
     // The storefront's files, under their hashed names: cached for a year by browsers.
     for asset in web::assets::bundle() {
-        content.insert(asset.path.clone(), asset.content_type, asset.body);
+        content.insert_immutable(asset.path.clone(), asset.content_type, asset.body);
     }
     content.insert("/api/docs", HTML, index);
     content.insert("/api/docs/", HTML, index);
