@@ -14,3 +14,4 @@ mod payments;
 mod processes;
 mod readme;
 mod shopping;
+mod web_admin;
