@@ -292,6 +292,27 @@ async fn the_admin_console_keeps_others_out_and_runs_the_shop() {
     let category = shop.get("/api/v1/categories/japanese-tea", None).await;
     assert_eq!(category.status, StatusCode::OK, "{}", category.body);
     let category_id = category.body["id"].as_str().expect("an id").to_owned();
+    let edit = admin
+        .visit(&format!("/admin/categories/{category_id}"))
+        .await;
+    edit.assert_contains("value=\"japanese-tea\"");
+    admin
+        .post(
+            &format!("/admin/categories/{category_id}"),
+            &[
+                ("csrf", &csrf),
+                ("name", "Japanese tea"),
+                ("slug", "japanese-tea"),
+                ("description", "Green teas from Japan"),
+                ("parent_id", ""),
+            ],
+        )
+        .await
+        .assert_redirect(&format!(
+            "/admin/categories/{category_id}?notice=category-saved"
+        ));
+    let listed = admin.visit("/admin/categories").await;
+    listed.assert_contains("Green teas from Japan");
 
     // A product: a mistake comes back next to its field with what was typed kept.
     let product_fields = |name: &'static str, price: &'static str| {
