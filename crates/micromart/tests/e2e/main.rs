@@ -3,6 +3,7 @@
 //! service on PostgreSQL, run as written.
 
 mod api_docs;
+mod browser;
 mod catalog;
 mod failures;
 mod frozen_instance;
@@ -15,3 +16,4 @@ mod processes;
 mod readme;
 mod shopping;
 mod web_admin;
+mod web_store;
