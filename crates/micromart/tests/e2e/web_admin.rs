@@ -1,206 +1,63 @@
-//! The admin console's pages over HTTP, through the gateway, on the embedded shop: a browser
-//! that keeps its cookies and reads each form's CSRF token, signing in as the pages ask.
+//! The admin console's pages over HTTP, through the gateway, on the embedded shop, as a
+//! browser uses them (cookies, each form's CSRF token, signing in as the pages ask).
 //! Customers and strangers are kept out; the admin creates, edits (a stale edit is refused
 //! and changes nothing), stocks, imports and deactivates products, refuses to delete a
 //! category in use, ships and refunds an order — each checked again through the API.
-
-use std::collections::BTreeMap;
-use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use crate::browser::{Browser, Page};
 use crate::helpers::{TestShop, PASSWORD};
 use crate::shopping::{checkout, order_id, put_line, register_card, wait_for, APPROVING_CARD};
 
-/// A page as the browser got it.
-struct Page {
-    status: StatusCode,
-    location: Option<String>,
-    body: String,
+/// Asserts that a page shows `text`.
+fn shows(page: &Page, text: &str) {
+    assert!(
+        page.contains(text),
+        "{} page lacks {text:?}:\n{}",
+        page.status,
+        page.html
+    );
 }
 
-impl Page {
-    /// The value of the first hidden input named `name`.
-    fn input(&self, name: &str) -> String {
-        let marker = format!("name=\"{name}\" value=\"");
-        let start = self
-            .body
-            .find(&marker)
-            .unwrap_or_else(|| panic!("no input {name} in {}", self.body))
-            + marker.len();
-        let end = self.body[start..].find('"').expect("a closing quote") + start;
-        self.body[start..end].to_owned()
-    }
-
-    fn csrf(&self) -> String {
-        self.input("csrf")
-    }
-
-    fn assert_contains(&self, text: &str) {
-        assert!(
-            self.body.contains(text),
-            "{} page lacks {text:?}:\n{}",
-            self.status,
-            self.body
-        );
-    }
-
-    fn assert_redirect(&self, prefix: &str) -> String {
-        let location = self.location.clone().unwrap_or_default();
-        assert!(
-            self.status.is_redirection() && location.starts_with(prefix),
-            "expected a redirect to {prefix}, got {} to {location:?}:\n{}",
-            self.status,
-            self.body
-        );
-        location
-    }
+/// The value of a page's input, which must be there.
+fn input(page: &Page, name: &str) -> String {
+    page.input(name)
+        .unwrap_or_else(|| panic!("no input {name} in {}", page.html))
 }
 
-/// A browser: its own cookie jar (the workspace's reqwest has no `cookies` feature), no
-/// automatic redirects, so each one can be checked.
-struct Browser {
-    client: reqwest::Client,
-    base: String,
-    cookies: BTreeMap<String, String>,
+/// Where a redirect to `prefix…` points.
+fn redirect(page: &Page, prefix: &str) -> String {
+    page.assert_redirect(prefix).location().to_owned()
 }
 
-impl Browser {
-    fn new(shop: &TestShop) -> Self {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(20))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("client");
-        Self {
-            client,
-            base: shop.base.clone(),
-            cookies: BTreeMap::new(),
-        }
-    }
-
-    fn cookie_header(&self) -> String {
-        self.cookies
-            .iter()
-            .map(|(name, value)| format!("{name}={value}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-
-    async fn send(&mut self, request: reqwest::RequestBuilder) -> Page {
-        let request = if self.cookies.is_empty() {
-            request
-        } else {
-            request.header("cookie", self.cookie_header())
-        };
-        let response = request.send().await.expect("request sent");
-        for value in response.headers().get_all("set-cookie") {
-            let value = value.to_str().expect("an ASCII cookie");
-            let pair = value.split(';').next().unwrap_or_default();
-            let (name, content) = pair.split_once('=').expect("name=value");
-            if content.is_empty() || value.contains("Max-Age=0") {
-                self.cookies.remove(name);
-            } else {
-                self.cookies.insert(name.to_owned(), content.to_owned());
-            }
-        }
-        let status = response.status();
-        let location = response
-            .headers()
-            .get("location")
-            .and_then(|l| l.to_str().ok())
-            .map(str::to_owned);
-        let body = response.text().await.expect("a body");
-        Page {
-            status,
-            location,
-            body,
-        }
-    }
-
-    async fn get(&mut self, path: &str) -> Page {
-        let request = self.client.get(format!("{}{path}", self.base));
-        self.send(request).await
-    }
-
-    /// GET, following redirects within the site.
-    async fn visit(&mut self, path: &str) -> Page {
-        let mut page = self.get(path).await;
-        for _ in 0..5 {
-            match (&page.location, page.status.is_redirection()) {
-                (Some(next), true) if next.starts_with('/') => {
-                    let next = next.clone();
-                    page = self.get(&next).await;
-                }
-                _ => break,
-            }
-        }
-        page
-    }
-
-    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
-        let request = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .form(fields);
-        self.send(request).await
-    }
-
-    /// A multipart form: text fields, then a file part, then more text fields.
-    async fn post_file(
-        &mut self,
-        path: &str,
-        file_field: &str,
-        file: &str,
-        after: &[(&str, &str)],
-    ) -> Page {
-        let boundary = "----micromart-test-boundary";
-        let mut body = String::new();
-        body.push_str(&format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"{file_field}\"; \
-             filename=\"products.jsonl\"\r\nContent-Type: application/x-ndjson\r\n\r\n{file}\r\n"
-        ));
-        for (name, value) in after {
-            body.push_str(&format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
-            ));
-        }
-        body.push_str(&format!("--{boundary}--\r\n"));
-        let request = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .header(
-                "content-type",
-                format!("multipart/form-data; boundary={boundary}"),
-            )
-            .body(body);
-        self.send(request).await
-    }
-
-    /// Signs in through the sign-in form.
-    async fn sign_in(&mut self, email: &str, password: &str) {
-        let form = self.get("/signin").await;
-        assert_eq!(form.status, StatusCode::OK, "{}", form.body);
-        let csrf = form.csrf();
-        let signed_in = self
-            .post(
-                "/signin",
-                &[
-                    ("csrf", &csrf),
-                    ("email", email),
-                    ("password", password),
-                    ("next", "/"),
-                ],
-            )
-            .await;
-        signed_in.assert_redirect("/");
-    }
-
-    /// The CSRF token of this browser, read from a page's form.
-    async fn csrf(&mut self) -> String {
-        self.visit("/").await.csrf()
+/// Uploads `file` as the import form does, the CSRF part after the file (a browser may send
+/// the parts in either order).
+async fn upload(browser: &mut Browser, file: &str, csrf: &str) -> Page {
+    let boundary = "----micromart-test-boundary";
+    let body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; \
+         filename=\"products.jsonl\"\r\nContent-Type: application/x-ndjson\r\n\r\n{file}\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{csrf}\r\n\
+         --{boundary}--\r\n"
+    );
+    let response = browser
+        .client
+        .post(format!("{}/admin/import", browser.base))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(body)
+        .send()
+        .await
+        .expect("the upload is sent");
+    Page {
+        status: response.status(),
+        headers: response.headers().clone(),
+        html: response.text().await.expect("a page"),
     }
 }
 
@@ -229,7 +86,7 @@ async fn the_admin_console_keeps_others_out_and_runs_the_shop() {
     let admin_password = addresses.admin_password.expect("admin password");
 
     // Signed out: the console asks to sign in first.
-    let mut stranger = Browser::new(&shop);
+    let mut stranger = Browser::new(&shop.base);
     stranger
         .get("/admin")
         .await
@@ -241,16 +98,16 @@ async fn the_admin_console_keeps_others_out_and_runs_the_shop() {
 
     // A customer: the 403 page, for pages and for forms (with a good CSRF token too).
     let (customer_token, _) = shop.customer("web-admin-customer@example.com").await;
-    let mut customer = Browser::new(&shop);
+    let mut customer = Browser::new(&shop.base);
     customer
         .sign_in("web-admin-customer@example.com", PASSWORD)
         .await;
     let refused = customer.get("/admin").await;
-    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
-    refused.assert_contains("Admins only");
-    let csrf = customer.csrf().await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.html);
+    shows(&refused, "Admins only");
+    let csrf = customer.csrf.clone().expect("a form's token");
     let refused = customer
-        .post(
+        .post_raw(
             "/admin/products/new",
             &[
                 ("csrf", &csrf),
@@ -259,25 +116,26 @@ async fn the_admin_console_keeps_others_out_and_runs_the_shop() {
                 ("price", "1.00"),
                 ("currency", "EUR"),
             ],
+            &[],
         )
         .await;
-    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.html);
     let listed = shop.get("/api/v1/products?q=yours", None).await;
     assert_eq!(listed.body["items"], json!([]), "{}", listed.body);
 
     // The admin: the overview and its nav.
-    let mut admin = Browser::new(&shop);
+    let mut admin = Browser::new(&shop.base);
     admin.sign_in(&admin_email, &admin_password).await;
     let overview = admin.visit("/admin").await;
-    assert_eq!(overview.status, StatusCode::OK, "{}", overview.body);
+    assert_eq!(overview.status, StatusCode::OK, "{}", overview.html);
     for link in ["Products", "Categories", "Orders", "Import"] {
-        overview.assert_contains(&format!(">{link}</a>"));
+        shows(&overview, &format!(">{link}</a>"));
     }
-    let csrf = overview.csrf();
+    let csrf = input(&overview, "csrf");
 
     // A category, made through its page.
     let created = admin
-        .post(
+        .post_raw(
             "/admin/categories",
             &[
                 ("csrf", &csrf),
@@ -286,6 +144,7 @@ async fn the_admin_console_keeps_others_out_and_runs_the_shop() {
                 ("description", "Sencha, gyokuro, matcha"),
                 ("parent_id", ""),
             ],
+            &[],
         )
         .await;
     created.assert_redirect("/admin/categories?notice=category-created");
@@ -295,9 +154,9 @@ async fn the_admin_console_keeps_others_out_and_runs_the_shop() {
     let edit = admin
         .visit(&format!("/admin/categories/{category_id}"))
         .await;
-    edit.assert_contains("value=\"japanese-tea\"");
+    shows(&edit, "value=\"japanese-tea\"");
     admin
-        .post(
+        .post_raw(
             &format!("/admin/categories/{category_id}"),
             &[
                 ("csrf", &csrf),
@@ -306,13 +165,14 @@ async fn the_admin_console_keeps_others_out_and_runs_the_shop() {
                 ("description", "Green teas from Japan"),
                 ("parent_id", ""),
             ],
+            &[],
         )
         .await
         .assert_redirect(&format!(
             "/admin/categories/{category_id}?notice=category-saved"
         ));
     let listed = admin.visit("/admin/categories").await;
-    listed.assert_contains("Green teas from Japan");
+    shows(&listed, "Green teas from Japan");
 
     // A product: a mistake comes back next to its field with what was typed kept.
     let product_fields = |name: &'static str, price: &'static str| {
@@ -328,36 +188,36 @@ async fn the_admin_console_keeps_others_out_and_runs_the_shop() {
     let mut fields = product_fields("Gyokuro Deluxe", "12.505");
     fields.push(("csrf", &csrf));
     fields.push(("category_id", &category_id));
-    let mistaken = admin.post("/admin/products/new", &fields).await;
+    let mistaken = admin.post_raw("/admin/products/new", &fields, &[]).await;
     assert_eq!(
         mistaken.status,
         StatusCode::UNPROCESSABLE_ENTITY,
         "{}",
-        mistaken.body
+        mistaken.html
     );
-    mistaken.assert_contains("Too many decimals for this currency.");
-    mistaken.assert_contains("value=\"Gyokuro Deluxe\"");
-    mistaken.assert_contains("aria-describedby=\"price-hint price-error\"");
+    shows(&mistaken, "Too many decimals for this currency.");
+    shows(&mistaken, "value=\"Gyokuro Deluxe\"");
+    shows(&mistaken, "aria-describedby=\"price-hint price-error\"");
     let mut fields = product_fields("Gyokuro Deluxe", "12.50");
     fields.push(("csrf", &csrf));
     fields.push(("category_id", &category_id));
-    let created = admin.post("/admin/products/new", &fields).await;
-    let location = created.assert_redirect("/admin/products/");
+    let created = admin.post_raw("/admin/products/new", &fields, &[]).await;
+    let location = redirect(&created, "/admin/products/");
     let product = id_in(&location, "/admin/products/");
     let edit = admin.visit(&location).await;
-    assert_eq!(edit.status, StatusCode::OK, "{}", edit.body);
-    edit.assert_contains("The product was created.");
+    assert_eq!(edit.status, StatusCode::OK, "{}", edit.html);
+    shows(&edit, "The product was created.");
     // It is for sale in the shop.
     let found = admin.visit("/products?q=Gyokuro").await;
-    found.assert_contains("Gyokuro Deluxe");
-    found.assert_contains("€12.50");
+    shows(&found, "Gyokuro Deluxe");
+    shows(&found, "€12.50");
     let listed = admin.visit("/admin/products?q=Gyokuro").await;
-    listed.assert_contains("Gyokuro Deluxe");
-    listed.assert_contains("GYO-1");
+    shows(&listed, "Gyokuro Deluxe");
+    shows(&listed, "GYO-1");
 
     // An edit from the current version saves; one from the old version is refused, says so,
     // shows the current values, and changes nothing.
-    let version = edit.input("version");
+    let version = input(&edit, "version");
     let save = |name: &'static str, version: String| {
         let mut fields = product_fields(name, "13.00");
         fields.retain(|(field, _)| *field != "stock");
@@ -371,7 +231,7 @@ async fn the_admin_console_keeps_others_out_and_runs_the_shop() {
         ("active", "on"),
     ]);
     let saved = admin
-        .post(&format!("/admin/products/{product}"), &fields)
+        .post_raw(&format!("/admin/products/{product}"), &fields, &[])
         .await;
     saved.assert_redirect(&format!("/admin/products/{product}?notice=product-saved"));
     let (mut fields, v) = save("Gyokuro Stale", version);
@@ -382,55 +242,58 @@ async fn the_admin_console_keeps_others_out_and_runs_the_shop() {
         ("active", "on"),
     ]);
     let stale = admin
-        .post(&format!("/admin/products/{product}"), &fields)
+        .post_raw(&format!("/admin/products/{product}"), &fields, &[])
         .await;
     assert_eq!(
         stale.status,
         StatusCode::PRECONDITION_FAILED,
         "{}",
-        stale.body
+        stale.html
     );
-    stale.assert_contains("changed this product while you were editing it");
-    stale.assert_contains("not saved");
-    stale.assert_contains("value=\"Gyokuro Prime\"");
-    stale.assert_contains("<dd>Gyokuro Stale</dd>");
+    shows(&stale, "changed this product while you were editing it");
+    shows(&stale, "not saved");
+    shows(&stale, "value=\"Gyokuro Prime\"");
+    shows(&stale, "<dd>Gyokuro Stale</dd>");
     let now = shop.get(&format!("/api/v1/products/{product}"), None).await;
     assert_eq!(now.body["name"], "Gyokuro Prime", "{}", now.body);
     assert_eq!(now.body["price"]["amount"], 1_300, "{}", now.body);
 
     // Stock: set, adjust, and an adjustment below zero refused with the stock unchanged.
     admin
-        .post(
+        .post_raw(
             &format!("/admin/products/{product}/stock"),
             &[("csrf", &csrf), ("on_hand", "9"), ("hint", "")],
+            &[],
         )
         .await
         .assert_redirect(&format!("/admin/products/{product}?notice=stock-updated"));
     assert_eq!(on_hand(&shop, &admin_token, product).await, 9);
     admin
-        .post(
+        .post_raw(
             &format!("/admin/products/{product}/adjust"),
             &[("csrf", &csrf), ("delta", "-4"), ("hint", "")],
+            &[],
         )
         .await
         .assert_redirect(&format!("/admin/products/{product}?notice=stock-updated"));
     assert_eq!(on_hand(&shop, &admin_token, product).await, 5);
     let page = admin.visit(&format!("/admin/products/{product}")).await;
-    page.assert_contains("<dd id=\"stock-on-hand\">5</dd>");
+    shows(&page, "<dd id=\"stock-on-hand\">5</dd>");
     let refused = admin
-        .post(
+        .post_raw(
             &format!("/admin/products/{product}/adjust"),
             &[("csrf", &csrf), ("delta", "-100"), ("hint", "")],
+            &[],
         )
         .await;
     assert!(
         refused.status.is_client_error(),
         "{}: {}",
         refused.status,
-        refused.body
+        refused.html
     );
-    refused.assert_contains("role=\"alert\"");
-    refused.assert_contains("the stock is unchanged");
+    shows(&refused, "role=\"alert\"");
+    shows(&refused, "the stock is unchanged");
     assert_eq!(on_hand(&shop, &admin_token, product).await, 5);
 
     // An import: line 1 is created, line 2 reported; the CSRF part after the file.
@@ -443,19 +306,20 @@ async fn the_admin_console_keeps_others_out_and_runs_the_shop() {
         "price": {"amount": -1, "currency": "EUR"}, "category_id": category_id
     });
     let file = format!("{good}\n{bad}\n");
-    let report = admin
-        .post_file("/admin/import", "file", &file, &[("csrf", &csrf)])
-        .await;
+    let report = upload(&mut admin, &file, &csrf).await;
     assert_eq!(
         report.status,
         StatusCode::UNPROCESSABLE_ENTITY,
         "{}",
-        report.body
+        report.html
     );
-    report.assert_contains("<strong>1</strong> created, <strong>1</strong> failed.");
-    report.assert_contains("Line 2");
-    report.assert_contains("IMP-2");
-    report.assert_contains("price.amount");
+    shows(
+        &report,
+        "<strong>1</strong> created, <strong>1</strong> failed.",
+    );
+    shows(&report, "Line 2");
+    shows(&report, "IMP-2");
+    shows(&report, "price.amount");
     let imported = shop.get("/api/v1/products?q=Matcha", None).await;
     assert_eq!(
         imported.body["items"].as_array().map(Vec::len),
@@ -466,20 +330,19 @@ async fn the_admin_console_keeps_others_out_and_runs_the_shop() {
     let broken = shop.get("/api/v1/products?q=Bancha", None).await;
     assert_eq!(broken.body["items"], json!([]), "{}", broken.body);
     // Without this browser's token nothing is imported.
-    let forged = admin
-        .post_file("/admin/import", "file", &file, &[("csrf", "forged")])
-        .await;
-    assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.body);
+    let forged = upload(&mut admin, &file, "forged").await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.html);
 
     // A category in use is not deleted, and the page says why.
     let refused = admin
-        .post(
+        .post_raw(
             &format!("/admin/categories/{category_id}/delete"),
             &[("csrf", &csrf)],
+            &[],
         )
         .await;
-    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
-    refused.assert_contains("still has products");
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.html);
+    shows(&refused, "still has products");
 
     // An order placed through the API is shipped, then partly refunded once however often
     // the refund form is sent.
@@ -492,31 +355,38 @@ async fn the_admin_console_keeps_others_out_and_runs_the_shop() {
     let order = order_id(&placed);
     wait_for(&shop, &customer_token, order, &["confirmed"]).await;
     let confirmed = admin.visit("/admin/orders?status=confirmed").await;
-    confirmed.assert_contains(&format!("/admin/orders/{order}"));
+    shows(&confirmed, &format!("/admin/orders/{order}"));
     let page = admin.visit(&format!("/admin/orders/{order}")).await;
-    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-    page.assert_contains("Ship order");
-    page.assert_contains("Cancel order");
-    page.assert_contains("value=\"26.00\"");
+    assert_eq!(page.status, StatusCode::OK, "{}", page.html);
+    shows(&page, "Ship order");
+    shows(&page, "Cancel order");
+    shows(&page, "value=\"26.00\"");
     let location = admin
-        .post(&format!("/admin/orders/{order}/ship"), &[("csrf", &csrf)])
+        .post_raw(
+            &format!("/admin/orders/{order}/ship"),
+            &[("csrf", &csrf)],
+            &[],
+        )
         .await
-        .assert_redirect(&format!("/admin/orders/{order}?notice=shipped"));
+        .assert_redirect(&format!("/admin/orders/{order}?notice=shipped"))
+        .location()
+        .to_owned();
     let page = admin.visit(&location).await;
-    page.assert_contains(">Shipped</span>");
-    page.assert_contains("The order was marked shipped.");
-    assert!(!page.body.contains("Ship order"), "{}", page.body);
+    shows(&page, ">Shipped</span>");
+    shows(&page, "The order was marked shipped.");
+    assert!(!page.html.contains("Ship order"), "{}", page.html);
     let shipped = shop
         .get(&format!("/api/v1/orders/{order}"), Some(&admin_token))
         .await;
     assert_eq!(shipped.body["status"], "shipped", "{}", shipped.body);
 
-    let key = page.input("key");
+    let key = input(&page, "key");
     for _ in 0..2 {
         admin
-            .post(
+            .post_raw(
                 &format!("/admin/orders/{order}/refund"),
                 &[("csrf", &csrf), ("key", &key), ("amount", "5.00")],
+                &[],
             )
             .await
             .assert_redirect(&format!("/admin/orders/{order}?notice=refund"));
@@ -537,34 +407,38 @@ async fn the_admin_console_keeps_others_out_and_runs_the_shop() {
     // More than is left: refused, and said so.
     let page = admin.visit(&format!("/admin/orders/{order}")).await;
     let too_much = admin
-        .post(
+        .post_raw(
             &format!("/admin/orders/{order}/refund"),
             &[
                 ("csrf", &csrf),
-                ("key", &page.input("key")),
+                ("key", &input(&page, "key")),
                 ("amount", "100.00"),
             ],
+            &[],
         )
         .await;
-    assert_eq!(too_much.status, StatusCode::CONFLICT, "{}", too_much.body);
-    too_much.assert_contains("more than can still be refunded");
+    assert_eq!(too_much.status, StatusCode::CONFLICT, "{}", too_much.html);
+    shows(&too_much, "more than can still be refunded");
 
     // Deactivated: gone from the shop, shown inactive in the console.
     let edit = admin.visit(&format!("/admin/products/{product}")).await;
-    let hint = edit.input("hint");
+    let hint = input(&edit, "hint");
     let location = admin
-        .post(
+        .post_raw(
             &format!("/admin/products/{product}/deactivate"),
             &[("csrf", &csrf), ("hint", &hint)],
+            &[],
         )
         .await
-        .assert_redirect(&format!("/admin/products/{product}?name="));
+        .assert_redirect(&format!("/admin/products/{product}?name="))
+        .location()
+        .to_owned();
     let page = admin.visit(&location).await;
-    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-    page.assert_contains("The product was deactivated");
-    page.assert_contains("<span class=\"badge inactive\">Inactive</span>");
+    assert_eq!(page.status, StatusCode::OK, "{}", page.html);
+    shows(&page, "The product was deactivated");
+    shows(&page, "<span class=\"badge inactive\">Inactive</span>");
     let listed = admin.visit("/admin/products?q=Gyokuro").await;
-    listed.assert_contains("Inactive");
+    shows(&listed, "Inactive");
     let public = shop.get(&format!("/api/v1/products/{product}"), None).await;
     assert_eq!(public.status, StatusCode::NOT_FOUND, "{}", public.body);
 
