@@ -162,10 +162,16 @@ mod tests {
             assert_eq!(attempts.claim("a1", bob).await.unwrap(), Claim::Foreign);
             let card = platform::new_id();
             attempts.set_card("a1", card).await.unwrap();
-            assert_eq!(attempts.claim("a1", alice).await.unwrap(), Claim::Card(card));
+            assert_eq!(
+                attempts.claim("a1", alice).await.unwrap(),
+                Claim::Card(card)
+            );
             // A release after the card was recorded changes nothing; before, it frees the key.
             attempts.release("a1").await.unwrap();
-            assert_eq!(attempts.claim("a1", alice).await.unwrap(), Claim::Card(card));
+            assert_eq!(
+                attempts.claim("a1", alice).await.unwrap(),
+                Claim::Card(card)
+            );
             assert_eq!(attempts.claim("a2", alice).await.unwrap(), Claim::First);
             attempts.release("a2").await.unwrap();
             assert_eq!(attempts.claim("a2", alice).await.unwrap(), Claim::First);
