@@ -43,6 +43,13 @@ pub struct Chrome {
     pub section: &'static str,
 }
 
+/// One option of a select.
+pub(crate) struct Choice {
+    pub value: String,
+    pub label: String,
+    pub selected: bool,
+}
+
 /// One request's view of the shop.
 pub struct Ctx {
     pub session: Option<Session>,

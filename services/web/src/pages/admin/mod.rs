@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::api::{capitalize, Problem};
 use crate::model::OrderPage;
-use crate::pages::{Chrome, Ctx};
+use crate::pages::{Chrome, Choice, Ctx};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -60,13 +60,6 @@ pub fn router() -> Router<AppState> {
 /// The chrome of an admin page: the header's **Admin** link is the current section.
 fn chrome(ctx: &Ctx, title: impl Into<String>) -> Chrome {
     ctx.chrome(title, "admin")
-}
-
-/// One option of a select.
-pub(crate) struct Choice {
-    pub value: String,
-    pub label: String,
-    pub selected: bool,
 }
 
 /// A form's errors: per field (shown next to it) and for the whole form.

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::api::encode;
 use crate::format;
 use crate::model::{Category, Product, ProductPage};
-use crate::pages::{Chrome, Ctx};
+use crate::pages::{Chrome, Choice, Ctx};
 use crate::AppState;
 
 /// A product as a card or a page shows it.
@@ -110,13 +110,6 @@ pub struct ListQuery {
     sort: String,
     #[serde(default)]
     cursor: String,
-}
-
-/// One option of a select.
-pub(crate) struct Choice {
-    pub value: String,
-    pub label: String,
-    pub selected: bool,
 }
 
 #[derive(Template)]
