@@ -44,6 +44,7 @@ pub const SERVICES: &[Entry] = &[
     entry::<catalog::Catalog>(),
     entry::<payment::PaymentService>(),
     entry::<order::OrderService>(),
+    entry::<web::WebService>(),
 ];
 
 /// The service of this name.

@@ -124,12 +124,10 @@ impl Shop {
                 }
             }
         }
-        let shutdown = CancellationToken::new();
-        // One in-process event bus for every service of the shop (`events.url = "memory"`).
-        let shared = platform::service::Shared::default();
-        let mut services = Vec::new();
+        // The gateway starts first, in front of the listeners just bound (their backlog holds
+        // its first health checks), so the storefront is told where the public API is.
         let mut addresses = Vec::new();
-        for (launch, listeners) in bound {
+        for (launch, listeners) in &bound {
             let (public, internal) = listeners.local_addrs()?;
             let name = launch.name();
             addresses.push(ServiceAddresses {
@@ -141,27 +139,26 @@ impl Shop {
             if let Some(upstream) = gateway_config.upstreams.get_mut(name) {
                 upstream.instances = vec![format!("http://{public}")];
             }
-            let shared = shared.clone();
-            services.push(RunningService::spawn(name, &shutdown, |stop| {
-                launch.run(listeners, shared, Box::pin(stop.cancelled_owned()))
-            }));
         }
         if let Some(identity) = addresses.iter().find(|s| s.name == "identity") {
             gateway_config.auth.jwks_url =
                 format!("http://{}/.well-known/jwks.json", identity.public);
         }
-        let gateway =
-            match static_content().and_then(|content| gateway::start(gateway_config, content)) {
-                Ok(gateway) => gateway,
-                Err(error) => {
-                    // Do not leave the services running behind a gateway that never started.
-                    shutdown.cancel();
-                    for service in services {
-                        service.stop().await.ok();
-                    }
-                    return Err(error);
-                }
-            };
+        let gateway = static_content().and_then(|content| gateway::start(gateway_config, content))?;
+        for (launch, _) in &mut bound {
+            launch.use_peer(gateway::SERVICE, gateway.local_addr());
+        }
+        let shutdown = CancellationToken::new();
+        // One in-process event bus for every service of the shop (`events.url = "memory"`).
+        let shared = platform::service::Shared::default();
+        let mut services = Vec::new();
+        for (launch, listeners) in bound {
+            let name = launch.name();
+            let shared = shared.clone();
+            services.push(RunningService::spawn(name, &shutdown, |stop| {
+                launch.run(listeners, shared, Box::pin(stop.cancelled_owned()))
+            }));
+        }
 
         let mut shop = Self {
             addresses: ShopAddresses {
@@ -291,6 +288,10 @@ pub fn static_content() -> anyhow::Result<gateway::StaticContent> {
         "application/json",
         crate::openapi::document_json()?.into_bytes(),
     );
+    // The storefront's files, under their hashed names: cached for a year by browsers.
+    for asset in web::assets::bundle() {
+        content.insert_immutable(asset.path.clone(), asset.content_type, asset.body);
+    }
     content.insert("/api/docs", HTML, index);
     content.insert("/api/docs/", HTML, index);
     content.insert("/api/docs/index.html", HTML, index);

@@ -317,9 +317,14 @@ pub(crate) fn parse_instance(url: &str) -> Result<(String, u16), String> {
     Ok((host.to_owned(), port))
 }
 
-/// Whether a route prefix would send some `/internal/...` path upstream (as `/`, `/internal`
-/// or anything under it would).
+/// Whether a route prefix names the internal API space (`/internal` or anything under it). A
+/// catch-all `/` is allowed (the storefront is served there): the gateway refuses every
+/// `/internal` path before routing, whatever the routes are (`internal_path`). Other prefixes
+/// that are only slashes (`//`) are refused as the odd spellings they are.
 fn routes_internal_paths(prefix: &str) -> bool {
+    if prefix == "/" {
+        return false;
+    }
     let prefix = prefix.trim_end_matches('/');
     prefix.is_empty() || prefix == "/internal" || prefix.starts_with("/internal/")
 }
@@ -610,12 +615,19 @@ mod tests {
     }
 
     #[test]
-    fn no_route_may_reach_an_internal_api() {
-        for prefix in ["/", "/internal", "/internal/", "/internal/v1/reservations"] {
+    fn no_route_may_name_an_internal_api_but_a_catch_all_may_exist() {
+        for prefix in [
+            "/internal",
+            "/internal/",
+            "/internal//",
+            "/internal/v1/reservations",
+            "//",
+        ] {
             let text = BASE.replace("\"/api/v1/products\"", &format!("{prefix:?}"));
             assert_eq!(error(&text), "gateway.routes[0].prefix", "{prefix}");
         }
-        for prefix in ["/internals", "/api/internal"] {
+        // The web service's catch-all: `/internal` paths are refused before routing instead.
+        for prefix in ["/", "/internals", "/api/internal"] {
             let text = BASE.replace("\"/api/v1/products\"", &format!("{prefix:?}"));
             assert_eq!(parse(&text).routes[0].prefix, prefix);
         }

@@ -17,6 +17,7 @@ mod framing;
 pub mod fuzzing;
 mod health;
 mod http1;
+mod internal_path;
 mod limit;
 mod metrics;
 mod proxy;
@@ -32,7 +33,7 @@ pub use config::{
 };
 pub use respond::PROBLEM_TYPES;
 pub use server::{start, Gateway};
-pub use static_content::StaticContent;
+pub use static_content::{CachePolicy, StaticContent};
 
 /// The service name: config section `[gateway]`, metrics and log label.
 pub const SERVICE: &str = "gateway";

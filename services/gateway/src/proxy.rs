@@ -12,8 +12,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{
-    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_REQUEST_METHOD, AUTHORIZATION, CONNECTION,
-    CONTENT_LENGTH, CONTENT_TYPE, ETAG, HOST, IF_NONE_MATCH, ORIGIN,
+    ACCEPT_ENCODING, ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_REQUEST_METHOD, AUTHORIZATION,
+    CACHE_CONTROL, CONNECTION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, ETAG, HOST,
+    IF_NONE_MATCH, ORIGIN, VARY,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use platform::auth::{JwtVerifier, TokenError};
@@ -26,6 +27,7 @@ use crate::config::{AuthMode, Config, RateLimitConfig};
 use crate::cors::Cors;
 use crate::health::Lifecycle;
 use crate::http1::{self, Deadline, ExchangeError};
+use crate::internal_path;
 use crate::limit::{ClientKey, Limiter};
 use crate::metrics::{ErrorKind, RouteMetrics, StatusCounters};
 use crate::respond::{self, Body};
@@ -42,6 +44,8 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const HTTP: HeaderValue = HeaderValue::from_static("http");
+const GZIP: HeaderValue = HeaderValue::from_static("gzip");
+const ACCEPT_ENCODING_VALUE: HeaderValue = HeaderValue::from_static("Accept-Encoding");
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) never forwarded in either direction.
 const HOP_BY_HOP: [HeaderName; 8] = [
@@ -311,6 +315,12 @@ impl Worker {
         request_id: &HeaderValue,
     ) -> (usize, Response<Body>) {
         let shared = &*self.shared;
+        let path = request.uri().path();
+        // Internal APIs are never public (ADR 8): refused as an unknown path is, before
+        // anything else looks at the request, whatever the routes say (a `/` route included).
+        if internal_path::is_internal(path) {
+            return (METRIC_UNMATCHED, respond::not_found());
+        }
         if request.method() == Method::OPTIONS
             && request
                 .headers()
@@ -320,7 +330,6 @@ impl Worker {
                 return (METRIC_BUILTIN, preflight(&shared.cors, origin));
             }
         }
-        let path = request.uri().path();
         if let Some(response) = self.builtin(&request, path) {
             return (METRIC_BUILTIN, response);
         }
@@ -346,31 +355,37 @@ impl Worker {
             _ => {}
         }
         let file = self.shared.static_content.get(path)?;
-        let not_modified = request
-            .headers()
+        let headers = request.headers();
+        let (variant, gzipped) = file.negotiate(headers.get_all(ACCEPT_ENCODING).iter());
+        let not_modified = headers
             .get(IF_NONE_MATCH)
-            .is_some_and(|v| etag_matches(v.as_bytes(), file.etag.as_bytes()));
+            .is_some_and(|v| etag_matches(v.as_bytes(), variant.etag.as_bytes()));
         let mut response = if not_modified {
-            respond::empty(StatusCode::NOT_MODIFIED)
+            // No Content-Length: on a 304 it would claim the length of a body not sent.
+            respond::full(StatusCode::NOT_MODIFIED, Bytes::new())
         } else {
             let body = if method == Method::HEAD {
                 Bytes::new()
             } else {
-                file.body.clone()
+                variant.body.clone()
             };
             let mut response = respond::full(StatusCode::OK, body);
-            response
-                .headers_mut()
-                .insert(CONTENT_TYPE, file.content_type.clone());
-            response
-                .headers_mut()
-                .insert(CONTENT_LENGTH, HeaderValue::from(file.body.len()));
+            let headers = response.headers_mut();
+            headers.insert(CONTENT_TYPE, file.content_type.clone());
+            headers.insert(CONTENT_LENGTH, variant.content_length.clone());
+            if gzipped {
+                headers.insert(CONTENT_ENCODING, GZIP);
+            }
             response
         };
-        if not_modified {
-            response.headers_mut().remove(CONTENT_LENGTH);
+        let headers = response.headers_mut();
+        headers.insert(ETAG, variant.etag.clone());
+        headers.insert(CACHE_CONTROL, file.cache_control.clone());
+        // Every answer of a file with two encodings says the choice depended on the request,
+        // so no shared cache hands gzip to a client that did not ask for it.
+        if file.gzip.is_some() {
+            headers.insert(VARY, ACCEPT_ENCODING_VALUE);
         }
-        response.headers_mut().insert(ETAG, file.etag.clone());
         Some(response)
     }
 
@@ -830,6 +845,19 @@ mod tests {
         // Metric slots follow the sorted table.
         let (index, route) = shared.route("/api/v1/users/me").unwrap();
         assert_eq!(shared.metrics[METRIC_ROUTES + index].label(), route.prefix);
+    }
+
+    #[test]
+    fn a_catch_all_takes_what_no_longer_prefix_does() {
+        let shared = shared(&["/", "/api/v1/products"]);
+        let prefix = |path: &str| shared.route(path).map(|(_, r)| r.prefix.clone());
+        assert_eq!(
+            prefix("/api/v1/products/7").as_deref(),
+            Some("/api/v1/products")
+        );
+        for path in ["/", "/anything", "/api/v1/productsX", "/api"] {
+            assert_eq!(prefix(path).as_deref(), Some("/"), "{path}");
+        }
     }
 
     #[test]

@@ -98,6 +98,15 @@ pub fn dead_address() -> SocketAddr {
 }
 
 pub const STATIC_BODY: &str = r#"{"openapi":"3.1.0"}"#;
+/// A hashed storefront asset, served immutable and large enough to be gzipped.
+pub const ASSET_PATH: &str = "/assets/site.0123abcd.css";
+
+/// The asset's body: a few KiB of repetitive CSS.
+pub fn asset_body() -> String {
+    (0..200)
+        .map(|i| format!(".card-{i} {{ margin: 0 auto; color: #333; }}\n"))
+        .collect()
+}
 pub const BODY_LIMIT: u64 = 4096;
 pub const SLOW_TIMEOUT_MS: u64 = 400;
 
@@ -138,7 +147,7 @@ impl Answer {
     }
 }
 
-fn route(prefix: &str, upstream: &str, auth: AuthMode) -> RouteConfig {
+pub fn route(prefix: &str, upstream: &str, auth: AuthMode) -> RouteConfig {
     RouteConfig {
         prefix: prefix.into(),
         upstream: upstream.into(),
@@ -237,6 +246,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Config)) -> TestApp {
         "application/json",
         STATIC_BODY.as_bytes(),
     );
+    content.insert_immutable(ASSET_PATH, "text/css; charset=utf-8", asset_body());
     let gateway = gateway::start(config, content).unwrap();
     TestApp {
         address: format!("http://{}", gateway.local_addr()),

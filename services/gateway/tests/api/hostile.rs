@@ -486,3 +486,46 @@ async fn a_burst_of_fresh_clients_against_a_slow_accepting_upstream_gets_no_502(
         "{statuses:?}, {opened} upstream connections"
     );
 }
+
+#[tokio::test]
+async fn no_spelling_of_an_internal_path_reaches_a_catch_all_upstream() {
+    let upstream = RawUpstream::echoing().await;
+    // The catch-all goes to the recording upstream.
+    let app = gateway_to_with(upstream.address, 5_000, |config| {
+        config.routes.push(RouteConfig {
+            prefix: "/".into(),
+            upstream: "raw".into(),
+            auth: AuthMode::None,
+            rate_limit: None,
+        });
+    })
+    .await;
+    let gateway = gateway_address(&app);
+    // Raw request lines: an HTTP client library would resolve the dot segments itself. The
+    // gateway does not normalise paths (it forwards them as sent and routes on their bytes),
+    // so it reads each of these as a normalising server would and refuses it.
+    for path in [
+        "/internal/v1/x",
+        "//internal/v1/x",
+        "/%69nternal/v1/x",
+        "/api/../internal/v1/x",
+        "/raw/../../internal/v1/x",
+        "/./internal",
+        "/%2e%2e/internal/v1/x",
+        "/x%2F..%2Finternal",
+        "/internal/../x",
+        "http://shop/internal/v1/x",
+    ] {
+        let request = format!("GET {path} HTTP/1.1\r\nhost: shop\r\nconnection: close\r\n\r\n");
+        let (status, body) = exchange_raw(gateway, request.as_bytes()).await.unwrap();
+        assert_eq!(status, 404, "{path}: {body}");
+        assert!(body.contains("\"code\":\"not-found\""), "{path}: {body}");
+    }
+    assert!(upstream.requests().is_empty(), "{:?}", upstream.requests());
+    // Everything else still reaches it, as sent.
+    for path in ["/anything", "/api/../x", "/internals/x"] {
+        let request = format!("GET {path} HTTP/1.1\r\nhost: shop\r\nconnection: close\r\n\r\n");
+        let (status, body) = exchange_raw(gateway, request.as_bytes()).await.unwrap();
+        assert_eq!((status, body.as_str()), (200, path));
+    }
+}

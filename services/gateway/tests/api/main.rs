@@ -13,3 +13,4 @@ mod key_rotation;
 mod readiness;
 mod routing;
 mod shutdown;
+mod static_assets;

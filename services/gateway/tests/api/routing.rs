@@ -1,8 +1,9 @@
 //! Route table, forwarding rules, built-in endpoints and static content.
 
+use gateway::AuthMode;
 use reqwest::{Method, StatusCode};
 
-use crate::helpers::{spawn_app, STATIC_BODY};
+use crate::helpers::{metric, route, spawn_app, spawn_app_with, STATIC_BODY};
 
 #[tokio::test]
 async fn the_longest_prefix_picks_the_upstream_and_path_and_query_pass_unchanged() {
@@ -184,4 +185,63 @@ async fn probes_and_metrics_answer() {
     app.admin_get("/nothing")
         .await
         .assert_problem(StatusCode::NOT_FOUND, "not-found");
+}
+
+#[tokio::test]
+async fn a_catch_all_route_takes_what_no_longer_prefix_or_static_path_does() {
+    let app = spawn_app_with(|config| config.routes.push(route("/", "b", AuthMode::None))).await;
+    for path in ["/", "/anything", "/products/7?q=tea", "/internals"] {
+        let answer = app.get(path).await;
+        assert_eq!(answer.status, StatusCode::OK, "{path}: {}", answer.text);
+        assert_eq!(answer.body["upstream"], "b", "{path}");
+    }
+    // The longest prefix still wins, and static content still comes before any route.
+    assert_eq!(app.get("/a/items/7").await.body["upstream"], "a");
+    assert_eq!(app.get("/a/deep/x").await.body["upstream"], "b");
+    assert_eq!(app.get("/api/v1/openapi.json").await.text, STATIC_BODY);
+    assert_eq!(app.get("/healthz").await.body["status"], "ok");
+}
+
+#[tokio::test]
+async fn internal_paths_are_refused_as_unknown_ones_are_whatever_the_routes() {
+    let app = spawn_app_with(|config| config.routes.push(route("/", "b", AuthMode::None))).await;
+    for path in [
+        "/internal",
+        "/internal/",
+        "/internal/v1/x",
+        "/internal/v1/reservations?order=1",
+        "//internal/v1/x",
+        "/%69nternal/v1/x",
+        "/%2Finternal/v1/x",
+        "/Internal/v1/x",
+    ] {
+        let answer = app.get(path).await;
+        answer.assert_problem(StatusCode::NOT_FOUND, "not-found");
+        assert!(answer.body.get("upstream").is_none(), "{path}");
+        let answer = app.send(app.request(Method::POST, path).body("{}")).await;
+        answer.assert_problem(StatusCode::NOT_FOUND, "not-found");
+    }
+
+    // The very answer an unknown path gets, from a gateway with no catch-all, counted alike
+    // (the metrics are the process's: other tests count there too, so only "at least").
+    let plain = spawn_app().await;
+    let unmatched = |text: &str| {
+        metric(
+            text,
+            "gateway_requests_total",
+            &["route=\"unmatched\"", "status=\"404\""],
+        )
+        .unwrap_or(0.0)
+    };
+    let before = unmatched(&plain.admin_get("/metrics").await.text);
+    let unknown = plain.get("/nowhere").await;
+    let internal = plain.get("/internal/v1/x").await;
+    assert_eq!(internal.status, unknown.status);
+    assert_eq!(internal.body, unknown.body);
+    assert_eq!(
+        internal.headers["content-type"],
+        unknown.headers["content-type"]
+    );
+    let after = unmatched(&plain.admin_get("/metrics").await.text);
+    assert!(after >= before + 2.0, "{before} -> {after}");
 }
