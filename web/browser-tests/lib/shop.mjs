@@ -35,6 +35,7 @@ export const CARDS = {
   approved: '4242 4242 4242 4242',
   declined: '4000 0000 0000 0002',
   insufficientFunds: '4000 0000 0000 9995',
+  late: '4000 0000 0000 0119',
 };
 
 // How long a web-first wait waits by default (a debug build on a shared 2-core machine).

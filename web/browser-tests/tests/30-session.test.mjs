@@ -50,8 +50,9 @@ scenario('c. an expired access token is refreshed without the customer noticing'
   await signIn(page, customer);
 
   await sleep(PAST_TOKEN_LIFETIME_MS);
+  const before = new URL(page.url()).pathname;
   await Promise.all([
-    page.waitForURL((url) => url.pathname !== new URL(page.url()).pathname),
+    page.waitForURL((url) => url.pathname !== before),
     page.getByRole('link', { name: /^Cart\b/ }).first().click(),
   ]);
   await expectStillSignedIn(page, '/cart');
