@@ -55,9 +55,19 @@ async function fieldErrors(page) {
   );
 }
 
-/** The browser's own complaint about a field, if it has one ('' when the field is valid). */
+/** The browser's own complaint about a field when its form lets the browser check it ('' when
+ * the field is valid, or the form is `novalidate`). */
 async function browserComplaint(field) {
-  return field.evaluate((el) => (el.validity && !el.validity.valid ? el.validationMessage : ''));
+  return field.evaluate((el) =>
+    el.form && !el.form.noValidate && el.validity && !el.validity.valid ? el.validationMessage : '',
+  );
+}
+
+const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/i;
+
+/** A message for a person: it names things by name, not by id. */
+function assertHumanMessage(message, what) {
+  assert.doesNotMatch(message, UUID, `${what}: the message shows an id, not a name: ${message}`);
 }
 
 scenario('g. an empty sign-up form shows errors and creates nothing', async () => {
@@ -65,9 +75,10 @@ scenario('g. an empty sign-up form shows errors and creates nothing', async () =
   await page.goto('/signup');
   const create = page.getByRole('button', { name: 'Create account', exact: true });
 
-  // The browser's own checks first (a `required` field): nothing is sent.
-  await create.click();
+  // The browser's own checks first, if the form has them (`required` without `novalidate`):
+  // nothing is sent.
   const complaint = await browserComplaint(page.getByLabel('Email', { exact: true }));
+  await create.click();
   if (complaint) {
     assert.equal(new URL(page.url()).pathname, '/signup');
     console.log(`the browser refuses the empty form itself: ${JSON.stringify(complaint)}`);
@@ -109,8 +120,8 @@ scenario('g. a huge quantity on a product page: a clear message, the cart unchan
   const quantity = page.getByLabel('Quantity', { exact: true });
   const add = page.getByRole('button', { name: 'Add to cart', exact: true });
   await quantity.fill('100000');
-  await add.click();
   const complaint = await browserComplaint(quantity);
+  await add.click();
   if (complaint) console.log(`the browser refuses 100000 itself: ${JSON.stringify(complaint)}`);
 
   await page.goto(`/products/${product.id}`);
@@ -121,6 +132,7 @@ scenario('g. a huge quantity on a product page: a clear message, the cart unchan
   const message = await alertText(page);
   console.log(`quantity 100000: ${JSON.stringify(message)}`);
   assert.match(message, /quantit|at most|maximum|too many|\b99\b|stock|available|only/i, 'the message says what is wrong');
+  assertHumanMessage(message, 'quantity 100000');
   await keyPage(page, 'quantity-too-large', { twin: 'resize' });
 
   await page.goto('/cart');
@@ -153,6 +165,7 @@ scenario('g. sold out between the product page and checkout: a clear message, no
     const status = await waitForText(orderStatus(page), /\bcancell?ed\b/i, { timeout: 30_000 });
     const text = `${status} ${(await page.locator('main').first().textContent()) ?? ''}`;
     assert.match(text, /out of stock|sold out|no longer (available|in stock)|not enough/i, 'the reason says the stock ran out');
+    assertHumanMessage(status, 'the cancelled order');
     await keyPage(page, 'order-out-of-stock');
     const payments = await paymentsViaApi(orderId);
     for (const payment of payments) {
@@ -164,6 +177,7 @@ scenario('g. sold out between the product page and checkout: a clear message, no
     const message = await alertText(page);
     console.log(`checkout refused: ${JSON.stringify(message)}`);
     assert.match(message, /out of stock|sold out|no longer (available|in stock)|not enough|available|stock/i);
+    assertHumanMessage(message, 'checkout refused');
     assert.equal(orderId, null);
     await keyPage(page, 'checkout-out-of-stock', { twin: 'resize' });
   }
