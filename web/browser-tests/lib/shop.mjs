@@ -329,6 +329,16 @@ export async function firstVisible(locators, { timeout = WAIT_MS, what = 'one of
   ).then((found) => found.index);
 }
 
+/** Fails unless the browser shows an HTML page (not, say, a bare JSON error body). */
+export async function expectHtmlPage(page, what) {
+  await page.waitForLoadState('load');
+  const type = await page.evaluate(() => document.contentType);
+  if (type !== 'text/html') {
+    const body = ((await page.locator('body').textContent()) ?? '').slice(0, 300);
+    throw new Error(`${what}: the browser got ${type}, not a page, at ${page.url()}: ${body}`);
+  }
+}
+
 /** Every `role=alert` text on the page, joined (what went wrong, as the page says it). */
 export async function alertText(page) {
   const texts = await page.getByRole('alert').allTextContents();

@@ -10,6 +10,7 @@ import {
   alertText,
   closeBrowser,
   eventually,
+  expectHtmlPage,
   fillOrSelect,
   headerSearch,
   keyPage,
@@ -31,7 +32,8 @@ scenario('d. the admin creates a product; the shop finds it, in stock', async ()
   await signIn(page, admin());
   await page.getByRole('link', { name: 'Admin', exact: true }).first().waitFor();
 
-  await page.goto('/admin');
+  const overview = await page.goto('/admin');
+  assert.equal(overview.status(), 200, '/admin as the admin');
   await keyPage(page, 'admin-overview');
   await Promise.all([
     page.waitForURL((url) => url.pathname === '/admin/products'),
@@ -56,7 +58,7 @@ scenario('d. the admin creates a product; the shop finds it, in stock', async ()
   await fillOrSelect(category, options[0]);
   await page.getByLabel('Initial stock', { exact: true }).fill('5');
   await page.getByRole('button', { name: 'Create product', exact: true }).click();
-  await page.waitForLoadState('load');
+  await expectHtmlPage(page, 'Create product');
   const refused = await alertText(page);
   assert.equal(refused, '', `creating the product: ${refused}`);
   assert.notEqual(new URL(page.url()).pathname, '/admin/products/new', 'left the new product form');

@@ -13,6 +13,7 @@ import {
   closeBrowser,
   createProductViaApi,
   eventually,
+  expectHtmlPage,
   fillOrSelect,
   keyPage,
   newCustomer,
@@ -46,7 +47,8 @@ scenario('e. the admin ships a confirmed order; the customer sees Shipped', asyn
   // The admin finds it among the confirmed orders and ships it.
   const console_ = await newPage('desktop');
   await signIn(console_, admin());
-  await console_.goto('/admin/orders');
+  const orders = await console_.goto('/admin/orders');
+  assert.equal(orders.status(), 200, '/admin/orders as the admin');
   await keyPage(console_, 'admin-orders');
   await fillOrSelect(console_.getByLabel('Status', { exact: true }), 'confirmed');
   await console_.getByRole('button', { name: 'Filter', exact: true }).click();
@@ -60,7 +62,7 @@ scenario('e. the admin ships a confirmed order; the customer sees Shipped', asyn
   ]);
   await keyPage(console_, 'admin-order');
   await console_.getByRole('button', { name: 'Ship order', exact: true }).click();
-  await console_.waitForLoadState('load');
+  await expectHtmlPage(console_, 'Ship order');
   const refused = await alertText(console_);
   assert.equal(refused, '', `shipping: ${refused}`);
   await eventually('the admin page says shipped', async () => /shipped/i.test(await plainText(console_)));

@@ -7,6 +7,7 @@ import { after } from 'node:test';
 import {
   admin,
   closeBrowser,
+  expectHtmlPage,
   expectSignedIn,
   fillSignIn,
   keyPage,
@@ -28,6 +29,7 @@ scenario('f. a customer gets 403 with an explanation at /admin, and no admin nav
   for (const path of ['/admin', '/admin/products', '/admin/orders']) {
     const response = await page.goto(path);
     assert.equal(response.status(), 403, `${path} as a customer`);
+    await expectHtmlPage(page, `${path} as a customer`);
     assert.equal(new URL(page.url()).pathname, path, `${path}: no redirect`);
     await expectSignedIn(page, `${path} (403 page)`);
     const main = page.locator('main').first();

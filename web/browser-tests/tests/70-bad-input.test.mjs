@@ -14,6 +14,7 @@ import {
   cartLine,
   closeBrowser,
   createProductViaApi,
+  expectHtmlPage,
   expectSignedIn,
   firstVisible,
   keyPage,
@@ -79,6 +80,7 @@ scenario('g. an empty sign-up form shows errors and creates nothing', async () =
   // nothing is sent.
   const complaint = await browserComplaint(page.getByLabel('Email', { exact: true }));
   await create.click();
+  await expectHtmlPage(page, 'the empty sign-up form sent');
   if (complaint) {
     assert.equal(new URL(page.url()).pathname, '/signup');
     console.log(`the browser refuses the empty form itself: ${JSON.stringify(complaint)}`);
@@ -90,6 +92,7 @@ scenario('g. an empty sign-up form shows errors and creates nothing', async () =
   await page.getByLabel('Email', { exact: true }).fill(email);
   await skipBrowserValidation(create);
   await create.click();
+  await expectHtmlPage(page, 'the sign-up form with an email only');
   await page.getByRole('alert').first().waitFor();
   const errors = `${await alertText(page)} ${await fieldErrors(page)}`;
   console.log(`sign-up errors: ${JSON.stringify(errors)}`);
@@ -122,6 +125,7 @@ scenario('g. a huge quantity on a product page: a clear message, the cart unchan
   await quantity.fill('100000');
   const complaint = await browserComplaint(quantity);
   await add.click();
+  await expectHtmlPage(page, 'quantity 100000 added');
   if (complaint) console.log(`the browser refuses 100000 itself: ${JSON.stringify(complaint)}`);
 
   await page.goto(`/products/${product.id}`);
@@ -155,6 +159,7 @@ scenario('g. sold out between the product page and checkout: a clear message, no
   await setStockViaApi(product.id, 0);
 
   await placeOrder(page, CARDS.approved);
+  await expectHtmlPage(page, 'Place order with the last unit gone');
   const outcome = await firstVisible([orderStatus(page), page.getByRole('alert')], {
     timeout: 30_000,
     what: 'the order page or a message at checkout',
