@@ -80,14 +80,13 @@ pub fn check_config(sources: &ConfigSources) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// The gateway's configuration: its section, the gateway credential from `[internal]` (the
-/// one secret the gateway and every service share), and the internal token, by which the web
-/// tier may name the browser user's address (`x-micromart-client-ip`).
+/// The gateway's configuration: its section, and the gateway credential from `[internal]` (the
+/// one secret the gateway and every service share; with it, the web tier may also name the
+/// browser user's address, `x-micromart-client-ip`).
 pub fn gateway_config(sources: &ConfigSources) -> Result<gateway::Config, ConfigError> {
     let mut config: gateway::Config = load_section(sources, gateway::SERVICE)?;
     let internal: platform::service::InternalConfig = load_section(sources, "internal")?;
     config.gateway_credential = internal.gateway_credential;
-    config.internal_token = internal.token;
     Ok(config)
 }
 

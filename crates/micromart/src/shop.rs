@@ -144,7 +144,8 @@ impl Shop {
             gateway_config.auth.jwks_url =
                 format!("http://{}/.well-known/jwks.json", identity.public);
         }
-        let gateway = static_content().and_then(|content| gateway::start(gateway_config, content))?;
+        let gateway =
+            static_content().and_then(|content| gateway::start(gateway_config, content))?;
         for (launch, _) in &mut bound {
             launch.use_peer(gateway::SERVICE, gateway.local_addr());
         }

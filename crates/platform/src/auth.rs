@@ -34,8 +34,8 @@ pub const INTERNAL_TOKEN_HEADER: &str = "x-micromart-internal-token";
 
 /// The address of the browser user a deployment's own service (the web tier) calls the
 /// gateway's public API for. The gateway takes it as the client's address (rate limits,
-/// `x-forwarded-for`) only from a request that also carries the internal token
-/// ([`INTERNAL_TOKEN_HEADER`]), and forwards neither header.
+/// `x-forwarded-for`) only from a request that also carries the gateway credential
+/// ([`GATEWAY_CREDENTIAL_HEADER`]), and forwards neither header.
 pub const CLIENT_IP_HEADER: &str = "x-micromart-client-ip";
 
 /// The header by which the gateway vouches for the identity headers it forwards: the

@@ -180,10 +180,10 @@ pub(crate) async fn turn_away(mut stream: TcpStream) {
 /// Headers only the deployment's own services may send a request with; the proxy acts on
 /// them and always removes them.
 pub(crate) const CLIENT_IP: HeaderName = HeaderName::from_static(platform::auth::CLIENT_IP_HEADER);
-pub(crate) const INTERNAL_TOKEN: HeaderName =
-    HeaderName::from_static(platform::auth::INTERNAL_TOKEN_HEADER);
+pub(crate) const CREDENTIAL: HeaderName =
+    HeaderName::from_static(platform::auth::GATEWAY_CREDENTIAL_HEADER);
 
-/// Marks a request that carries [`CLIENT_IP`] or [`INTERNAL_TOKEN`] (a request extension:
+/// Marks a request that carries [`CLIENT_IP`] or [`CREDENTIAL`] (a request extension:
 /// none, and no allocation, on every other request).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct DeploymentHeaders;
@@ -713,7 +713,7 @@ fn parse_head(buffer: &mut BytesMut) -> Result<Option<Head>, Problem> {
             framing.keep_alive |= has_token(value, b"keep-alive");
         } else if name == EXPECT {
             framing.expects_continue |= value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
-        } else if name == CLIENT_IP || name == INTERNAL_TOKEN {
+        } else if name == CLIENT_IP || name == CREDENTIAL {
             deployment_headers = true;
         }
         fields.push((name, span(buffer, value)));
@@ -1208,7 +1208,7 @@ mod tests {
             b"GET / HTTP/1.1\r\nHost: a\r\nX-Micromart-Client-IP: 1.2.3.4\r\n\r\n"
         ));
         assert!(marked(
-            b"GET / HTTP/1.1\r\nx-micromart-internal-token: t\r\nHost: a\r\n\r\n"
+            b"GET / HTTP/1.1\r\nx-micromart-gateway-credential: t\r\nHost: a\r\n\r\n"
         ));
     }
 }

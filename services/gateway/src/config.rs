@@ -59,15 +59,13 @@ pub struct Config {
     /// What the gateway vouches for the identities it forwards with: the deployment's
     /// `internal.gateway_credential`, set by the launcher from that section (not a key of
     /// `[gateway]`: one secret, one place).
+    /// The services hold it too, so a request carrying it (`x-micromart-gateway-credential`)
+    /// comes from the deployment and may name the client it is made for in
+    /// `x-micromart-client-ip` (the web tier calling the API for a browser user): that address
+    /// is then the one rate limits count and `x-forwarded-for` names. Both headers are always
+    /// removed before forwarding. Unset: every such header is ignored (and removed).
     #[serde(skip)]
     pub gateway_credential: Option<platform::config::Secret>,
-    /// The deployment's `internal.token`, set by the launcher as `gateway_credential` is. A
-    /// request that carries it (`x-micromart-internal-token`) may name the client it is made
-    /// for in `x-micromart-client-ip` (the web tier calling the API for a browser user): that
-    /// address is then the one rate limits count and `x-forwarded-for` names. Both headers are
-    /// always removed before forwarding. Unset: every such header is ignored (and removed).
-    #[serde(skip)]
-    pub internal_token: Option<platform::config::Secret>,
 }
 
 /// `[gateway.auth]`: where verification keys come from and what tokens must say.

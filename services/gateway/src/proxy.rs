@@ -24,7 +24,7 @@ use subtle::ConstantTimeEq as _;
 
 use crate::admission::Admission;
 use crate::auth::{bearer_token, unix_now, Identity, TokenCache};
-use crate::client_conn::{DeploymentHeaders, CLIENT_IP, INTERNAL_TOKEN};
+use crate::client_conn::{DeploymentHeaders, CLIENT_IP, CREDENTIAL};
 use crate::config::{AuthMode, Config, RateLimitConfig};
 use crate::cors::Cors;
 use crate::health::Lifecycle;
@@ -95,8 +95,8 @@ pub(crate) struct Shared {
     /// Sent with every forwarded identity, so services can tell the gateway's identity
     /// headers from anyone else's (`internal.gateway_credential`).
     gateway_credential: Option<HeaderValue>,
-    /// The SHA-256 of the deployment's internal token (`internal.token`): a request carrying
-    /// it may name its client's address. Only the digest is kept, and compared in constant
+    /// The SHA-256 of the gateway credential: a request carrying it comes from one of the
+    /// deployment's services and may name its client's address. Only the digest is kept, and compared in constant
     /// time whatever the lengths, as the services' internal doors do (ADR 8).
     client_ip_token: Option<[u8; 32]>,
     metrics: Vec<RouteMetrics>,
@@ -180,7 +180,7 @@ impl Shared {
                 })
                 .transpose()?,
             client_ip_token: config
-                .internal_token
+                .gateway_credential
                 .as_ref()
                 .map(|token| sha256(token.expose().as_bytes())),
             metrics,
@@ -194,7 +194,7 @@ impl Shared {
     fn named_client(&self, headers: &mut HeaderMap) -> Result<Option<Peer>, Problem> {
         let values = headers.get_all(CLIENT_IP).iter().count();
         let named = headers.remove(CLIENT_IP);
-        let token = headers.remove(INTERNAL_TOKEN);
+        let token = headers.remove(CREDENTIAL);
         let (Some(expected), Some(named), Some(token)) = (&self.client_ip_token, named, token)
         else {
             return Ok(None);
@@ -914,12 +914,12 @@ mod tests {
     }
 
     #[test]
-    fn only_the_internal_token_lets_a_request_name_its_client() {
+    fn only_the_gateway_credential_lets_a_request_name_its_client() {
         let mut shared = shared(&["/svc"]);
         let named = |shared: &Shared, ip: &str, token: &str| {
             let mut headers = HeaderMap::new();
             headers.insert(CLIENT_IP, HeaderValue::from_str(ip).unwrap());
-            headers.insert(INTERNAL_TOKEN, HeaderValue::from_str(token).unwrap());
+            headers.insert(CREDENTIAL, HeaderValue::from_str(token).unwrap());
             let result = shared.named_client(&mut headers);
             assert!(headers.is_empty(), "both headers are always removed");
             result
@@ -940,7 +940,7 @@ mod tests {
         );
         // The token alone, or the address alone, changes nothing and is removed.
         let mut headers = HeaderMap::new();
-        headers.insert(INTERNAL_TOKEN, HeaderValue::from_static("the-token"));
+        headers.insert(CREDENTIAL, HeaderValue::from_static("the-token"));
         assert!(matches!(shared.named_client(&mut headers), Ok(None)));
         assert!(headers.is_empty());
         headers.insert(CLIENT_IP, HeaderValue::from_static("203.0.113.1"));

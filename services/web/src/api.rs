@@ -10,10 +10,10 @@ use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-/// Header the gateway takes a browser's address from, when the caller proves it belongs to
-/// the deployment with the gateway credential: every page's API calls come from this
-/// service, and rate limits must still apply per browser, not to the whole shop at once.
-pub const CLIENT_IP_HEADER: &str = "x-micromart-client-ip";
+/// Every page's API calls come from this service, yet rate limits must apply per browser,
+/// not to the whole shop at once: the gateway takes the browser's address from this header
+/// when the call also carries the gateway credential.
+use platform::auth::CLIENT_IP_HEADER;
 
 /// Largest API answer the pages read (a page of 100 products is ~60 KiB).
 const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
@@ -129,7 +129,7 @@ impl Problem {
     }
 }
 
-fn capitalize(text: &str) -> String {
+pub(crate) fn capitalize(text: &str) -> String {
     let mut chars = text.chars();
     match chars.next() {
         Some(first) => first.to_uppercase().chain(chars).collect(),

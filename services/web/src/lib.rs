@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod assets;
+pub mod attempts;
 mod config;
 pub mod format;
 pub mod model;
@@ -37,6 +38,7 @@ static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations
 pub struct AppState {
     pub api: api::Api,
     pub sessions: session::Sessions,
+    pub attempts: attempts::Attempts,
     pub settings: Arc<Settings>,
 }
 
@@ -82,13 +84,14 @@ impl Service for WebService {
                 .map(|secret| secret.expose()),
         )?;
         let sessions = session::Sessions::new(kit.db.clone(), api.clone());
+        let attempts = attempts::Attempts::new(kit.db.clone());
         let state = AppState {
             api,
             sessions: sessions.clone(),
+            attempts: attempts.clone(),
             settings: Arc::new(settings.clone()),
         };
-        Ok(ServiceParts::new(router(state))
-            .with_task(move |stop| sessions.run_pruner(PRUNE_EVERY, stop)))
+        Ok(ServiceParts::new(router(state)).with_task(move |stop| prune(sessions, attempts, stop)))
     }
 
     fn openapi() -> utoipa::openapi::OpenApi {
@@ -105,4 +108,28 @@ pub fn router(state: AppState) -> Router {
         .route("/{*path}", get(pages::not_found))
         .layer(axum::middleware::from_fn(pages::security_headers))
         .with_state(state)
+}
+
+/// Forgets expired sessions and old checkout attempts, every [`PRUNE_EVERY`].
+async fn prune(
+    sessions: session::Sessions,
+    attempts: attempts::Attempts,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(PRUNE_EVERY) => {}
+        }
+        for (what, pruned) in [
+            ("sessions", sessions.prune().await),
+            ("checkout attempts", attempts.prune().await),
+        ] {
+            match pruned {
+                Ok(0) => {}
+                Ok(count) => tracing::debug!(count, what, "pruned"),
+                Err(error) => tracing::warn!(%error, what, "pruning failed"),
+            }
+        }
+    }
 }

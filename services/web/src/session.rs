@@ -239,25 +239,6 @@ impl Sessions {
         tx.commit().await?;
         Ok(done.rows_affected())
     }
-
-    /// Prunes every `every` until `stop`.
-    pub async fn run_pruner(
-        self,
-        every: std::time::Duration,
-        stop: tokio_util::sync::CancellationToken,
-    ) {
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = tokio::time::sleep(every) => {}
-            }
-            match self.prune().await {
-                Ok(0) => {}
-                Ok(pruned) => tracing::debug!(pruned, "expired sessions pruned"),
-                Err(error) => tracing::warn!(%error, "pruning expired sessions failed"),
-            }
-        }
-    }
 }
 
 fn unavailable(error: sqlx::Error) -> ApiError {

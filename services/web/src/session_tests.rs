@@ -33,11 +33,17 @@ async fn refresh(
     if let Some(status) = *fake.refuse.lock().unwrap() {
         return (status, "refused").into_response();
     }
-    let presented = body["refresh_token"].as_str().unwrap_or_default().to_owned();
+    let presented = body["refresh_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     if !fake.used.lock().unwrap().insert(presented.clone()) {
-        return (StatusCode::UNAUTHORIZED, Json(serde_json::json!({
-            "type": "t", "title": "Unauthorized", "status": 401, "code": "invalid-refresh-token"
-        })))
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(serde_json::json!({
+                "type": "t", "title": "Unauthorized", "status": 401, "code": "invalid-refresh-token"
+            })),
+        )
             .into_response();
     }
     Json(serde_json::json!({
@@ -108,18 +114,32 @@ async fn a_fresh_session_is_read_without_asking_identity() {
     for test in engines().await {
         let (fake, api) = fake_identity().await;
         let sessions = Sessions::new(test.db.clone(), api);
-        let cookie = sessions.create(&tokens(900, 86_400), &user(true)).await.unwrap();
-        let session = active(sessions.find(Some(&cookie), &Caller::default()).await.unwrap());
+        let cookie = sessions
+            .create(&tokens(900, 86_400), &user(true))
+            .await
+            .unwrap();
+        let session = active(
+            sessions
+                .find(Some(&cookie), &Caller::default())
+                .await
+                .unwrap(),
+        );
         assert_eq!(session.access_token, "access-0");
         assert!(session.is_admin);
         assert_eq!(session.name, "Ada");
         assert_eq!(fake.calls.load(Ordering::SeqCst), 0);
         // Another cookie, or none, finds nothing to use.
         assert!(matches!(
-            sessions.find(Some(&random_token()), &Caller::default()).await.unwrap(),
+            sessions
+                .find(Some(&random_token()), &Caller::default())
+                .await
+                .unwrap(),
             Found::Ended
         ));
-        assert!(matches!(sessions.find(None, &Caller::default()).await.unwrap(), Found::None));
+        assert!(matches!(
+            sessions.find(None, &Caller::default()).await.unwrap(),
+            Found::None
+        ));
     }
 }
 
@@ -128,7 +148,10 @@ async fn pages_loading_at_once_refresh_an_expiring_token_once() {
     for test in engines().await {
         let (fake, api) = fake_identity().await;
         let sessions = Sessions::new(test.db.clone(), api);
-        let cookie = sessions.create(&tokens(3, 86_400), &user(false)).await.unwrap();
+        let cookie = sessions
+            .create(&tokens(3, 86_400), &user(false))
+            .await
+            .unwrap();
         let pages: Vec<_> = (0..8)
             .map(|_| {
                 let sessions = sessions.clone();
@@ -142,7 +165,12 @@ async fn pages_loading_at_once_refresh_an_expiring_token_once() {
         }
         // One exchange: a second presentation of `refresh-0` would have ended the session.
         assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
-        let session = active(sessions.find(Some(&cookie), &Caller::default()).await.unwrap());
+        let session = active(
+            sessions
+                .find(Some(&cookie), &Caller::default())
+                .await
+                .unwrap(),
+        );
         assert_eq!(session.refresh_token, "refresh-0+");
     }
 }
@@ -152,24 +180,41 @@ async fn a_refused_refresh_ends_the_session_and_an_unreachable_identity_does_not
     for test in engines().await {
         let (fake, api) = fake_identity().await;
         let sessions = Sessions::new(test.db.clone(), api);
-        let cookie = sessions.create(&tokens(5, 86_400), &user(false)).await.unwrap();
+        let cookie = sessions
+            .create(&tokens(5, 86_400), &user(false))
+            .await
+            .unwrap();
         // Identity down: the access token is still valid for a few seconds, so it serves.
         *fake.refuse.lock().unwrap() = Some(StatusCode::SERVICE_UNAVAILABLE);
-        let session = active(sessions.find(Some(&cookie), &Caller::default()).await.unwrap());
+        let session = active(
+            sessions
+                .find(Some(&cookie), &Caller::default())
+                .await
+                .unwrap(),
+        );
         assert_eq!(session.access_token, "access-0");
         // Identity says no (revoked, reused, expired): the session is over, and stays over.
         *fake.refuse.lock().unwrap() = Some(StatusCode::UNAUTHORIZED);
         assert!(matches!(
-            sessions.find(Some(&cookie), &Caller::default()).await.unwrap(),
+            sessions
+                .find(Some(&cookie), &Caller::default())
+                .await
+                .unwrap(),
             Found::Ended
         ));
         *fake.refuse.lock().unwrap() = None;
         assert!(matches!(
-            sessions.find(Some(&cookie), &Caller::default()).await.unwrap(),
+            sessions
+                .find(Some(&cookie), &Caller::default())
+                .await
+                .unwrap(),
             Found::Ended
         ));
         // An expired access token with identity down cannot serve: the page says so.
-        let expired = sessions.create(&tokens(-1, 86_400), &user(false)).await.unwrap();
+        let expired = sessions
+            .create(&tokens(-1, 86_400), &user(false))
+            .await
+            .unwrap();
         *fake.refuse.lock().unwrap() = Some(StatusCode::SERVICE_UNAVAILABLE);
         assert!(matches!(
             sessions.find(Some(&expired), &Caller::default()).await,
@@ -183,17 +228,34 @@ async fn sessions_end_with_their_refresh_token_and_are_pruned() {
     for test in engines().await {
         let (_fake, api) = fake_identity().await;
         let sessions = Sessions::new(test.db.clone(), api);
-        let gone = sessions.create(&tokens(900, -1), &user(false)).await.unwrap();
-        let kept = sessions.create(&tokens(900, 86_400), &user(false)).await.unwrap();
+        let gone = sessions
+            .create(&tokens(900, -1), &user(false))
+            .await
+            .unwrap();
+        let kept = sessions
+            .create(&tokens(900, 86_400), &user(false))
+            .await
+            .unwrap();
         assert_eq!(sessions.prune().await.unwrap(), 1);
         assert!(matches!(
-            sessions.find(Some(&gone), &Caller::default()).await.unwrap(),
+            sessions
+                .find(Some(&gone), &Caller::default())
+                .await
+                .unwrap(),
             Found::Ended
         ));
-        let session = active(sessions.find(Some(&kept), &Caller::default()).await.unwrap());
+        let session = active(
+            sessions
+                .find(Some(&kept), &Caller::default())
+                .await
+                .unwrap(),
+        );
         sessions.delete(&session.key).await.unwrap();
         assert!(matches!(
-            sessions.find(Some(&kept), &Caller::default()).await.unwrap(),
+            sessions
+                .find(Some(&kept), &Caller::default())
+                .await
+                .unwrap(),
             Found::Ended
         ));
     }

@@ -115,7 +115,10 @@ impl Browser {
 
     /// Posts a form with this browser's CSRF token (read from a page first).
     pub async fn submit(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
-        let csrf = self.csrf.clone().expect("a page with a form was read first");
+        let csrf = self
+            .csrf
+            .clone()
+            .expect("a page with a form was read first");
         let mut form: Vec<(&str, &str)> = vec![("csrf", csrf.as_str())];
         form.extend_from_slice(fields);
         self.post_raw(path, &form, &[]).await

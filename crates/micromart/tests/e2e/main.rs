@@ -15,4 +15,5 @@ mod payments;
 mod processes;
 mod readme;
 mod shopping;
+mod web_admin;
 mod web_store;

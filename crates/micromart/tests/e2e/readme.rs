@@ -1,5 +1,5 @@
 //! The README's distributed mode, run as written: the blocks marked `<!-- readme-test: … -->`
-//! are taken out of README.md and run with bash — five terminals, each left running once its
+//! are taken out of README.md and run with bash — six terminals, each left running once its
 //! service answers `/readyz`, then the client's commands through the gateway. Only what a test
 //! on a shared machine must change is changed, each substitution named below: the binary under
 //! test stands in for `cargo build --release`, and the PostgreSQL server, database names and
@@ -17,17 +17,20 @@ const MARKER: &str = "<!-- readme-test: ";
 /// The PostgreSQL server the README names; the test's own replaces it.
 const README_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432";
 /// The database names the README creates; the test's own, unique per run, replace them.
-const README_DATABASES: [&str; 4] = [
+const README_DATABASES: [&str; 5] = [
     "micromart_identity",
     "micromart_catalog",
     "micromart_payment",
+    "micromart_web",
     "micromart_order",
 ];
 /// The NATS server the README names; a private one replaces it, so the README's payment
 /// process shares no stream or consumer with other tests on the machine's broker.
 const README_NATS: &str = "nats://127.0.0.1:4222";
 /// Every port the README's processes listen on.
-const PORTS: [u16; 10] = [8080, 8081, 8082, 8083, 8084, 9080, 9081, 9082, 9083, 9084];
+const PORTS: [u16; 12] = [
+    8080, 8081, 8082, 8083, 8084, 8085, 9080, 9081, 9082, 9083, 9084, 9085,
+];
 
 /// One marked block: its label (`terminal 1, ready at <url>` or `client`) and its commands.
 struct Block {
@@ -106,12 +109,12 @@ fn terminal(label: &str, script: &str, dir: &Path) -> Process {
 #[test]
 fn the_blocks_are_found_in_order() {
     let labels: Vec<String> = marked_blocks(README).into_iter().map(|b| b.label).collect();
-    assert_eq!(labels.len(), 6, "{labels:?}");
-    for (i, label) in labels[..5].iter().enumerate() {
+    assert_eq!(labels.len(), 7, "{labels:?}");
+    for (i, label) in labels[..6].iter().enumerate() {
         let expected = format!("terminal {}, ready at http://", i + 1);
         assert!(label.starts_with(&expected), "{labels:?}");
     }
-    assert_eq!(labels[5], "client");
+    assert_eq!(labels[6], "client");
     assert_eq!(
         server_of("postgres://u@h:1/db?sslmode=disable"),
         "postgres://u@h:1"
@@ -200,6 +203,10 @@ async fn the_readme_distributed_mode_runs_as_written() {
     assert!(
         stdout.contains("\"status\":\"confirmed\""),
         "the checkout of a product in the cart is confirmed: {stdout}"
+    );
+    assert!(
+        stdout.contains("<title>Home · micromart</title>"),
+        "the storefront is served through the gateway: {stdout}"
     );
 
     // Ctrl-C, last started first.

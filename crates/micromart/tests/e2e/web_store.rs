@@ -24,21 +24,40 @@ async fn pages_are_html_with_strict_headers_and_assets_are_cached_and_compressed
     let mut browser = Browser::new(&shop.base);
     let home = browser.get("/").await;
     home.assert_ok();
-    assert!(home.headers[CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
+    assert!(home.headers[CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
     assert!(home.contains("<html lang=\"en\">"));
     let csp = home.headers["content-security-policy"].to_str().unwrap();
-    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
     assert_eq!(home.headers["x-content-type-options"], "nosniff");
     assert_eq!(home.headers[CACHE_CONTROL], "private, no-store");
     // The CSRF cookie is HttpOnly and SameSite.
     let cookie = home.headers[SET_COOKIE].to_str().unwrap();
-    assert!(cookie.starts_with("mm_csrf=") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
+    assert!(
+        cookie.starts_with("mm_csrf=")
+            && cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
 
     // The gateway serves the hashed stylesheet itself: a year of caching, gzip when asked.
     let css = stylesheet(&home.html);
-    let plain = shop.client.get(format!("{}{css}", shop.base)).send().await.unwrap();
+    let plain = shop
+        .client
+        .get(format!("{}{css}", shop.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(plain.status(), StatusCode::OK);
-    assert_eq!(plain.headers()[CACHE_CONTROL], "public, max-age=31536000, immutable");
+    assert_eq!(
+        plain.headers()[CACHE_CONTROL],
+        "public, max-age=31536000, immutable"
+    );
     assert!(plain.headers().get(CONTENT_ENCODING).is_none());
     let plain_len = plain.bytes().await.unwrap().len();
     let gzip = shop
@@ -76,27 +95,47 @@ async fn a_customer_signs_up_searches_fills_the_cart_and_checks_out() {
 
     let results = browser.get("/products?q=WEB-1&sort=price_asc").await;
     results.assert_ok();
-    assert!(results.contains(&format!("/products/{kettle}")), "{}", results.html);
+    assert!(
+        results.contains(&format!("/products/{kettle}")),
+        "{}",
+        results.html
+    );
     let page = browser.get(&format!("/products/{kettle}")).await;
-    assert!(page.contains("Kettle WEB-1") && page.contains("€12.50") && page.contains("Only 5 left"));
+    assert!(
+        page.contains("Kettle WEB-1") && page.contains("€12.50") && page.contains("Only 5 left")
+    );
 
     browser
-        .submit("/cart/lines", &[("product_id", &kettle.to_string()), ("quantity", "2")])
+        .submit(
+            "/cart/lines",
+            &[("product_id", &kettle.to_string()), ("quantity", "2")],
+        )
         .await
         .assert_redirect("/cart?notice=added");
     let cart = browser.get("/cart").await;
-    assert!(cart.contains("€25.00") && cart.contains("Quantity for Kettle WEB-1"), "{}", cart.html);
+    assert!(
+        cart.contains("€25.00") && cart.contains("Quantity for Kettle WEB-1"),
+        "{}",
+        cart.html
+    );
 
     // A quantity the stock cannot cover is refused on the cart page; the cart is unchanged.
     let refused = browser
         .submit(&format!("/cart/lines/{kettle}"), &[("quantity", "9")])
         .await;
     assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(refused.contains("not enough stock") && refused.contains("€25.00"), "{}", refused.html);
+    assert!(
+        refused.contains("not enough stock") && refused.contains("€25.00"),
+        "{}",
+        refused.html
+    );
 
     let checkout = browser.get("/checkout").await;
     checkout.assert_ok();
-    assert!(checkout.contains("4000 0000 0000 0002"), "the test cards are documented");
+    assert!(
+        checkout.contains("4000 0000 0000 0002"),
+        "the test cards are documented"
+    );
     let attempt = checkout.input("attempt").expect("an attempt key");
     let card = [
         ("attempt", attempt.as_str()),
@@ -142,7 +181,10 @@ async fn a_customer_signs_up_searches_fills_the_cart_and_checks_out() {
     let mut other = Browser::new(&shop.base);
     other.sign_up("page-other@example.com", PASSWORD).await;
     assert_eq!(other.get(&order_path).await.status, StatusCode::NOT_FOUND);
-    assert_eq!(other.get(&format!("{order_path}/events")).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        other.get(&format!("{order_path}/events")).await.status,
+        StatusCode::NOT_FOUND
+    );
     shop.stop().await;
 }
 
@@ -158,11 +200,23 @@ async fn forms_need_this_browsers_token_and_bad_input_changes_nothing() {
 
     // No token, a wrong token, a form posted from another site: refused, nothing added.
     let no_token = browser
-        .post_raw("/cart/lines", &[("product_id", &id), ("quantity", "1")], &[])
+        .post_raw(
+            "/cart/lines",
+            &[("product_id", &id), ("quantity", "1")],
+            &[],
+        )
         .await;
     assert_eq!(no_token.status, StatusCode::FORBIDDEN);
     let wrong = browser
-        .post_raw("/cart/lines", &[("csrf", "x".repeat(43).as_str()), ("product_id", &id), ("quantity", "1")], &[])
+        .post_raw(
+            "/cart/lines",
+            &[
+                ("csrf", "x".repeat(43).as_str()),
+                ("product_id", &id),
+                ("quantity", "1"),
+            ],
+            &[],
+        )
         .await;
     assert_eq!(wrong.status, StatusCode::FORBIDDEN);
     let csrf = browser.csrf.clone().unwrap();
@@ -177,28 +231,51 @@ async fn forms_need_this_browsers_token_and_bad_input_changes_nothing() {
     // A huge quantity, a negative one, text: back to the product page with a message.
     for quantity in ["100000", "-1", "lots", ""] {
         browser
-            .submit("/cart/lines", &[("product_id", &id), ("quantity", quantity)])
+            .submit(
+                "/cart/lines",
+                &[("product_id", &id), ("quantity", quantity)],
+            )
             .await
             .assert_redirect(&format!("/products/{kettle}?error=quantity"));
     }
-    let page = browser.get(&format!("/products/{kettle}?error=quantity")).await;
-    assert!(page.contains("role=\"alert\">Choose a quantity from 1 to 99."), "{}", page.html);
+    let page = browser
+        .get(&format!("/products/{kettle}?error=quantity"))
+        .await;
+    assert!(
+        page.contains("role=\"alert\">Choose a quantity from 1 to 99."),
+        "{}",
+        page.html
+    );
     assert!(browser.get("/cart").await.contains("Your cart is empty"));
 
     // An empty sign-up form names every field and creates nobody.
     let mut stranger = Browser::new(&shop.base);
     stranger.get("/signup").await;
     let empty = stranger
-        .submit("/signup", &[("name", ""), ("email", ""), ("password", ""), ("next", "/")])
+        .submit(
+            "/signup",
+            &[("name", ""), ("email", ""), ("password", ""), ("next", "/")],
+        )
         .await;
     assert_eq!(empty.status, StatusCode::UNPROCESSABLE_ENTITY);
-    for message in ["Enter your name.", "Enter your email address.", "Choose a password."] {
+    for message in [
+        "Enter your name.",
+        "Enter your email address.",
+        "Choose a password.",
+    ] {
         assert!(empty.contains(message), "{message}: {}", empty.html);
     }
     // Signing in goes back only to a page of this site.
     stranger.get("/signin").await;
     stranger
-        .submit("/signin", &[("email", "page-forms@example.com"), ("password", PASSWORD), ("next", "//evil.example/x")])
+        .submit(
+            "/signin",
+            &[
+                ("email", "page-forms@example.com"),
+                ("password", PASSWORD),
+                ("next", "//evil.example/x"),
+            ],
+        )
         .await
         .assert_redirect("/?notice=signed-in");
     // Checkout with an empty cart, or a card that is no card: a message, no order.
@@ -231,10 +308,17 @@ async fn an_expired_access_token_is_refreshed_unnoticed_and_signing_out_ends_the
     cart.assert_ok();
     assert!(cart.contains("Sign out"));
 
-    browser.submit("/signout", &[]).await.assert_redirect("/?notice=signed-out");
+    browser
+        .submit("/signout", &[])
+        .await
+        .assert_redirect("/?notice=signed-out");
     let after = browser.get("/cart").await;
     after.assert_redirect("/signin?reason=required");
     let signin = browser.visit("/cart").await;
-    assert!(signin.contains("Please sign in to continue."), "{}", signin.html);
+    assert!(
+        signin.contains("Please sign in to continue."),
+        "{}",
+        signin.html
+    );
     shop.stop().await;
 }

@@ -315,7 +315,16 @@ mod tests {
                 "/slow",
                 get(|| async { tokio::time::sleep(Duration::from_secs(5)).await }),
             )
-            .route("/panic", get(|| async { panic!("boom") as &'static str }));
+            .route("/panic", get(|| async { panic!("boom") as &'static str }))
+            .route(
+                "/page",
+                get(|| async {
+                    (
+                        StatusCode::FORBIDDEN,
+                        axum::response::Html("<p>Admins only</p>"),
+                    )
+                }),
+            );
         let config = HttpConfig {
             request_timeout_ms: 200,
             body_limit_bytes: 16,
@@ -457,6 +466,18 @@ mod tests {
             assert!(headers.contains_key(REQUEST_ID_HEADER));
             assert!(!body.contains("boom"), "panic text must not leak: {body}");
         }
+        // An HTML error page is a page, kept for the browser.
+        let (got, headers, body) = send(
+            app.clone(),
+            Request::get("/page").body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(got, StatusCode::FORBIDDEN);
+        assert!(headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+        assert_eq!(body, "<p>Admins only</p>");
     }
 
     #[tokio::test]

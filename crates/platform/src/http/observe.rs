@@ -1,5 +1,5 @@
 //! The outermost middleware: request id, trace context, request span, RED metrics, the
-//! request timeout, and turning bare error responses into problem+json.
+//! request timeout, and turning bare error responses into problem+json (HTML pages excepted).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -135,7 +135,9 @@ pub async fn observe(
             }
         };
 
-    if response.status().as_u16() >= 400 && !is_problem(&response) {
+    // A page's own error page (the web service's 403, a form re-rendered with a 422) is meant
+    // for the browser as it is; only bare statuses become problems.
+    if response.status().as_u16() >= 400 && !is_problem(&response) && !is_page(&response) {
         response = Problem::from_status(response.status()).into_response();
     }
     let status = response.status();
@@ -176,6 +178,13 @@ pub async fn observe(
         metrics::counter!("http_requests_errors_total", &labels).increment(1);
     }
     response
+}
+
+fn is_page(response: &Response) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|ct| ct.as_bytes().starts_with(b"text/html"))
 }
 
 fn is_problem(response: &Response) -> bool {

@@ -1,5 +1,5 @@
 //! A deployment's own service naming the client it calls for (`x-micromart-client-ip` with the
-//! internal token): the address rate limits count and `x-forwarded-for` names.
+//! gateway credential): the address rate limits count and `x-forwarded-for` names.
 
 use platform::config::Secret;
 use reqwest::{Method, StatusCode};
@@ -8,10 +8,10 @@ use crate::helpers::{spawn_app_with, Answer, TestApp};
 
 const TOKEN: &str = "the-deployment-internal-token-0123456789";
 const CLIENT_IP: &str = "x-micromart-client-ip";
-const INTERNAL_TOKEN: &str = "x-micromart-internal-token";
+const CREDENTIAL: &str = "x-micromart-gateway-credential";
 
 async fn app_with_token() -> TestApp {
-    spawn_app_with(|config| config.internal_token = Some(Secret::new(TOKEN))).await
+    spawn_app_with(|config| config.gateway_credential = Some(Secret::new(TOKEN))).await
 }
 
 /// `GET path` with the given client address and token headers (each when `Some`).
@@ -21,7 +21,7 @@ async fn get_as(app: &TestApp, path: &str, ip: Option<&str>, token: Option<&str>
         request = request.header(CLIENT_IP, ip);
     }
     if let Some(token) = token {
-        request = request.header(INTERNAL_TOKEN, token);
+        request = request.header(CREDENTIAL, token);
     }
     app.send(request).await
 }
@@ -29,16 +29,11 @@ async fn get_as(app: &TestApp, path: &str, ip: Option<&str>, token: Option<&str>
 /// Neither header ever reaches an upstream.
 fn assert_stripped(answer: &Answer) {
     assert_eq!(answer.upstream_header(CLIENT_IP), None, "{}", answer.text);
-    assert_eq!(
-        answer.upstream_header(INTERNAL_TOKEN),
-        None,
-        "{}",
-        answer.text
-    );
+    assert_eq!(answer.upstream_header(CREDENTIAL), None, "{}", answer.text);
 }
 
 #[tokio::test]
-async fn with_the_internal_token_each_named_client_has_its_own_bucket() {
+async fn with_the_gateway_credential_each_named_client_has_its_own_bucket() {
     let app = app_with_token().await;
     // `/login` allows a burst of 2 per client.
     for ip in ["203.0.113.1", "2001:db8::7"] {
@@ -62,7 +57,7 @@ async fn with_the_internal_token_each_named_client_has_its_own_bucket() {
             app.request(Method::GET, "/a/x")
                 .header("x-forwarded-for", "10.1.2.3")
                 .header(CLIENT_IP, " 198.51.100.4 ")
-                .header(INTERNAL_TOKEN, TOKEN),
+                .header(CREDENTIAL, TOKEN),
         )
         .await;
     assert_eq!(
@@ -119,14 +114,14 @@ async fn a_named_client_that_is_not_one_address_is_a_bad_request() {
             app.request(Method::GET, "/a/x")
                 .header(CLIENT_IP, "203.0.113.1")
                 .header(CLIENT_IP, "203.0.113.2")
-                .header(INTERNAL_TOKEN, TOKEN),
+                .header(CREDENTIAL, TOKEN),
         )
         .await;
     twice.assert_problem(StatusCode::BAD_REQUEST, "bad-request");
 }
 
 #[tokio::test]
-async fn with_no_internal_token_configured_the_headers_are_only_removed() {
+async fn with_no_gateway_credential_configured_the_headers_are_only_removed() {
     let app = spawn_app_with(|_| {}).await;
     for _ in 0..2 {
         let answer = get_as(&app, "/login/x", Some("203.0.113.1"), Some(TOKEN)).await;

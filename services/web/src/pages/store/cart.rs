@@ -1,5 +1,7 @@
 //! The cart and checkout.
 
+use std::time::Duration;
+
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -9,6 +11,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::api::{ApiError, Call};
+use crate::attempts::Claim;
 use crate::format;
 use crate::model::{Cart, PaymentMethod};
 use crate::pages::{Chrome, Ctx};
@@ -349,9 +352,10 @@ pub async fn checkout(
     if !ctx.csrf_ok(&form.csrf) {
         return ctx.csrf_refused();
     }
-    if let Err(redirect) = ctx.require_session() {
-        return redirect;
-    }
+    let session = match ctx.require_session() {
+        Ok(session) => session,
+        Err(redirect) => return redirect,
+    };
     let attempt_ok = form.attempt.len() == 43
         && form
             .attempt
@@ -396,61 +400,60 @@ pub async fn checkout(
     if !problems.is_empty() {
         return checkout_page(&state, &ctx, Some(&form), Some(problems.join(" "))).await;
     }
-    // The card is registered first (the provider tokenizes it; only its brand and last four
-    // digits are kept), then the order placed with it under the attempt's key.
-    let card = serde_json::json!({
-        "number": number, "exp_month": month, "exp_year": year, "cvc": cvc,
-    });
-    let method: PaymentMethod = match Call::new().json(&card) {
-        Ok(call) => match state
-            .api
-            .send(
-                &ctx.caller,
-                http::Method::POST,
-                "/api/v1/payment-methods",
-                call,
-            )
-            .await
-            .and_then(|answer| answer.json())
-        {
-            Ok(method) => method,
-            Err(ApiError::Refused(problem))
-                if problem.status == 422 || problem.status == 400 || problem.status == 402 =>
-            {
-                let message = format!(
-                    "Your card could not be used: {}",
-                    problem.message().to_lowercase()
-                );
-                return checkout_page(&state, &ctx, Some(&form), Some(message)).await;
-            }
-            Err(error) => return ctx.api_error(&error),
-        },
+    // The card is registered once per attempt (the provider tokenizes it; only its brand and
+    // last four digits are kept), then the order placed with it under the attempt's key: a
+    // repeated submission reuses the card, so the order service sees the same request again.
+    let claim = match state
+        .attempts
+        .claim_patiently(&form.attempt, session.user_id, Duration::from_secs(5))
+        .await
+    {
+        Ok(claim) => claim,
         Err(error) => return ctx.api_error(&error),
     };
-    let order = serde_json::json!({ "payment_method_id": method.id });
-    let placed = match Call::new()
-        .json(&order)
-        .and_then(|call| call.header(IDEMPOTENCY_KEY, &form.attempt))
-    {
-        Ok(call) => {
-            state
-                .api
-                .send(&ctx.caller, http::Method::POST, "/api/v1/orders", call)
-                .await
+    let method = match claim {
+        Claim::Card(method) => method,
+        Claim::Pending => {
+            let message = "This order is already being placed: see your orders in a moment.";
+            return checkout_page(&state, &ctx, None, Some(message.to_owned())).await;
         }
-        Err(error) => Err(error),
+        Claim::Foreign => {
+            let message = "The form was incomplete; please try again.";
+            return checkout_page(&state, &ctx, None, Some(message.to_owned())).await;
+        }
+        Claim::First => {
+            let card = serde_json::json!({
+                "number": number, "exp_month": month, "exp_year": year, "cvc": cvc,
+            });
+            match register_card(&state, &ctx, &card).await {
+                Ok(method) => {
+                    if let Err(error) = state.attempts.set_card(&form.attempt, method).await {
+                        return ctx.api_error(&error);
+                    }
+                    method
+                }
+                Err(error) => {
+                    // Nothing was registered: the corrected form may try again.
+                    if let Err(error) = state.attempts.release(&form.attempt).await {
+                        return ctx.api_error(&error);
+                    }
+                    return match error {
+                        ApiError::Refused(problem) if matches!(problem.status, 400 | 402 | 422) => {
+                            let message = format!(
+                                "Your card could not be used: {}",
+                                problem.message().to_lowercase()
+                            );
+                            checkout_page(&state, &ctx, Some(&form), Some(message)).await
+                        }
+                        error => ctx.api_error(&error),
+                    };
+                }
+            }
+        }
     };
+    let placed = place_order(&state, &ctx, &form.attempt, method).await;
     match placed {
-        Ok(answer) => {
-            #[derive(Deserialize)]
-            struct Placed {
-                id: Uuid,
-            }
-            match answer.json::<Placed>() {
-                Ok(placed) => Redirect::to(&format!("/orders/{}", placed.id)).into_response(),
-                Err(error) => ctx.api_error(&error),
-            }
-        }
+        Ok(order) => Redirect::to(&format!("/orders/{order}")).into_response(),
         Err(ApiError::Refused(problem)) if matches!(problem.status, 409 | 422 | 429) => {
             let message = match (problem.status, problem.code.as_str()) {
                 (429, _) => "You have several orders being processed; wait for them to finish, then try again.".to_owned(),
@@ -462,5 +465,55 @@ pub async fn checkout(
             checkout_page(&state, &ctx, None, Some(message)).await
         }
         Err(error) => ctx.api_error(&error),
+    }
+}
+
+async fn register_card(
+    state: &AppState,
+    ctx: &Ctx,
+    card: &serde_json::Value,
+) -> Result<Uuid, ApiError> {
+    let call = Call::new().json(card)?;
+    let method: PaymentMethod = state
+        .api
+        .send(
+            &ctx.caller,
+            http::Method::POST,
+            "/api/v1/payment-methods",
+            call,
+        )
+        .await?
+        .json()?;
+    Ok(method.id)
+}
+
+/// Places the order under the attempt's key; while an earlier submission of the same attempt
+/// is still being answered (`idempotency-key-in-flight`), waits for its answer.
+async fn place_order(
+    state: &AppState,
+    ctx: &Ctx,
+    attempt: &str,
+    method: Uuid,
+) -> Result<Uuid, ApiError> {
+    #[derive(Deserialize)]
+    struct Placed {
+        id: Uuid,
+    }
+    let order = serde_json::json!({ "payment_method_id": method });
+    let mut tries = 0;
+    loop {
+        let call = Call::new().json(&order)?.header(IDEMPOTENCY_KEY, attempt)?;
+        match state
+            .api
+            .send(&ctx.caller, http::Method::POST, "/api/v1/orders", call)
+            .await
+        {
+            Ok(answer) => return Ok(answer.json::<Placed>()?.id),
+            Err(error) if error.code() == Some("idempotency-key-in-flight") && tries < 20 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(error) => return Err(error),
+        }
     }
 }

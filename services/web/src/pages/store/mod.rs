@@ -4,7 +4,7 @@
 mod account;
 mod cart;
 mod catalog;
-mod orders;
+pub(crate) mod orders;
 
 use axum::routing::{get, post};
 use axum::Router;
@@ -41,6 +41,18 @@ pub(crate) fn notice(code: Option<&str>) -> Option<&'static str> {
         "signed-in" => "You are signed in.",
         "signed-out" => "You are signed out.",
         "cancel-requested" => "Cancellation requested: the order is being cancelled.",
+        // The admin console's.
+        "shipped" => "The order was marked shipped.",
+        "refunded" => "The refund was made.",
+        "refund-pending" => "Refund requested: the payment provider has not answered yet.",
+        "refund-failed" => "The payment provider refused the refund; see the refunds below.",
+        "product-created" => "The product was created.",
+        "product-saved" => "The product was saved.",
+        "stock-updated" => "The stock was updated.",
+        "deactivated" => "The product was deactivated: it is no longer for sale.",
+        "category-created" => "The category was created.",
+        "category-saved" => "The category was saved.",
+        "category-deleted" => "The category was deleted.",
         _ => return None,
     })
 }
