@@ -432,15 +432,17 @@ impl Drop for TestDb {
         let Cleanup::Postgres { admin_url, name } = &self.cleanup else {
             return;
         };
-        let (admin_url, name, pool) = (admin_url.clone(), name.clone(), self.db.pool().clone());
+        let (admin_url, name) = (admin_url.clone(), name.clone());
         // Drop runs inside the test's runtime, which cannot be blocked on: use a thread of our own.
+        // The pool is not closed first: closing waits for connections still being returned to
+        // it, which sqlx does in a task on the test's runtime — the very thread blocked here.
+        // `WITH (FORCE)` ends the pool's sessions on the server instead.
         let handle = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build();
             let Ok(runtime) = runtime else { return };
             runtime.block_on(async move {
-                pool.close().await;
                 if let Ok(admin) = Db::connect(
                     &admin_url,
                     &PoolConfig {

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::api::{capitalize, Problem};
 use crate::model::OrderPage;
-use crate::pages::{Chrome, Choice, Ctx};
+use crate::pages::{Choice, Chrome, Ctx};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {

@@ -458,7 +458,15 @@ pub async fn checkout(
             let message = match (problem.status, problem.code.as_str()) {
                 (429, _) => "You have several orders being processed; wait for them to finish, then try again.".to_owned(),
                 (_, "cart-empty") => "Your cart is empty.".to_owned(),
-                (_, "product-unavailable") => "Something in your cart is no longer sold: remove it, then check out.".to_owned(),
+                (_, "product-unavailable") => format!(
+                    "No longer sold: {}. Remove it from your cart, then place the order.",
+                    named_in(&state, &ctx, &problem).await
+                ),
+                (_, "insufficient-stock") => format!(
+                    "Not enough stock left of {}: lower the quantity or remove it, then place \
+                     the order. Nothing was charged.",
+                    named_in(&state, &ctx, &problem).await
+                ),
                 _ => format!("The order could not be placed: {}", problem.message().to_lowercase()),
             };
             // Nothing was placed: the next try is a new attempt.
@@ -515,5 +523,24 @@ async fn place_order(
             }
             Err(error) => return Err(error),
         }
+    }
+}
+
+/// The names of the cart's products a refusal's detail points at (the API names them by id).
+async fn named_in(state: &AppState, ctx: &Ctx, problem: &crate::api::Problem) -> String {
+    let detail = problem.detail.as_deref().unwrap_or_default();
+    let names: Vec<String> = match state.api.get::<Cart>(&ctx.caller, "/api/v1/cart").await {
+        Ok(cart) => cart
+            .lines
+            .into_iter()
+            .filter(|line| detail.contains(&line.product_id.to_string()))
+            .map(|line| format!("“{}”", line.name))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    if names.is_empty() {
+        "a product in your cart".to_owned()
+    } else {
+        names.join(", ")
     }
 }

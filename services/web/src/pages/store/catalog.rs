@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::api::encode;
 use crate::format;
 use crate::model::{Category, Product, ProductPage};
-use crate::pages::{Chrome, Choice, Ctx};
+use crate::pages::{Choice, Chrome, Ctx};
 use crate::AppState;
 
 /// A product as a card or a page shows it.
