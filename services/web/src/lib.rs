@@ -9,6 +9,7 @@
 pub mod api;
 pub mod assets;
 pub mod attempts;
+pub mod categories;
 mod config;
 pub mod format;
 pub mod model;
@@ -39,6 +40,7 @@ pub struct AppState {
     pub api: api::Api,
     pub sessions: session::Sessions,
     pub attempts: attempts::Attempts,
+    pub categories: categories::Categories,
     pub settings: Arc<Settings>,
 }
 
@@ -89,6 +91,7 @@ impl Service for WebService {
             api,
             sessions: sessions.clone(),
             attempts: attempts.clone(),
+            categories: categories::Categories::default(),
             settings: Arc::new(settings.clone()),
         };
         Ok(ServiceParts::new(router(state)).with_task(move |stop| prune(sessions, attempts, stop)))

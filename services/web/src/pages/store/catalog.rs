@@ -63,9 +63,7 @@ struct Home {
 
 pub async fn home(State(state): State<AppState>, ctx: Ctx) -> Response {
     let (categories, featured) = tokio::join!(
-        state
-            .api
-            .get::<Vec<Category>>(&ctx.caller, "/api/v1/categories"),
+        state.categories.get(&state.api, &ctx.caller),
         state.api.get::<ProductPage>(
             &ctx.caller,
             "/api/v1/products?limit=8&in_stock=true&sort=newest"
@@ -140,11 +138,7 @@ pub async fn list(
     ctx: Ctx,
     Query(query): Query<ListQuery>,
 ) -> Response {
-    let categories = match state
-        .api
-        .get::<Vec<Category>>(&ctx.caller, "/api/v1/categories")
-        .await
-    {
+    let categories = match state.categories.get(&state.api, &ctx.caller).await {
         Ok(categories) => categories,
         Err(error) => return ctx.api_error(&error),
     };
@@ -314,9 +308,7 @@ pub async fn product(
     let path = format!("/api/v1/products/{id}");
     let (product, categories) = tokio::join!(
         state.api.get::<Product>(&ctx.caller, &path),
-        state
-            .api
-            .get::<Vec<Category>>(&ctx.caller, "/api/v1/categories"),
+        state.categories.get(&state.api, &ctx.caller),
     );
     let (product, categories) = match (product, categories) {
         (Ok(product), Ok(categories)) => (product, categories),
