@@ -160,6 +160,8 @@ async fn up(data_dir: PathBuf, sources: ConfigSources) -> anyhow::Result<()> {
         shop.started_in.as_secs_f64() * 1e3,
         data_dir.display()
     );
+    println!("  storefront    http://{}/", a.gateway);
+    println!("  admin console http://{}/admin", a.gateway);
     println!("  shop API      http://{}/api/v1", a.gateway);
     println!("  API reference http://{}/api/docs", a.gateway);
     println!(

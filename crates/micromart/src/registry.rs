@@ -80,12 +80,14 @@ pub fn check_config(sources: &ConfigSources) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// The gateway's configuration: its section, and the gateway credential from `[internal]`
-/// (the one secret the gateway and every service share).
+/// The gateway's configuration: its section, the gateway credential from `[internal]` (the
+/// one secret the gateway and every service share), and the internal token, by which the web
+/// tier may name the browser user's address (`x-micromart-client-ip`).
 pub fn gateway_config(sources: &ConfigSources) -> Result<gateway::Config, ConfigError> {
     let mut config: gateway::Config = load_section(sources, gateway::SERVICE)?;
     let internal: platform::service::InternalConfig = load_section(sources, "internal")?;
     config.gateway_credential = internal.gateway_credential;
+    config.internal_token = internal.token;
     Ok(config)
 }
 
@@ -100,7 +102,10 @@ pub fn gateway_defaults() -> anyhow::Result<String> {
          # or HEAD with no byte of answer after `first_byte_timeout_ms` goes to another instance\n\
          # (once; 0 = off; ADR 11). Routes: longest prefix wins (whole path segments); auth:\n\
          # \"none\" (never verified), \"optional\" (verified when sent; a bad token is a 401),\n\
-         # \"required\".\n\n",
+         # \"required\". A request carrying the internal token (`[internal] token`, header\n\
+         # x-micromart-internal-token) may name its client in x-micromart-client-ip (the web\n\
+         # tier calling for a browser user): rate limits and x-forwarded-for use that address;\n\
+         # both headers are always removed before forwarding.\n\n",
     );
     for entry in SERVICES {
         let section: toml::Table = toml::from_str(entry.defaults)?;

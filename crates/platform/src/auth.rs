@@ -32,6 +32,12 @@ pub const USER_ROLES_HEADER: &str = "x-micromart-user-roles";
 /// The header that carries the deployment's service credential to an internal API.
 pub const INTERNAL_TOKEN_HEADER: &str = "x-micromart-internal-token";
 
+/// The address of the browser user a deployment's own service (the web tier) calls the
+/// gateway's public API for. The gateway takes it as the client's address (rate limits,
+/// `x-forwarded-for`) only from a request that also carries the internal token
+/// ([`INTERNAL_TOKEN_HEADER`]), and forwards neither header.
+pub const CLIENT_IP_HEADER: &str = "x-micromart-client-ip";
+
 /// The header by which the gateway vouches for the identity headers it forwards: the
 /// deployment's gateway credential (`internal.gateway_credential`). A service accepts
 /// `x-micromart-user-*` headers only with it (or on its internal door, with the internal

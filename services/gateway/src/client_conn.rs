@@ -177,6 +177,17 @@ pub(crate) async fn turn_away(mut stream: TcpStream) {
     metrics::counter!("gateway_connections_refused_total").increment(1);
 }
 
+/// Headers only the deployment's own services may send a request with; the proxy acts on
+/// them and always removes them.
+pub(crate) const CLIENT_IP: HeaderName = HeaderName::from_static(platform::auth::CLIENT_IP_HEADER);
+pub(crate) const INTERNAL_TOKEN: HeaderName =
+    HeaderName::from_static(platform::auth::INTERNAL_TOKEN_HEADER);
+
+/// Marks a request that carries [`CLIENT_IP`] or [`INTERNAL_TOKEN`] (a request extension:
+/// none, and no allocation, on every other request).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DeploymentHeaders;
+
 /// A request head and what its connection needs to know of it.
 struct Head {
     request: Request<()>,
@@ -670,6 +681,7 @@ fn parse_head(buffer: &mut BytesMut) -> Result<Option<Head>, Problem> {
     // Fields stay where they are in the head: note where each value lies.
     let target = span(buffer, parsed.path.unwrap_or_default().as_bytes());
     let mut framing = FramingFields::default();
+    let mut deployment_headers = false;
     let mut fields: Vec<(HeaderName, Range<usize>)> = Vec::with_capacity(parsed.headers.len());
     for header in parsed.headers.iter() {
         let name = HeaderName::from_bytes(header.name.as_bytes())
@@ -701,6 +713,8 @@ fn parse_head(buffer: &mut BytesMut) -> Result<Option<Head>, Problem> {
             framing.keep_alive |= has_token(value, b"keep-alive");
         } else if name == EXPECT {
             framing.expects_continue |= value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+        } else if name == CLIENT_IP || name == INTERNAL_TOKEN {
+            deployment_headers = true;
         }
         fields.push((name, span(buffer, value)));
     }
@@ -757,6 +771,11 @@ fn parse_head(buffer: &mut BytesMut) -> Result<Option<Head>, Problem> {
     *request.uri_mut() = uri;
     *request.version_mut() = version;
     *request.headers_mut() = headers;
+    if deployment_headers {
+        // Marked here, where every name is compared anyway, so the proxy looks for these
+        // headers only in the requests that have them.
+        request.extensions_mut().insert(DeploymentHeaders);
+    }
     Ok(Some(Head {
         request,
         body,
@@ -1171,5 +1190,25 @@ mod tests {
             waited >= HEAD_TIMEOUT && waited < IDLE_TIMEOUT,
             "{waited:?}"
         );
+    }
+
+    #[test]
+    fn only_requests_with_deployment_headers_are_marked() {
+        let marked = |head: &[u8]| {
+            let head = parse_head(&mut BytesMut::from(head)).unwrap().unwrap();
+            head.request
+                .extensions()
+                .get::<DeploymentHeaders>()
+                .is_some()
+        };
+        assert!(!marked(
+            b"GET / HTTP/1.1\r\nHost: a\r\nX-Request-Id: 1\r\n\r\n"
+        ));
+        assert!(marked(
+            b"GET / HTTP/1.1\r\nHost: a\r\nX-Micromart-Client-IP: 1.2.3.4\r\n\r\n"
+        ));
+        assert!(marked(
+            b"GET / HTTP/1.1\r\nx-micromart-internal-token: t\r\nHost: a\r\n\r\n"
+        ));
     }
 }

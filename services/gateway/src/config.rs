@@ -61,6 +61,13 @@ pub struct Config {
     /// `[gateway]`: one secret, one place).
     #[serde(skip)]
     pub gateway_credential: Option<platform::config::Secret>,
+    /// The deployment's `internal.token`, set by the launcher as `gateway_credential` is. A
+    /// request that carries it (`x-micromart-internal-token`) may name the client it is made
+    /// for in `x-micromart-client-ip` (the web tier calling the API for a browser user): that
+    /// address is then the one rate limits count and `x-forwarded-for` names. Both headers are
+    /// always removed before forwarding. Unset: every such header is ignored (and removed).
+    #[serde(skip)]
+    pub internal_token: Option<platform::config::Secret>,
 }
 
 /// `[gateway.auth]`: where verification keys come from and what tokens must say.

@@ -20,9 +20,11 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Status
 use platform::auth::{JwtVerifier, TokenError};
 use platform::http::Problem;
 use platform::trace_context::TraceContext;
+use subtle::ConstantTimeEq as _;
 
 use crate::admission::Admission;
 use crate::auth::{bearer_token, unix_now, Identity, TokenCache};
+use crate::client_conn::{DeploymentHeaders, CLIENT_IP, INTERNAL_TOKEN};
 use crate::config::{AuthMode, Config, RateLimitConfig};
 use crate::cors::Cors;
 use crate::health::Lifecycle;
@@ -93,6 +95,10 @@ pub(crate) struct Shared {
     /// Sent with every forwarded identity, so services can tell the gateway's identity
     /// headers from anyone else's (`internal.gateway_credential`).
     gateway_credential: Option<HeaderValue>,
+    /// The SHA-256 of the deployment's internal token (`internal.token`): a request carrying
+    /// it may name its client's address. Only the digest is kept, and compared in constant
+    /// time whatever the lengths, as the services' internal doors do (ADR 8).
+    client_ip_token: Option<[u8; 32]>,
     metrics: Vec<RouteMetrics>,
     /// Whether this process takes traffic (`/readyz`).
     pub(crate) lifecycle: Lifecycle,
@@ -173,9 +179,39 @@ impl Shared {
                     anyhow::Ok(value)
                 })
                 .transpose()?,
+            client_ip_token: config
+                .internal_token
+                .as_ref()
+                .map(|token| sha256(token.expose().as_bytes())),
             metrics,
             lifecycle: Lifecycle::default(),
         })
+    }
+
+    /// The client a deployment's service names (the web tier, calling for a browser user), or
+    /// `None` to keep the connection's. Removes both headers whatever they say: the token
+    /// never travels further, and an address no valid token vouches for is not passed on.
+    fn named_client(&self, headers: &mut HeaderMap) -> Result<Option<Peer>, Problem> {
+        let values = headers.get_all(CLIENT_IP).iter().count();
+        let named = headers.remove(CLIENT_IP);
+        let token = headers.remove(INTERNAL_TOKEN);
+        let (Some(expected), Some(named), Some(token)) = (&self.client_ip_token, named, token)
+        else {
+            return Ok(None);
+        };
+        if !bool::from(sha256(token.as_bytes()).ct_eq(expected)) {
+            return Ok(None);
+        }
+        let ip = (values == 1)
+            .then(|| named.to_str().ok()?.trim().parse::<IpAddr>().ok())
+            .flatten()
+            .ok_or_else(|| {
+                Problem::bad_request(format!(
+                    "`{}` must be one IPv4 or IPv6 address",
+                    platform::auth::CLIENT_IP_HEADER
+                ))
+            })?;
+        Ok(Some(Peer::new(ip)))
     }
 
     /// The longest prefix matching `path` on a segment boundary (`/a` matches `/a`, `/a/b`,
@@ -394,9 +430,19 @@ impl Worker {
         peer: &Peer,
         route: &Route,
         metric: usize,
-        request: Request<Bytes>,
+        mut request: Request<Bytes>,
         request_id: &HeaderValue,
     ) -> Result<Response<Body>, Response<Body>> {
+        let named;
+        let peer = if request.extensions().get::<DeploymentHeaders>().is_some() {
+            named = self
+                .shared
+                .named_client(request.headers_mut())
+                .map_err(|problem| respond::problem(&problem))?;
+            named.as_ref().unwrap_or(peer)
+        } else {
+            peer
+        };
         let identity = match route.auth {
             AuthMode::None => None,
             mode => match request.headers().get(AUTHORIZATION) {
@@ -710,6 +756,13 @@ fn prepare_headers(
     has_host
 }
 
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
 /// Removes hop-by-hop headers, including any the `Connection` header names — except Host,
 /// which no message may lose (`Connection: host` would otherwise send a request upstream with
 /// no Host at all).
@@ -858,6 +911,41 @@ mod tests {
         for path in ["/", "/anything", "/api/v1/productsX", "/api"] {
             assert_eq!(prefix(path).as_deref(), Some("/"), "{path}");
         }
+    }
+
+    #[test]
+    fn only_the_internal_token_lets_a_request_name_its_client() {
+        let mut shared = shared(&["/svc"]);
+        let named = |shared: &Shared, ip: &str, token: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(CLIENT_IP, HeaderValue::from_str(ip).unwrap());
+            headers.insert(INTERNAL_TOKEN, HeaderValue::from_str(token).unwrap());
+            let result = shared.named_client(&mut headers);
+            assert!(headers.is_empty(), "both headers are always removed");
+            result
+                .map(|peer| peer.map(|peer| (peer.ip, peer.forwarded_for)))
+                .map_err(|refused| refused.status())
+        };
+        // No token configured: the feature is off.
+        assert_eq!(named(&shared, "203.0.113.1", "t").unwrap(), None);
+        shared.client_ip_token = Some(sha256(b"the-token"));
+        let (ip, forwarded_for) = named(&shared, "2001:DB8::1", "the-token").unwrap().unwrap();
+        assert_eq!(ip, "2001:db8::1".parse::<IpAddr>().unwrap());
+        assert_eq!(forwarded_for, "2001:db8::1");
+        assert_eq!(named(&shared, "203.0.113.1", "the-token2").unwrap(), None);
+        assert_eq!(named(&shared, "not an ip", "wrong").unwrap(), None);
+        assert_eq!(
+            named(&shared, "not an ip", "the-token"),
+            Err(StatusCode::BAD_REQUEST)
+        );
+        // The token alone, or the address alone, changes nothing and is removed.
+        let mut headers = HeaderMap::new();
+        headers.insert(INTERNAL_TOKEN, HeaderValue::from_static("the-token"));
+        assert!(matches!(shared.named_client(&mut headers), Ok(None)));
+        assert!(headers.is_empty());
+        headers.insert(CLIENT_IP, HeaderValue::from_static("203.0.113.1"));
+        assert!(matches!(shared.named_client(&mut headers), Ok(None)));
+        assert!(headers.is_empty());
     }
 
     #[test]

@@ -29,8 +29,8 @@ pub const SERVICE: &str = "web";
 /// How often expired sessions are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
-static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// What every page can reach.
 #[derive(Clone)]
@@ -58,8 +58,8 @@ impl Service for WebService {
 
     fn migrations() -> platform::service::Migrations {
         platform::service::Migrations {
-            sqlite: &SQLITE,
-            postgres: &POSTGRES,
+            sqlite: &SQLITE_MIGRATOR,
+            postgres: &POSTGRES_MIGRATOR,
         }
     }
 

@@ -94,6 +94,7 @@ impl Sessions {
     pub async fn create(&self, tokens: &Tokens, user: &User) -> anyhow::Result<String> {
         let cookie = random_token();
         let now = now();
+        let mut tx = self.db.begin_write().await?;
         sqlx::query(&format!(
             "INSERT INTO web_sessions ({COLUMNS}, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
@@ -108,8 +109,9 @@ impl Sessions {
         .bind(&tokens.refresh_token)
         .bind(now.saturating_add(tokens.refresh_expires_in))
         .bind(now)
-        .execute(self.db.pool())
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(cookie)
     }
 
@@ -218,20 +220,23 @@ impl Sessions {
     }
 
     pub async fn delete(&self, key: &str) -> Result<(), ApiError> {
+        let mut tx = self.db.begin_write().await.map_err(unavailable)?;
         sqlx::query("DELETE FROM web_sessions WHERE id = $1")
             .bind(key)
-            .execute(self.db.pool())
+            .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
-        Ok(())
+        tx.commit().await.map_err(unavailable)
     }
 
     /// Forgets sessions whose refresh token has expired.
     pub async fn prune(&self) -> anyhow::Result<u64> {
+        let mut tx = self.db.begin_write().await?;
         let done = sqlx::query("DELETE FROM web_sessions WHERE refresh_expires_at <= $1")
             .bind(now())
-            .execute(self.db.pool())
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(done.rows_affected())
     }
 
@@ -262,6 +267,10 @@ fn unavailable(error: sqlx::Error) -> ApiError {
 fn broken(error: anyhow::Error) -> ApiError {
     ApiError::Broken(format!("session store: {error}"))
 }
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod store_tests;
 
 #[cfg(test)]
 mod tests {

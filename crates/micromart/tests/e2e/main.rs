@@ -3,6 +3,7 @@
 //! service on PostgreSQL, run as written.
 
 mod api_docs;
+mod browser;
 mod catalog;
 mod failures;
 mod frozen_instance;
@@ -14,3 +15,4 @@ mod payments;
 mod processes;
 mod readme;
 mod shopping;
+mod web_store;

@@ -5,6 +5,7 @@
 
 mod auth;
 mod balancing;
+mod client_ip;
 mod edge;
 mod frozen;
 mod helpers;
