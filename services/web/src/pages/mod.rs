@@ -50,6 +50,13 @@ pub(crate) struct Choice {
     pub selected: bool,
 }
 
+/// A form that carries nothing but its CSRF token (sign out, cancel, remove, delete).
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct CsrfForm {
+    #[serde(default)]
+    pub csrf: String,
+}
+
 /// One request's view of the shop.
 pub struct Ctx {
     pub session: Option<Session>,
@@ -180,6 +187,14 @@ impl Ctx {
     /// Whether a form's CSRF token is this browser's.
     pub fn csrf_ok(&self, presented: &str) -> bool {
         !self.new_csrf && bool::from(presented.as_bytes().ct_eq(self.csrf.as_bytes()))
+    }
+
+    /// What a signed-in form checks first: this browser's CSRF token, then the session.
+    pub fn signed_in_form(&self, csrf: &str) -> Result<&Session, Response> {
+        if !self.csrf_ok(csrf) {
+            return Err(self.csrf_refused());
+        }
+        self.require_session()
     }
 
     /// The signed-in session, or a redirect to sign in (explaining an ended session).

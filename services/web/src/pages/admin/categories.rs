@@ -8,10 +8,10 @@ use http::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{chrome, path_id, Choice, Errors};
+use super::{admin_form, chrome, path_id, Choice, Errors};
 use crate::api::{ApiError, Call};
 use crate::model::Category;
-use crate::pages::{Chrome, Ctx};
+use crate::pages::{Chrome, CsrfForm, Ctx};
 use crate::AppState;
 
 /// The category form as typed (or as read, for an edit).
@@ -311,13 +311,7 @@ pub async fn save(
     Path(id): Path<String>,
     Form(form): Form<CategoryForm>,
 ) -> Response {
-    if let Err(response) = ctx.require_admin() {
-        return response;
-    }
-    if !ctx.csrf_ok(&form.csrf) {
-        return ctx.csrf_refused();
-    }
-    let id = match path_id(&ctx, &id, "category") {
+    let id = match admin_form(&ctx, &form.csrf, &id, "category") {
         Ok(id) => id,
         Err(response) => return response,
     };
@@ -350,25 +344,13 @@ pub async fn save(
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
-pub struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
-}
-
 pub async fn delete(
     State(state): State<AppState>,
     ctx: Ctx,
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Err(response) = ctx.require_admin() {
-        return response;
-    }
-    if !ctx.csrf_ok(&form.csrf) {
-        return ctx.csrf_refused();
-    }
-    let id = match path_id(&ctx, &id, "category") {
+    let id = match admin_form(&ctx, &form.csrf, &id, "category") {
         Ok(id) => id,
         Err(response) => return response,
     };

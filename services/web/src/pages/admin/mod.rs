@@ -137,6 +137,16 @@ fn path_id(ctx: &Ctx, id: &str, what: &str) -> Result<Uuid, Response> {
     })
 }
 
+/// What every form of the console checks first: an admin posts it, with this browser's CSRF
+/// token, about a thing named by a valid id.
+fn admin_form(ctx: &Ctx, csrf: &str, id: &str, what: &str) -> Result<Uuid, Response> {
+    ctx.require_admin()?;
+    if !ctx.csrf_ok(csrf) {
+        return Err(ctx.csrf_refused());
+    }
+    path_id(ctx, id, what)
+}
+
 /// A cursor as the API issues them (base64url or a UUID); anything else is dropped.
 fn cursor_ok(cursor: &str) -> bool {
     !cursor.is_empty()

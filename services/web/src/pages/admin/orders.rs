@@ -9,12 +9,12 @@ use http::{HeaderName, Method, StatusCode};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{chrome, path_id, Choice};
+use super::{admin_form, chrome, path_id, Choice};
 use crate::api::{encode, ApiError, Call};
 use crate::format;
 use crate::model::{Order, OrderPage, Payment, Refund};
 use crate::pages::store::orders::{order_view, short_id, OrderView};
-use crate::pages::{Chrome, Ctx};
+use crate::pages::{Chrome, CsrfForm, Ctx};
 use crate::session::random_token;
 use crate::AppState;
 
@@ -259,12 +259,6 @@ pub async fn show(State(state): State<AppState>, ctx: Ctx, Path(id): Path<String
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
-pub struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
-}
-
 /// Ships or cancels: back to the order with `notice`, or the refusal on it.
 async fn act(
     state: &AppState,
@@ -362,13 +356,7 @@ pub async fn refund(
     Path(id): Path<String>,
     Form(form): Form<RefundForm>,
 ) -> Response {
-    if let Err(response) = ctx.require_admin() {
-        return response;
-    }
-    if !ctx.csrf_ok(&form.csrf) {
-        return ctx.csrf_refused();
-    }
-    let id = match path_id(&ctx, &id, "order") {
+    let id = match admin_form(&ctx, &form.csrf, &id, "order") {
         Ok(id) => id,
         Err(response) => return response,
     };

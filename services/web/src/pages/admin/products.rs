@@ -12,7 +12,7 @@ use http::{header, Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{chrome, cursor_ok, path_id, Choice, Errors};
+use super::{admin_form, chrome, cursor_ok, path_id, Choice, Errors};
 use crate::api::{encode, ApiError, Call};
 use crate::format;
 use crate::model::{Category, Money, Product, ProductPage, Stock};
@@ -603,13 +603,7 @@ pub async fn save(
     Path(id): Path<String>,
     Form(form): Form<ProductForm>,
 ) -> Response {
-    if let Err(response) = ctx.require_admin() {
-        return response;
-    }
-    if !ctx.csrf_ok(&form.csrf) {
-        return ctx.csrf_refused();
-    }
-    let id = match path_id(&ctx, &id, "product") {
+    let id = match admin_form(&ctx, &form.csrf, &id, "product") {
         Ok(id) => id,
         Err(response) => return response,
     };
@@ -793,13 +787,7 @@ pub async fn set_stock(
     Path(id): Path<String>,
     Form(form): Form<StockForm>,
 ) -> Response {
-    if let Err(response) = ctx.require_admin() {
-        return response;
-    }
-    if !ctx.csrf_ok(&form.csrf) {
-        return ctx.csrf_refused();
-    }
-    let id = match path_id(&ctx, &id, "product") {
+    let id = match admin_form(&ctx, &form.csrf, &id, "product") {
         Ok(id) => id,
         Err(response) => return response,
     };
@@ -825,13 +813,7 @@ pub async fn adjust_stock(
     Path(id): Path<String>,
     Form(form): Form<StockForm>,
 ) -> Response {
-    if let Err(response) = ctx.require_admin() {
-        return response;
-    }
-    if !ctx.csrf_ok(&form.csrf) {
-        return ctx.csrf_refused();
-    }
-    let id = match path_id(&ctx, &id, "product") {
+    let id = match admin_form(&ctx, &form.csrf, &id, "product") {
         Ok(id) => id,
         Err(response) => return response,
     };
@@ -865,13 +847,7 @@ pub async fn deactivate(
     Path(id): Path<String>,
     Form(form): Form<DeactivateForm>,
 ) -> Response {
-    if let Err(response) = ctx.require_admin() {
-        return response;
-    }
-    if !ctx.csrf_ok(&form.csrf) {
-        return ctx.csrf_refused();
-    }
-    let id = match path_id(&ctx, &id, "product") {
+    let id = match admin_form(&ctx, &form.csrf, &id, "product") {
         Ok(id) => id,
         Err(response) => return response,
     };

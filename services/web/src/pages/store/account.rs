@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use crate::api::{ApiError, Call, Caller};
 use crate::model::{Tokens, User};
-use crate::pages::{session_clear_cookie, session_set_cookie, Chrome, Ctx};
+use crate::pages::{session_clear_cookie, session_set_cookie, Chrome, CsrfForm, Ctx};
 use crate::AppState;
 
 #[derive(Template)]
@@ -281,12 +281,6 @@ pub async fn signup(
         errors,
     };
     ctx.page(StatusCode::UNPROCESSABLE_ENTITY, &page)
-}
-
-#[derive(Debug, Deserialize)]
-pub struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
 }
 
 pub async fn signout(

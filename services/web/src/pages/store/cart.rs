@@ -14,7 +14,7 @@ use crate::api::{ApiError, Call};
 use crate::attempts::Claim;
 use crate::format;
 use crate::model::{Cart, PaymentMethod};
-use crate::pages::{Chrome, Ctx};
+use crate::pages::{Chrome, CsrfForm, Ctx};
 use crate::session::random_token;
 use crate::AppState;
 
@@ -187,11 +187,8 @@ pub async fn update(
     Path(id): Path<String>,
     Form(form): Form<UpdateForm>,
 ) -> Response {
-    if !ctx.csrf_ok(&form.csrf) {
-        return ctx.csrf_refused();
-    }
-    if let Err(redirect) = ctx.require_session() {
-        return redirect;
+    if let Err(refused) = ctx.signed_in_form(&form.csrf) {
+        return refused;
     }
     let Ok(product) = Uuid::parse_str(&id) else {
         return ctx.error_page(
@@ -237,23 +234,14 @@ pub async fn update(
     }
 }
 
-#[derive(Debug, Deserialize)]
-pub struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
-}
-
 pub async fn remove(
     State(state): State<AppState>,
     ctx: Ctx,
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if !ctx.csrf_ok(&form.csrf) {
-        return ctx.csrf_refused();
-    }
-    if let Err(redirect) = ctx.require_session() {
-        return redirect;
+    if let Err(refused) = ctx.signed_in_form(&form.csrf) {
+        return refused;
     }
     let Ok(product) = Uuid::parse_str(&id) else {
         return Redirect::to("/cart").into_response();
@@ -349,10 +337,7 @@ pub async fn checkout(
     ctx: Ctx,
     Form(form): Form<CheckoutForm>,
 ) -> Response {
-    if !ctx.csrf_ok(&form.csrf) {
-        return ctx.csrf_refused();
-    }
-    let session = match ctx.require_session() {
+    let session = match ctx.signed_in_form(&form.csrf) {
         Ok(session) => session,
         Err(redirect) => return redirect,
     };

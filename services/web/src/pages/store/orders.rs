@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::api::Call;
 use crate::format;
 use crate::model::{Order, OrderPage};
-use crate::pages::{Chrome, Ctx};
+use crate::pages::{Chrome, CsrfForm, Ctx};
 use crate::AppState;
 
 pub(crate) struct SummaryView {
@@ -231,23 +231,14 @@ pub async fn show(State(state): State<AppState>, ctx: Ctx, Path(id): Path<String
     )
 }
 
-#[derive(Debug, Deserialize)]
-pub struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
-}
-
 pub async fn cancel(
     State(state): State<AppState>,
     ctx: Ctx,
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if !ctx.csrf_ok(&form.csrf) {
-        return ctx.csrf_refused();
-    }
-    if let Err(redirect) = ctx.require_session() {
-        return redirect;
+    if let Err(refused) = ctx.signed_in_form(&form.csrf) {
+        return refused;
     }
     let Ok(id) = Uuid::parse_str(&id) else {
         return ctx.error_page(
