@@ -119,13 +119,38 @@ async fn a_customer_signs_up_searches_fills_the_cart_and_checks_out() {
         cart.html
     );
 
+    // The shop raises the price: the cart points it out, and totals at the new price.
+    let path = format!("/api/v1/products/{kettle}");
+    let current = shop.get(&path, None).await;
+    let etag = current.headers["etag"].to_str().unwrap().to_owned();
+    let body = &current.body;
+    let raised = serde_json::json!({
+        "sku": body["sku"], "name": body["name"], "description": body["description"],
+        "price": {"amount": 1_500, "currency": "EUR"}, "category_id": body["category_id"],
+        "attributes": body["attributes"],
+    });
+    let updated = shop
+        .send(
+            shop.request(reqwest::Method::PUT, &path, Some(&admin))
+                .header("if-match", &etag)
+                .json(&raised),
+        )
+        .await;
+    assert_eq!(updated.status, StatusCode::OK, "{}", updated.body);
+    let cart = browser.get("/cart").await;
+    assert!(
+        cart.contains("price changed, was <s>€12.50</s>") && cart.contains("€30.00"),
+        "{}",
+        cart.html
+    );
+
     // A quantity the stock cannot cover is refused on the cart page; the cart is unchanged.
     let refused = browser
         .submit(&format!("/cart/lines/{kettle}"), &[("quantity", "9")])
         .await;
     assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
-        refused.contains("not enough stock") && refused.contains("€25.00"),
+        refused.contains("not enough stock") && refused.contains("€30.00"),
         "{}",
         refused.html
     );
