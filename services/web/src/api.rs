@@ -112,14 +112,6 @@ pub struct Problem {
 }
 
 impl Problem {
-    /// The message of a field, when the API named it.
-    pub fn field(&self, field: &str) -> Option<&str> {
-        self.errors
-            .iter()
-            .find(|violation| violation.field == field)
-            .map(|violation| violation.message.as_str())
-    }
-
     /// What to tell a person: the detail when there is one, else the title.
     pub fn message(&self) -> String {
         match &self.detail {
@@ -343,8 +335,8 @@ mod tests {
                 "detail":"the request is invalid","errors":[{"field":"email","message":"is taken"}]}"#,
         )
         .unwrap();
-        assert_eq!(problem.field("email"), Some("is taken"));
-        assert_eq!(problem.field("name"), None);
+        assert_eq!(problem.errors[0].field, "email");
+        assert_eq!(problem.errors[0].message, "is taken");
         assert_eq!(problem.message(), "The request is invalid");
     }
 }

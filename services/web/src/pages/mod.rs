@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 use subtle::ConstantTimeEq as _;
 
-use crate::api::{ApiError, Caller};
+use crate::api::{capitalize, ApiError, Caller, Problem};
 use crate::session::{random_token, Found, Session};
 use crate::AppState;
 
@@ -55,6 +55,70 @@ pub(crate) struct Choice {
 pub(crate) struct CsrfForm {
     #[serde(default)]
     pub csrf: String,
+}
+
+/// A form's errors: per field (shown next to it) and for the whole form.
+#[derive(Debug, Default)]
+pub(crate) struct Errors {
+    pub form: Option<String>,
+    fields: Vec<(&'static str, String)>,
+}
+
+impl Errors {
+    /// The message of a field, for the template.
+    pub fn get(&self, field: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(name, _)| *name == field)
+            .map(|(_, message)| message.as_str())
+    }
+
+    /// Records a field's message; the first one of a field wins.
+    pub fn add(&mut self, field: &'static str, message: impl Into<String>) {
+        if self.get(field).is_none() {
+            self.fields.push((field, message.into()));
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.form.is_none() && self.fields.is_empty()
+    }
+
+    pub fn any_field(&self) -> bool {
+        !self.fields.is_empty()
+    }
+
+    /// A refusal's field violations, each next to the form field `field_of` names for the
+    /// API's field; the others (and a refusal without any) become the form's message.
+    pub fn from_problem(
+        problem: &Problem,
+        field_of: impl Fn(&str) -> Option<&'static str>,
+    ) -> Self {
+        let mut errors = Self::default();
+        let mut rest = Vec::new();
+        for violation in &problem.errors {
+            match field_of(&violation.field) {
+                Some(field) => errors.add(field, sentence(&violation.message)),
+                None => rest.push(format!("{}: {}", violation.field, violation.message)),
+            }
+        }
+        if !rest.is_empty() {
+            errors.form = Some(sentence(&rest.join("; ")));
+        } else if !errors.any_field() {
+            errors.form = Some(problem.message());
+        }
+        errors
+    }
+}
+
+/// An API message (`must not be blank`) as a sentence (`Must not be blank.`).
+pub(crate) fn sentence(text: &str) -> String {
+    let text = capitalize(text.trim());
+    if text.ends_with(['.', '!', '?']) {
+        text
+    } else {
+        format!("{text}.")
+    }
 }
 
 /// One request's view of the shop.

@@ -372,7 +372,7 @@ pub async fn delete(
         Err(ApiError::Refused(problem)) if problem.status == 409 => {
             let message = format!(
                 "{} It was not deleted: move them to another category first.",
-                super::sentence(&problem.message())
+                crate::pages::sentence(&problem.message())
             );
             list_page(
                 &state,

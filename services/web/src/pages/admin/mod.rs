@@ -17,9 +17,9 @@ use axum::Router;
 use http::StatusCode;
 use uuid::Uuid;
 
-use crate::api::{capitalize, Problem};
+use crate::api::capitalize;
 use crate::model::OrderPage;
-use crate::pages::{Choice, Chrome, Ctx};
+use crate::pages::{Choice, Chrome, Ctx, Errors};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -60,70 +60,6 @@ pub fn router() -> Router<AppState> {
 /// The chrome of an admin page: the header's **Admin** link is the current section.
 fn chrome(ctx: &Ctx, title: impl Into<String>) -> Chrome {
     ctx.chrome(title, "admin")
-}
-
-/// A form's errors: per field (shown next to it) and for the whole form.
-#[derive(Debug, Default)]
-pub(crate) struct Errors {
-    pub form: Option<String>,
-    fields: Vec<(&'static str, String)>,
-}
-
-impl Errors {
-    /// The message of a field, for the template.
-    pub fn get(&self, field: &str) -> Option<&str> {
-        self.fields
-            .iter()
-            .find(|(name, _)| *name == field)
-            .map(|(_, message)| message.as_str())
-    }
-
-    /// Records a field's message; the first one of a field wins.
-    pub fn add(&mut self, field: &'static str, message: impl Into<String>) {
-        if self.get(field).is_none() {
-            self.fields.push((field, message.into()));
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.form.is_none() && self.fields.is_empty()
-    }
-
-    pub fn any_field(&self) -> bool {
-        !self.fields.is_empty()
-    }
-
-    /// A refusal's field violations, each next to the form field `field_of` names for the
-    /// API's field; the others (and a refusal without any) become the form's message.
-    pub fn from_problem(
-        problem: &Problem,
-        field_of: impl Fn(&str) -> Option<&'static str>,
-    ) -> Self {
-        let mut errors = Self::default();
-        let mut rest = Vec::new();
-        for violation in &problem.errors {
-            match field_of(&violation.field) {
-                Some(field) => errors.add(field, sentence(&violation.message)),
-                None => rest.push(format!("{}: {}", violation.field, violation.message)),
-            }
-        }
-        if !rest.is_empty() {
-            errors.form = Some(sentence(&rest.join("; ")));
-        } else if !errors.any_field() {
-            errors.form = Some(problem.message());
-        }
-        errors
-    }
-}
-
-/// An API message (`must not be blank`) as a sentence (`Must not be blank.`).
-fn sentence(text: &str) -> String {
-    let text = capitalize(text.trim());
-    if text.ends_with(['.', '!', '?']) {
-        text
-    } else {
-        format!("{text}.")
-    }
 }
 
 /// A path's id, or the 404 page.
@@ -224,7 +160,7 @@ pub async fn overview(State(state): State<AppState>, ctx: Ctx) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::FieldViolation;
+    use crate::api::{FieldViolation, Problem};
 
     fn problem(errors: &[(&str, &str)]) -> Problem {
         Problem {

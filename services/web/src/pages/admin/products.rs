@@ -226,7 +226,7 @@ impl ProductForm {
             Ok(currency) => match format::parse_amount(&self.price, &currency) {
                 Ok(amount) => Some(Money { amount, currency }),
                 Err(why) => {
-                    errors.add("price", super::sentence(why));
+                    errors.add("price", crate::pages::sentence(why));
                     None
                 }
             },
@@ -732,11 +732,11 @@ fn stock_refusal(error: &ApiError) -> Option<String> {
     match (problem.status, problem.code.as_str()) {
         (409, _) => Some(format!(
             "{} Units held for orders in progress cannot be removed; the stock is unchanged.",
-            super::sentence(&problem.message())
+            crate::pages::sentence(&problem.message())
         )),
         (400 | 422, _) => Some(format!(
             "{} The stock is unchanged.",
-            super::sentence(&problem.message())
+            crate::pages::sentence(&problem.message())
         )),
         _ => None,
     }

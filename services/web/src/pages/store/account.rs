@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use crate::api::{ApiError, Call, Caller};
 use crate::model::{Tokens, User};
-use crate::pages::{session_clear_cookie, session_set_cookie, Chrome, CsrfForm, Ctx};
+use crate::pages::{session_clear_cookie, session_set_cookie, Chrome, CsrfForm, Ctx, Errors};
 use crate::AppState;
 
 #[derive(Template)]
@@ -29,25 +29,7 @@ struct SignUp {
     name: String,
     email: String,
     next: String,
-    errors: FieldErrors,
-}
-
-/// A form's errors, by field and for the whole form.
-#[derive(Debug, Default)]
-pub(crate) struct FieldErrors {
-    pub form: Option<String>,
-    pub name: Option<String>,
-    pub email: Option<String>,
-    pub password: Option<String>,
-}
-
-impl FieldErrors {
-    fn any(&self) -> bool {
-        self.form.is_some()
-            || self.name.is_some()
-            || self.email.is_some()
-            || self.password.is_some()
-    }
+    errors: Errors,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -192,7 +174,7 @@ pub async fn signup_form(ctx: Ctx, Query(query): Query<NextQuery>) -> Response {
         name: String::new(),
         email: String::new(),
         next: safe_next(&query.next),
-        errors: FieldErrors::default(),
+        errors: Errors::default(),
     };
     ctx.page(StatusCode::OK, &page)
 }
@@ -220,17 +202,17 @@ pub async fn signup(
         return ctx.csrf_refused();
     }
     let next = safe_next(&form.next);
-    let mut errors = FieldErrors::default();
+    let mut errors = Errors::default();
     if form.name.trim().is_empty() {
-        errors.name = Some("Enter your name.".to_owned());
+        errors.add("name", "Enter your name.");
     }
     if form.email.trim().is_empty() {
-        errors.email = Some("Enter your email address.".to_owned());
+        errors.add("email", "Enter your email address.");
     }
     if form.password.is_empty() {
-        errors.password = Some("Choose a password.".to_owned());
+        errors.add("password", "Choose a password.");
     }
-    if !errors.any() {
+    if errors.is_empty() {
         let body = serde_json::json!({
             "email": form.email.trim(),
             "password": form.password,
@@ -255,16 +237,17 @@ pub async fn signup(
                 };
             }
             Err(ApiError::Refused(problem)) if problem.status == 409 => {
-                errors.email =
-                    Some("An account with this email already exists. Sign in instead.".to_owned());
+                errors.add(
+                    "email",
+                    "An account with this email already exists. Sign in instead.",
+                );
             }
             Err(ApiError::Refused(problem)) if problem.status == 422 || problem.status == 400 => {
-                errors.name = problem.field("name").map(str::to_owned);
-                errors.email = problem.field("email").map(str::to_owned);
-                errors.password = problem.field("password").map(str::to_owned);
-                if !errors.any() {
-                    errors.form = Some(problem.message());
-                }
+                errors = Errors::from_problem(&problem, |field| {
+                    ["name", "email", "password"]
+                        .into_iter()
+                        .find(|known| *known == field)
+                });
             }
             Err(ApiError::Refused(problem)) if problem.status == 429 => {
                 errors.form =
