@@ -28,6 +28,7 @@ use tokio::time::Instant;
 use tower::retry::budget::{Budget as _, TpsBudget};
 
 use crate::config::{ConfigError, Validate};
+use crate::discovery::{system_resolver, Instances, Resolver, Unresolved};
 use crate::http::{RequestId, PROBLEM_JSON, REQUEST_ID_HEADER};
 use crate::trace_context::{TraceContext, TRACEPARENT};
 
@@ -45,10 +46,19 @@ const RETRY_BUDGET_TTL: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClientConfig {
-    /// Where the target's internal API lives, e.g. `http://127.0.0.1:9182`. No default
-    /// address: calling a guessed port would fail later and more confusingly, so an empty
-    /// value is rejected by validation.
+    /// Where the target's internal API lives, e.g. `http://127.0.0.1:9182` or, on Kubernetes,
+    /// `http://catalog-headless:9082`: every address the host resolves to is an instance
+    /// (`crate::discovery`). No default address: calling a guessed port would fail later and
+    /// more confusingly, so an empty value is rejected by validation.
     pub base_url: String,
+    /// More names for the target's instances, `host:port` each (e.g. several instances on one
+    /// machine on different ports); when set, these replace `base_url`'s host and port, whose
+    /// path prefix still applies. Every address of every name is an instance.
+    pub instances: Vec<String>,
+    /// How often the names are resolved again, so instances that came or went are seen.
+    pub resolve_interval_ms: u64,
+    /// How long an instance that refused a connection or timed out is skipped.
+    pub eject_ms: u64,
     /// The limit for one attempt, from sending the request to the end of the answer body.
     pub timeout_ms: u64,
     /// The limit for opening a TCP connection.
@@ -73,6 +83,9 @@ impl Default for ClientConfig {
     fn default() -> Self {
         Self {
             base_url: String::new(),
+            instances: Vec::new(),
+            resolve_interval_ms: 5_000,
+            eject_ms: 5_000,
             timeout_ms: 2_000,
             connect_timeout_ms: 500,
             max_attempts: 3,
@@ -105,6 +118,12 @@ impl Validate for ClientConfig {
                 "base_url",
                 "must be a scheme, host, port and optional path prefix",
             ));
+        }
+        for instance in &self.instances {
+            host_and_port(instance).map_err(|message| ConfigError::new("instances", message))?;
+        }
+        if self.resolve_interval_ms == 0 {
+            return Err(ConfigError::new("resolve_interval_ms", "must be positive"));
         }
         if self.timeout_ms == 0 {
             return Err(ConfigError::new("timeout_ms", "must be positive"));
@@ -344,8 +363,10 @@ pub struct InternalClient {
 
 struct Inner {
     target: &'static str,
-    /// Without a trailing slash; paths start with one.
     base_url: String,
+    /// `base_url`'s path without a trailing slash; call paths start with one.
+    path_prefix: String,
+    instances: Arc<Instances>,
     http: reqwest::Client,
     timeout: Duration,
     max_attempts: u32,
@@ -369,6 +390,14 @@ impl InternalClient {
     /// A client for `target` (the service's name, used in metrics and logs), after checking
     /// `config`.
     pub fn new(target: &'static str, config: ClientConfig) -> anyhow::Result<Self> {
+        Self::with_resolver(target, config, system_resolver())
+    }
+
+    pub(crate) fn with_resolver(
+        target: &'static str,
+        config: ClientConfig,
+        resolver: Resolver,
+    ) -> anyhow::Result<Self> {
         use anyhow::Context as _;
         config
             .validate()
@@ -384,10 +413,30 @@ impl InternalClient {
             .build()
             .context("failed to build the HTTP client")?;
         metrics::gauge!("internal_client_breaker_open", "target" => target).set(0.0);
+        let base_url = reqwest::Url::parse(&config.base_url)
+            .with_context(|| format!("invalid base_url for {target}"))?;
+        let names = if config.instances.is_empty() {
+            vec![url_host_and_port(&base_url).map_err(anyhow::Error::msg)?]
+        } else {
+            config
+                .instances
+                .iter()
+                .map(|instance| host_and_port(instance))
+                .collect::<Result<_, _>>()
+                .map_err(anyhow::Error::msg)?
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 target,
-                base_url: config.base_url.trim_end_matches('/').to_owned(),
+                base_url: config.base_url.clone(),
+                path_prefix: base_url.path().trim_end_matches('/').to_owned(),
+                instances: Instances::new(
+                    target,
+                    names,
+                    resolver,
+                    Duration::from_millis(config.resolve_interval_ms),
+                    Duration::from_millis(config.eject_ms),
+                ),
                 http,
                 timeout: Duration::from_millis(config.timeout_ms),
                 max_attempts: config.max_attempts,
@@ -494,7 +543,7 @@ impl InternalClient {
                 "the path {path:?} must start with /"
             )));
         }
-        let url = format!("{}{path}", self.inner.base_url);
+        let path = format!("{}{path}", self.inner.path_prefix);
         let request_id = HeaderValue::from_str(ctx.request_id())
             .map_err(|_| CallError::Other("the request id is not a valid header".to_owned()))?;
         let Some(mut permit) = self.inner.breaker.try_acquire() else {
@@ -508,7 +557,7 @@ impl InternalClient {
         self.inner.budget.deposit();
         let mut attempt = 1;
         loop {
-            let failure = match self.attempt(ctx, &method, &url, &request_id, &body).await {
+            let failure = match self.attempt(ctx, &method, &path, &request_id, &body).await {
                 Ok(answer) => {
                     permit.success();
                     return Ok(answer);
@@ -547,8 +596,43 @@ impl InternalClient {
         }
     }
 
-    /// One request and its whole answer, within the per-attempt timeout.
+    /// One request to the next instance and its whole answer, within the per-attempt timeout.
+    /// An instance that refuses the connection or lets the attempt time out is set aside, so a
+    /// retry goes elsewhere.
     async fn attempt(
+        &self,
+        ctx: &CallContext,
+        method: &Method,
+        path: &str,
+        request_id: &HeaderValue,
+        body: &Option<Bytes>,
+    ) -> Result<Bytes, AttemptFailure> {
+        let address = self
+            .inner
+            .instances
+            .pick()
+            .await
+            .map_err(|Unresolved(message)| AttemptFailure::from(CallError::Connect(message)))?;
+        let result = self
+            .attempt_at(
+                ctx,
+                method,
+                &format!("http://{address}{path}"),
+                request_id,
+                body,
+            )
+            .await;
+        if let Err(AttemptFailure {
+            error: CallError::Timeout | CallError::Connect(_),
+            ..
+        }) = &result
+        {
+            self.inner.instances.failed(address);
+        }
+        result
+    }
+
+    async fn attempt_at(
         &self,
         ctx: &CallContext,
         method: &Method,
@@ -625,6 +709,38 @@ impl InternalClient {
         let ceiling_micros = u64::try_from(ceiling.as_micros()).unwrap_or(u64::MAX);
         Duration::from_micros(rand::thread_rng().gen_range(0..=ceiling_micros))
     }
+}
+
+/// The host (an IPv6 address without brackets) and port of `url`.
+fn url_host_and_port(url: &reqwest::Url) -> Result<(String, u16), String> {
+    // An IPv6 host is written in brackets in a URL, and resolved without them.
+    let host = url
+        .host_str()
+        .map(|host| {
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned()
+        })
+        .ok_or_else(|| format!("{url} names no host"))?;
+    let port = url
+        .port_or_known_default()
+        .ok_or_else(|| format!("{url} names no port"))?;
+    Ok((host, port))
+}
+
+/// An `instances` entry: `host:port`, nothing else.
+fn host_and_port(instance: &str) -> Result<(String, u16), String> {
+    let url = reqwest::Url::parse(&format!("http://{instance}"))
+        .ok()
+        .filter(|url| {
+            url.port().is_some()
+                && url.path() == "/"
+                && url.query().is_none()
+                && url.username().is_empty()
+                && !instance.contains('/')
+        })
+        .ok_or_else(|| format!("{instance:?} must be host:port, e.g. catalog-headless:9082"))?;
+    url_host_and_port(&url)
 }
 
 /// A failed attempt and, for a 429, how long the target asked us to wait.
@@ -1099,6 +1215,117 @@ mod tests {
             }
         });
         (base_url, accepted)
+    }
+
+    /// `host:port` of a test server.
+    fn authority(server: &TestServer) -> String {
+        server.base_url.trim_start_matches("http://").to_owned()
+    }
+
+    /// A port nothing listens on (bound, then released).
+    async fn dead_authority() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listener.local_addr().unwrap().to_string()
+    }
+
+    #[tokio::test]
+    async fn calls_are_balanced_over_every_instance_of_the_name_list() {
+        let servers = [
+            serve(|_| ok_json(json!({}))).await,
+            serve(|_| ok_json(json!({}))).await,
+            serve(|_| ok_json(json!({}))).await,
+        ];
+        // Instances on different ports, one named by `localhost` (resolved by the system).
+        let port = authority(&servers[2])
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .to_owned();
+        let client = client(ClientConfig {
+            instances: vec![
+                authority(&servers[0]),
+                authority(&servers[1]),
+                format!("localhost:{port}"),
+            ],
+            ..config("http://catalog.invalid:1/prefix")
+        });
+        for _ in 0..30 {
+            let _: Value = client
+                .get(&CallContext::background(), "/thing")
+                .await
+                .unwrap();
+        }
+        let hits: Vec<usize> = servers.iter().map(TestServer::hits).collect();
+        // `localhost` may also resolve to ::1, where nothing listens: that address is set aside
+        // after its first refusal and the call retried on another instance.
+        assert!(hits.iter().all(|&n| n >= 8), "unbalanced: {hits:?}");
+        assert_eq!(hits.iter().sum::<usize>(), 30);
+    }
+
+    #[tokio::test]
+    async fn a_dead_instance_is_set_aside_and_calls_go_on_to_the_live_ones() {
+        let live = serve(|_| ok_json(json!({}))).await;
+        let client = client(ClientConfig {
+            instances: vec![dead_authority().await, authority(&live)],
+            // No retries: every call that met the dead instance would fail.
+            max_attempts: 1,
+            eject_ms: 60_000,
+            ..config("http://catalog.invalid:1")
+        });
+        let mut failed = 0;
+        for _ in 0..20 {
+            let result = client
+                .get::<Value>(&CallContext::background(), "/thing")
+                .await;
+            if let Err(error) = result {
+                assert!(matches!(error, CallError::Connect(_)), "{error:?}");
+                failed += 1;
+            }
+        }
+        // Set aside after its first refusal, the dead instance meets no other call.
+        assert!(failed <= 1, "{failed} calls met the dead instance");
+        assert_eq!(live.hits(), 20 - failed);
+    }
+
+    #[tokio::test]
+    async fn a_name_that_resolves_to_nothing_is_a_connect_error_naming_it() {
+        let client = client(config("http://no-such-host.invalid:9082"));
+        let error = client
+            .get::<Value>(&CallContext::background(), "/thing")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, CallError::Connect(message) if message.contains("no-such-host.invalid:9082")),
+            "{error:?}"
+        );
+        assert!(error.is_unavailable());
+    }
+
+    #[test]
+    fn instances_must_be_host_and_port() {
+        for bad in [
+            "catalog",
+            "catalog:9082/path",
+            "http://catalog:9082",
+            "user@catalog:1",
+            "",
+        ] {
+            let config = ClientConfig {
+                instances: vec![bad.to_owned()],
+                ..config("http://127.0.0.1:9082")
+            };
+            let error = config.validate().unwrap_err();
+            assert_eq!(error.key, "instances", "{bad:?}");
+        }
+        let config = ClientConfig {
+            instances: vec!["catalog-headless:9082".into(), "[::1]:9182".into()],
+            ..config("http://127.0.0.1:9082")
+        };
+        assert!(config.validate().is_ok());
+        assert_eq!(
+            host_and_port("[::1]:9182").unwrap(),
+            ("::1".to_owned(), 9182)
+        );
     }
 
     #[tokio::test]

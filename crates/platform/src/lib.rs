@@ -12,6 +12,8 @@ pub mod client;
 pub mod config;
 #[cfg(feature = "db")]
 pub mod db;
+#[cfg(feature = "client")]
+mod discovery;
 #[cfg(feature = "events")]
 pub mod events;
 pub mod http;

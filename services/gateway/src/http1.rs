@@ -40,10 +40,18 @@ const MAX_HEADERS: usize = 100;
 const MAX_BUFFERED_BODY: u64 = 64 * 1024;
 /// Room made in the read buffer before each read.
 const READ_RESERVE: usize = 16 * 1024;
+/// Answers one upstream connection carries before it is closed (nginx's `keepalive_requests`
+/// default). Behind a Kubernetes Service, the connection's new one lands on any ready pod: a
+/// pooled connection must not pin its pod forever, or pods added by a scale-out would get no
+/// share of a busy gateway's requests.
+pub(crate) const MAX_REQUESTS_PER_CONNECTION: u32 = 1000;
+
 /// One connection to an upstream instance and the bytes read past the last response.
 pub(crate) struct Connection {
     stream: TcpStream,
     buffer: BytesMut,
+    /// Answers read to the end on it so far.
+    answered: u32,
 }
 
 impl Connection {
@@ -51,7 +59,14 @@ impl Connection {
         Self {
             stream,
             buffer: BytesMut::new(),
+            answered: 0,
         }
+    }
+
+    /// Counts an answer read to the end; `false` once the connection has carried its share.
+    pub(crate) fn count_answer(&mut self) -> bool {
+        self.answered += 1;
+        self.answered < MAX_REQUESTS_PER_CONNECTION
     }
 
     /// Whether an idle connection can carry another request: nothing unread, and nothing has

@@ -312,8 +312,13 @@ impl Pool {
         spent
     }
 
-    /// Keeps a connection whose last answer has been read to the end.
-    pub(crate) fn checkin(&self, connection: Connection) {
+    /// Keeps a connection whose last answer has been read to the end, unless it has carried
+    /// [`crate::http1::MAX_REQUESTS_PER_CONNECTION`] answers (then it closes, and the next
+    /// connect may reach another pod behind the same Service address).
+    pub(crate) fn checkin(&self, mut connection: Connection) {
+        if !connection.count_answer() {
+            return;
+        }
         let mut idle = self.idle.borrow_mut();
         if idle.len() < MAX_IDLE {
             idle.push(connection);
@@ -355,6 +360,30 @@ pub(crate) mod tests {
             },
         );
         Upstreams::new(&map).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_connection_closes_after_its_share_of_answers() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let accept = tokio::spawn(async move { listener.accept().await.unwrap() });
+        let pool = Pool::default();
+        let (mut connection, reused) = pool
+            .checkout(
+                &instance(address),
+                Duration::from_secs(1),
+                Duration::from_secs(1),
+            )
+            .await
+            .unwrap();
+        assert!(!reused);
+        let _server_side = accept.await.unwrap();
+        for _ in 1..crate::http1::MAX_REQUESTS_PER_CONNECTION {
+            pool.checkin(connection);
+            connection = pool.take_idle().expect("kept for another request");
+        }
+        pool.checkin(connection);
+        assert_eq!(pool.idle(), 0, "the connection's last answer closes it");
     }
 
     #[test]

@@ -246,19 +246,44 @@ async fn metrics() -> Response {
 }
 
 /// Serves `router` until `shutdown` resolves, then lets in-flight requests finish.
+///
+/// Once `shutdown` resolves, the listener closes and requests in flight may finish for
+/// `drain_for`; connections still open then (a long-lived event stream, a client that never
+/// reads its answer) are dropped, so a stop always ends within the time Kubernetes gives a pod
+/// (`terminationGracePeriodSeconds`) instead of being cut off there with the database pool
+/// and the consumers still open.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    drain_for: Duration,
 ) -> std::io::Result<()> {
     let listener = listener.tap_io(|tcp| {
         // Small JSON responses must not wait for Nagle's algorithm.
         let _ = tcp.set_nodelay(true);
     });
     let upkeep = crate::telemetry::spawn_metrics_upkeep();
-    let result = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let stopping = tokio_util::sync::CancellationToken::new();
+    let server = axum::serve(listener, router).with_graceful_shutdown({
+        let stopping = stopping.clone();
+        async move {
+            shutdown.await;
+            stopping.cancel();
+        }
+    });
+    let result = tokio::select! {
+        result = server => result,
+        () = async {
+            stopping.cancelled().await;
+            tokio::time::sleep(drain_for).await;
+        } => {
+            tracing::warn!(
+                drain_ms = drain_for.as_millis() as u64,
+                "connections still open after the drain; closing them"
+            );
+            Ok(())
+        }
+    };
     upkeep.abort();
     result
 }
@@ -539,6 +564,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_stream_still_open_after_the_drain_does_not_hold_the_stop() {
+        // An answer whose body never ends, as an event stream's.
+        let endless = Router::new().route(
+            "/stream",
+            get(|| async {
+                axum::body::Body::from_stream(futures_util::stream::pending::<
+                    Result<bytes::Bytes, std::io::Error>,
+                >())
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(
+            listener,
+            endless,
+            async {
+                let _ = stopped.await;
+            },
+            Duration::from_millis(300),
+        ));
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (status, _) = exchange(&mut stream, "GET /stream HTTP/1.1\r\nhost: t\r\n\r\n").await;
+        assert!(status.contains("200"), "{status}");
+        stop.send(()).unwrap();
+        let served = tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("the stop waited for the stream instead of ending after the drain");
+        assert!(served.unwrap().is_ok());
+    }
+
+    #[tokio::test]
     async fn an_early_answer_keeps_the_connection_alive() {
         let api = Router::new().route(
             "/guarded",
@@ -553,7 +610,12 @@ mod tests {
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(serve(listener, app, std::future::pending()));
+        tokio::spawn(serve(
+            listener,
+            app,
+            std::future::pending(),
+            Duration::from_secs(1),
+        ));
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
         // The handler answers without reading the body, as an auth rejection does.
         let body = "x".repeat(900_000);

@@ -510,12 +510,21 @@ pub async fn run<S: Service>(
     if let Ok((public_addr, internal_addr)) = listeners.local_addrs() {
         tracing::info!(service = S::NAME, %public_addr, %internal_addr, "listening");
     }
+    // A request runs at most `request_timeout_ms`; past that (and a second for its answer to
+    // go out), only streams remain, and their clients reconnect elsewhere.
+    let drain_for = std::time::Duration::from_millis(config.common.http.request_timeout_ms + 1_000);
     let (public_served, internal_served) = tokio::join!(
-        crate::http::serve(listeners.public, public, draining.clone().cancelled_owned()),
+        crate::http::serve(
+            listeners.public,
+            public,
+            draining.clone().cancelled_owned(),
+            drain_for
+        ),
         crate::http::serve(
             listeners.internal,
             internal,
-            draining.clone().cancelled_owned()
+            draining.clone().cancelled_owned(),
+            drain_for
         ),
     );
     on_signal.abort();
