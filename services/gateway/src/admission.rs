@@ -47,8 +47,13 @@ impl Admission {
         }
     }
 
-    /// Admits a connection from `ip`, or says which cap it would pass.
-    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ConnectionPermit, Full> {
+    /// Admits a connection from `ip`, or says which cap it would pass; `per_address: false`
+    /// (a trusted proxy, carrying many clients) counts it towards the total only.
+    pub(crate) fn admit(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        per_address: bool,
+    ) -> Result<ConnectionPermit, Full> {
         let admitted = self
             .connections
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
@@ -56,6 +61,12 @@ impl Admission {
             });
         if admitted.is_err() {
             return Err(Full::Total);
+        }
+        if !per_address {
+            return Ok(ConnectionPermit {
+                admission: Arc::clone(self),
+                ip: None,
+            });
         }
         // A poisoned lock only means another thread panicked mid-update of a counter map:
         // the counts are still the best there is.
@@ -69,7 +80,7 @@ impl Admission {
         *open += 1;
         Ok(ConnectionPermit {
             admission: Arc::clone(self),
-            ip,
+            ip: Some(ip),
         })
     }
 
@@ -82,15 +93,16 @@ impl Admission {
         reservation.grow(bytes).then_some(reservation)
     }
 
-    fn release_connection(&self, ip: IpAddr) {
-        let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(open) = per_ip.get_mut(&ip) {
-            *open -= 1;
-            if *open == 0 {
-                per_ip.remove(&ip);
+    fn release_connection(&self, ip: Option<IpAddr>) {
+        if let Some(ip) = ip {
+            let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(open) = per_ip.get_mut(&ip) {
+                *open -= 1;
+                if *open == 0 {
+                    per_ip.remove(&ip);
+                }
             }
         }
-        drop(per_ip);
         self.connections.fetch_sub(1, Ordering::AcqRel);
     }
 
@@ -103,7 +115,8 @@ impl Admission {
 /// An admitted connection; dropping it gives its place back.
 pub(crate) struct ConnectionPermit {
     admission: Arc<Admission>,
-    ip: IpAddr,
+    /// The address counted against its cap; `None` for a trusted proxy.
+    ip: Option<IpAddr>,
 }
 
 impl Drop for ConnectionPermit {
@@ -152,13 +165,27 @@ mod tests {
         let admission = Arc::new(Admission::new(3, 2, 0));
         let a: IpAddr = [10, 0, 0, 1].into();
         let b: IpAddr = [10, 0, 0, 2].into();
-        let first = admission.admit(a).unwrap();
-        let _second = admission.admit(a).unwrap();
-        assert_eq!(admission.admit(a).err(), Some(Full::PerAddress));
-        let _third = admission.admit(b).unwrap();
-        assert_eq!(admission.admit(b).err(), Some(Full::Total));
+        let first = admission.admit(a, true).unwrap();
+        let _second = admission.admit(a, true).unwrap();
+        assert_eq!(admission.admit(a, true).err(), Some(Full::PerAddress));
+        let _third = admission.admit(b, true).unwrap();
+        assert_eq!(admission.admit(b, true).err(), Some(Full::Total));
         drop(first);
-        assert!(admission.admit(a).is_ok());
+        assert!(admission.admit(a, true).is_ok());
+    }
+
+    #[test]
+    fn a_trusted_proxy_counts_towards_the_total_only() {
+        let admission = Arc::new(Admission::new(3, 1, 0));
+        let proxy: IpAddr = [10, 0, 0, 9].into();
+        let first = admission.admit(proxy, false).unwrap();
+        let _second = admission.admit(proxy, false).unwrap();
+        let _third = admission.admit(proxy, false).unwrap();
+        assert_eq!(admission.admit(proxy, false).err(), Some(Full::Total));
+        drop(first);
+        // Its place is given back, and no per-address count was left behind.
+        let _again = admission.admit(proxy, true).unwrap();
+        assert_eq!(admission.admit(proxy, true).err(), Some(Full::Total));
     }
 
     #[test]

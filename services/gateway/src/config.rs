@@ -25,9 +25,17 @@ pub struct Config {
     /// The most client connections open at once (past it: 503 and close).
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
-    /// The most client connections one address may hold open at once.
+    /// The most client connections one address may hold open at once (not counted for a
+    /// trusted proxy, whose connections carry many clients).
     #[serde(default = "default_max_connections_per_ip")]
     pub max_connections_per_ip: u32,
+    /// Addresses or CIDR blocks of the proxies in front of the gateway (a load balancer, an
+    /// Ingress controller's pods: e.g. `["10.0.0.0/8"]`). A request arriving from one is
+    /// taken to be for the client its `X-Forwarded-For` names: the rightmost entry that is not
+    /// itself a trusted proxy, which rate limits then count. From any other address,
+    /// `X-Forwarded-For` is only appended to. Empty: no proxy is trusted.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
     /// The memory all request bodies being buffered may hold together (past it: 503 with
     /// `Retry-After`); at least `body_limit_bytes`.
     #[serde(default = "default_body_memory")]
@@ -338,6 +346,25 @@ fn default_max_connections() -> usize {
     10_000
 }
 
+/// `trusted_proxies` as networks; a bare address is a network of one.
+pub(crate) fn parse_trusted_proxies(entries: &[String]) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    entries
+        .iter()
+        .map(|entry| {
+            let entry = entry.trim();
+            entry
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    ConfigError::new(
+                        "trusted_proxies",
+                        format!("{entry:?} is not an address or CIDR block, e.g. 10.0.0.0/8"),
+                    )
+                })
+        })
+        .collect()
+}
+
 fn default_max_connections_per_ip() -> u32 {
     1_024
 }
@@ -357,6 +384,7 @@ impl Validate for Config {
                 "must be at least `body_limit_bytes` (one whole body must fit)",
             ));
         }
+        parse_trusted_proxies(&self.trusted_proxies)?;
         if self.max_connections == 0 || self.max_connections_per_ip == 0 {
             return Err(ConfigError::new(
                 "max_connections",

@@ -92,6 +92,8 @@ pub(crate) struct Shared {
     /// Connections and buffered body memory, counted across every worker.
     pub(crate) admission: Arc<Admission>,
     token_cache_size: usize,
+    /// `trusted_proxies`: requests from these are for the client `X-Forwarded-For` names.
+    pub(crate) trusted_proxies: Vec<ipnet::IpNet>,
     /// Sent with every forwarded identity, so services can tell the gateway's identity
     /// headers from anyone else's (`internal.gateway_credential`).
     gateway_credential: Option<HeaderValue>,
@@ -169,6 +171,7 @@ impl Shared {
                 config.body_memory_bytes,
             )),
             token_cache_size: config.auth.token_cache_size,
+            trusted_proxies: crate::config::parse_trusted_proxies(&config.trusted_proxies)?,
             gateway_credential: config
                 .gateway_credential
                 .as_ref()
@@ -232,13 +235,58 @@ pub(crate) struct Peer {
     ip: IpAddr,
     /// This client's address as an `X-Forwarded-For` entry, built once per connection.
     forwarded_for: HeaderValue,
+    /// A proxy in `trusted_proxies`: its requests are for the client `X-Forwarded-For` names.
+    trusted: bool,
 }
 
 impl Peer {
     pub(crate) fn new(ip: IpAddr) -> Self {
         let forwarded_for =
             HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("unknown"));
-        Self { ip, forwarded_for }
+        Self {
+            ip,
+            forwarded_for,
+            trusted: false,
+        }
+    }
+
+    /// A connection from a trusted proxy.
+    pub(crate) fn trusted_proxy(ip: IpAddr) -> Self {
+        Self {
+            trusted: true,
+            ..Self::new(ip)
+        }
+    }
+
+    /// The client a trusted proxy forwards for: the rightmost `X-Forwarded-For` entry that is
+    /// not a trusted proxy itself (entries left of it could be made up by the client). The
+    /// proxy's own address stays the one appended to `X-Forwarded-For`. `None`: no usable
+    /// entry, the proxy counts as the client.
+    fn forwarded_client(&self, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -> Option<Self> {
+        let mut client = None;
+        let lines: Vec<&HeaderValue> = headers.get_all(X_FORWARDED_FOR).iter().collect();
+        'lines: for line in lines.into_iter().rev() {
+            let Ok(line) = line.to_str() else { break };
+            for entry in line.rsplit(',') {
+                // Garbage is where the trustworthy part of the chain ends.
+                let Ok(ip) = entry.trim().parse::<IpAddr>() else {
+                    break 'lines;
+                };
+                client = Some(ip);
+                if !trusted.iter().any(|network| network.contains(&ip)) {
+                    return client.map(|ip| self.forwarding_for(ip));
+                }
+            }
+        }
+        client.map(|ip| self.forwarding_for(ip))
+    }
+
+    fn forwarding_for(&self, ip: IpAddr) -> Self {
+        Self {
+            ip,
+            forwarded_for: self.forwarded_for.clone(),
+            trusted: false,
+        }
     }
 }
 
@@ -281,6 +329,14 @@ impl Worker {
     /// The largest request body the client side reads.
     pub(crate) fn body_limit(&self) -> u64 {
         self.shared.body_limit
+    }
+
+    /// Whether a connection from `ip` comes from one of the `trusted_proxies`.
+    pub(crate) fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
+        self.shared
+            .trusted_proxies
+            .iter()
+            .any(|network| network.contains(&ip))
     }
 
     /// The limits on connections and buffered bodies shared by every worker.
@@ -439,6 +495,9 @@ impl Worker {
                 .shared
                 .named_client(request.headers_mut())
                 .map_err(|problem| respond::problem(&problem))?;
+            named.as_ref().unwrap_or(peer)
+        } else if peer.trusted {
+            named = peer.forwarded_client(request.headers(), &self.shared.trusted_proxies);
             named.as_ref().unwrap_or(peer)
         } else {
             peer
@@ -946,6 +1005,38 @@ mod tests {
         headers.insert(CLIENT_IP, HeaderValue::from_static("203.0.113.1"));
         assert!(matches!(shared.named_client(&mut headers), Ok(None)));
         assert!(headers.is_empty());
+    }
+
+    #[test]
+    fn a_trusted_proxy_forwards_for_the_rightmost_untrusted_address() {
+        let trusted: Vec<ipnet::IpNet> = crate::config::parse_trusted_proxies(&[
+            "10.0.0.0/8".to_owned(),
+            "192.0.2.7".to_owned(),
+        ])
+        .unwrap();
+        let proxy = Peer::trusted_proxy([10, 1, 2, 3].into());
+        let client = |lines: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for line in lines {
+                headers.append(X_FORWARDED_FOR, HeaderValue::from_str(line).unwrap());
+            }
+            proxy
+                .forwarded_client(&headers, &trusted)
+                .map(|peer| (peer.ip.to_string(), peer.forwarded_for, peer.trusted))
+        };
+        // What the client wrote on the left is not believed; the proxies' own entries are skipped.
+        let (ip, forwarded_for, trusted_again) =
+            client(&["6.6.6.6, 203.0.113.9, 10.9.9.9", "192.0.2.7"]).unwrap();
+        assert_eq!(ip, "203.0.113.9");
+        assert_eq!(forwarded_for, "10.1.2.3", "the proxy stays the hop appended");
+        assert!(!trusted_again);
+        assert_eq!(client(&["2001:db8::5"]).unwrap().0, "2001:db8::5");
+        // Only proxies: the leftmost of them. Garbage ends the chain: the last good entry.
+        assert_eq!(client(&["10.0.0.1, 10.0.0.2"]).unwrap().0, "10.0.0.1");
+        assert_eq!(client(&["junk, 10.0.0.2"]).unwrap().0, "10.0.0.2");
+        assert_eq!(client(&["junk"]), None);
+        assert_eq!(client(&[]), None);
+        assert!(crate::config::parse_trusted_proxies(&["10.0.0.0/33".to_owned()]).is_err());
     }
 
     #[test]

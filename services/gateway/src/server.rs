@@ -159,8 +159,13 @@ pub fn start(config: Config, static_content: StaticContent) -> anyhow::Result<Ga
                     accept_loop(listener, stopped, drain, move |stream, peer| {
                         let worker = Rc::clone(&worker);
                         let shutdown = Rc::clone(&shutdown);
-                        let admitted = worker.admission().admit(peer.ip());
-                        let peer = Rc::new(Peer::new(peer.ip()));
+                        let trusted = worker.is_trusted_proxy(peer.ip());
+                        let admitted = worker.admission().admit(peer.ip(), !trusted);
+                        let peer = Rc::new(if trusted {
+                            Peer::trusted_proxy(peer.ip())
+                        } else {
+                            Peer::new(peer.ip())
+                        });
                         async move {
                             let Ok(_permit) = admitted else {
                                 return client_conn::turn_away(stream).await;
