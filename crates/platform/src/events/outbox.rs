@@ -408,6 +408,8 @@ impl Relay {
     /// after failures, and prunes sent rows when it has caught up. Rows are never dropped: a
     /// failed row is retried, in order. On PostgreSQL only the lease holder publishes.
     pub async fn run(self, stop: CancellationToken) {
+        // Exported at 0 from the start, so a first failure is an increase (alerts, rate()).
+        metrics::counter!("events_outbox_publish_failures_total").increment(0);
         if let Some(error) = &self.refused {
             tracing::error!(%error, "the outbox relay refuses to run; no event is published");
             stop.cancelled().await;
