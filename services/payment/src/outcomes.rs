@@ -43,7 +43,10 @@ mod tests {
 
     #[test]
     fn a_provider_that_did_not_answer_failed_every_other_refusal_declined() {
-        assert_eq!(outcome(&failed(FailureReason::ProviderUnavailable)), "failed");
+        assert_eq!(
+            outcome(&failed(FailureReason::ProviderUnavailable)),
+            "failed"
+        );
         for reason in [
             FailureReason::CardDeclined,
             FailureReason::InsufficientFunds,

@@ -162,7 +162,9 @@ pub fn metric_names(expr: &str) -> BTreeSet<String> {
                     i += 1;
                 }
             }
-        } else if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(char::is_ascii_digit)) {
+        } else if c.is_ascii_digit()
+            || (c == '.' && chars.get(i + 1).is_some_and(char::is_ascii_digit))
+        {
             // A number (1, 0.25, 1e-9, 0x1f) or a duration (5m, 1h30m): one token.
             i += 1;
             while i < chars.len()
@@ -270,8 +272,9 @@ fn one_line_scalar(value: &str, at: &str) -> String {
         let end = value[1..]
             .rfind('"')
             .unwrap_or_else(|| panic!("{at}: unterminated quote"));
-        serde_json::from_str(&value[..end + 2])
-            .unwrap_or_else(|error| panic!("{at}: a double-quoted scalar JSON cannot read: {error}"))
+        serde_json::from_str(&value[..end + 2]).unwrap_or_else(|error| {
+            panic!("{at}: a double-quoted scalar JSON cannot read: {error}")
+        })
     } else {
         value
             .split(" #")
@@ -283,8 +286,8 @@ fn one_line_scalar(value: &str, at: &str) -> String {
 }
 
 fn parse_rule_file(path: &Path) -> RuleFile {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
     let lines: Vec<&str> = text.lines().collect();
     let mut file = RuleFile::default();
     let mut i = 0;
@@ -487,7 +490,10 @@ async fn every_metric_the_dashboards_and_rules_name_is_exported_recorded_or_exte
     // A limit a quick burst of anonymous calls exceeds, and polling within one user's does not.
     let mut env = relaxed_limits();
     env.retain(|(key, _)| !key.starts_with("MICROMART_GATEWAY__RATE_LIMIT"));
-    env.push(("MICROMART_GATEWAY__RATE_LIMIT__PER_SECOND".into(), "5".into()));
+    env.push((
+        "MICROMART_GATEWAY__RATE_LIMIT__PER_SECOND".into(),
+        "5".into(),
+    ));
     env.push(("MICROMART_GATEWAY__RATE_LIMIT__BURST".into(), "40".into()));
     let mut shop = TestShop::start_with(env).await;
     let (admin, _) = shop.admin().await;
@@ -595,7 +601,9 @@ async fn every_metric_the_dashboards_and_rules_name_is_exported_recorded_or_exte
 fn the_tokenizer_finds_metric_names_and_nothing_else() {
     let names = |expr: &str| metric_names(expr).into_iter().collect::<Vec<_>>();
     assert_eq!(
-        names(r#"sum by (namespace, service) (rate(http_requests_total{route!~"/healthz|/readyz", status=~"5.."}[5m]))"#),
+        names(
+            r#"sum by (namespace, service) (rate(http_requests_total{route!~"/healthz|/readyz", status=~"5.."}[5m]))"#
+        ),
         ["http_requests_total"]
     );
     assert_eq!(
@@ -607,7 +615,9 @@ fn the_tokenizer_finds_metric_names_and_nothing_else() {
         ["slo:sli_error:ratio_rate1h", "slo:sli_error:ratio_rate5m"]
     );
     assert_eq!(
-        names(r#"label_replace(rate(gateway_requests_total{namespace=~"$namespace"}[5m]), "class", "$1", "status", "(.).."))"#),
+        names(
+            r#"label_replace(rate(gateway_requests_total{namespace=~"$namespace"}[5m]), "class", "$1", "status", "(.).."))"#
+        ),
         ["gateway_requests_total"]
     );
     assert_eq!(
@@ -622,7 +632,10 @@ fn the_tokenizer_finds_metric_names_and_nothing_else() {
         names(r#"count(up{job="micromart"} == 0) or vector(0) # a comment naming fake_metric"#),
         ["up"]
     );
-    assert_eq!(names("sum(rate(${metric}[$__rate_interval])) + Inf - NaN"), Vec::<String>::new());
+    assert_eq!(
+        names("sum(rate(${metric}[$__rate_interval])) + Inf - NaN"),
+        Vec::<String>::new()
+    );
     assert_eq!(
         names(r#"{__name__="by_name_only"}"#),
         Vec::<String>::new(),
@@ -662,7 +675,11 @@ fn the_rule_reader_takes_block_and_quoted_scalars() {
             "quux{a=\"b\"}"
         ]
     );
-    let names: BTreeSet<String> = file.exprs.iter().flat_map(|(_, e)| metric_names(e)).collect();
+    let names: BTreeSet<String> = file
+        .exprs
+        .iter()
+        .flat_map(|(_, e)| metric_names(e))
+        .collect();
     assert_eq!(
         names.into_iter().collect::<Vec<_>>(),
         ["a_total", "bar", "baz", "foo_total", "quux", "qux"]

@@ -127,7 +127,10 @@ pub async fn run(
         consumer_config.durable.clone(),
         stop.clone(),
     );
-    tokio::join!(consume(consumer, consumer_config, db, bus, publisher, stop), lag);
+    tokio::join!(
+        consume(consumer, consumer_config, db, bus, publisher, stop),
+        lag
+    );
 }
 
 /// Sets `events_consumer_pending` and `events_consumer_ack_pending` every [`LAG_EVERY`] until

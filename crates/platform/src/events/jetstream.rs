@@ -339,9 +339,13 @@ impl EventBus for JetStreamBus {
     ) -> BoxFuture<'a, Result<Option<ConsumerLag>, BusError>> {
         Box::pin(async move {
             // No stream info request: the consumer's info is the one round trip.
-            let handle = self.context.get_stream_no_info(stream).await.map_err(|error| {
-                self.unavailable_or_other(format!("cannot find stream {stream}: {error}"))
-            })?;
+            let handle = self
+                .context
+                .get_stream_no_info(stream)
+                .await
+                .map_err(|error| {
+                    self.unavailable_or_other(format!("cannot find stream {stream}: {error}"))
+                })?;
             let info = handle.consumer_info(durable).await.map_err(|error| {
                 self.unavailable_or_other(format!(
                     "cannot read consumer {durable} of {stream}: {error}"

@@ -21,8 +21,7 @@ use uuid::Uuid;
 
 use super::{
     subject_matches, Acker, BusError, ConsumerConfig, ConsumerLag, DeadLetter, Delivery, Envelope,
-    EventBus,
-    StreamConfig, Subscription,
+    EventBus, StreamConfig, Subscription,
 };
 
 /// Deliveries buffered per subscription before the consumer task waits for the reader.
@@ -260,7 +259,11 @@ impl InProcessBus {
             .range(consumer.cursor..)
             .filter(|(_, message)| wanted(&message.subject))
             .count() as u64;
-        let undelivered = consumer.pending.values().filter(|p| p.attempts == 0).count() as u64;
+        let undelivered = consumer
+            .pending
+            .values()
+            .filter(|p| p.attempts == 0)
+            .count() as u64;
         Some(ConsumerLag {
             pending: unread + undelivered,
             ack_pending: consumer.pending.len() as u64 - undelivered,

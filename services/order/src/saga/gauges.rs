@@ -72,12 +72,16 @@ pub async fn run_reporter(store: Store, stuck_after: Duration, stop: Cancellatio
             Ok(sagas) => {
                 for count in count(&sagas, Utc::now(), stuck_after) {
                     let state = count.state.as_str();
-                    metrics::gauge!("sagas_in_flight", "state" => state).set(count.in_flight as f64);
+                    metrics::gauge!("sagas_in_flight", "state" => state)
+                        .set(count.in_flight as f64);
                     metrics::gauge!("sagas_stuck", "state" => state).set(count.stuck as f64);
                 }
             }
             Err(error) => {
-                tracing::warn!(error = format!("{error:#}"), "counting sagas in flight failed");
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "counting sagas in flight failed"
+                );
             }
         }
     }
@@ -120,7 +124,10 @@ mod tests {
         ];
         let counts = count(&sagas, now, Duration::from_secs(300));
         let of = |state| {
-            let found = counts.iter().find(|c| c.state == state).expect("every state");
+            let found = counts
+                .iter()
+                .find(|c| c.state == state)
+                .expect("every state");
             (found.in_flight, found.stuck)
         };
         assert_eq!(counts.len(), WAITING.len());
