@@ -268,8 +268,8 @@ fn one_line_scalar(value: &str, at: &str) -> String {
             .rfind('\'')
             .unwrap_or_else(|| panic!("{at}: unterminated quote"));
         quoted[..end].replace("''", "'")
-    } else if value.starts_with('"') {
-        let end = value[1..]
+    } else if let Some(quoted) = value.strip_prefix('"') {
+        let end = quoted
             .rfind('"')
             .unwrap_or_else(|| panic!("{at}: unterminated quote"));
         serde_json::from_str(&value[..end + 2]).unwrap_or_else(|error| {

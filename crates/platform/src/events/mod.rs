@@ -87,15 +87,12 @@ pub trait EventBus: Send + Sync + 'static {
     fn check(&self) -> BoxFuture<'_, Result<(), BusError>>;
     /// How far the durable consumer `durable` of `stream` is behind (the
     /// `events_consumer_pending` gauges); `None` where the bus cannot tell, or the consumer
-    /// does not exist yet.
+    /// does not exist yet. No default: a wrapper must pass it on, not hide the lag.
     fn consumer_lag<'a>(
         &'a self,
         stream: &'a str,
         durable: &'a str,
-    ) -> BoxFuture<'a, Result<Option<ConsumerLag>, BusError>> {
-        let _ = (stream, durable);
-        Box::pin(async { Ok(None) })
-    }
+    ) -> BoxFuture<'a, Result<Option<ConsumerLag>, BusError>>;
 }
 
 /// A durable consumer's backlog, as JetStream's consumer info tells it.
