@@ -470,6 +470,15 @@ impl EventBus for TimedBus {
     fn check(&self) -> futures_util::future::BoxFuture<'_, Result<(), BusError>> {
         self.inner.check()
     }
+
+    fn consumer_lag<'a>(
+        &'a self,
+        stream: &'a str,
+        durable: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<Option<platform::events::ConsumerLag>, BusError>>
+    {
+        self.inner.consumer_lag(stream, durable)
+    }
 }
 
 /// The consumer of `end-to-end`: applies each event once (inbox record and effect in one

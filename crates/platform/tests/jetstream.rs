@@ -90,6 +90,14 @@ impl EventBus for ContractBus {
     fn check(&self) -> BoxFuture<'_, Result<(), BusError>> {
         self.bus.check()
     }
+
+    fn consumer_lag<'a>(
+        &'a self,
+        stream: &'a str,
+        durable: &'a str,
+    ) -> BoxFuture<'a, Result<Option<platform::events::ConsumerLag>, BusError>> {
+        self.bus.consumer_lag(stream, durable)
+    }
 }
 
 impl BusUnderTest for ContractBus {

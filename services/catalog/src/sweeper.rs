@@ -2,7 +2,7 @@
 //! `expires_at`, giving their stock back, so an order that never commits or releases (a
 //! crashed saga) cannot hold stock forever.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
@@ -11,9 +11,16 @@ use crate::store::Store;
 /// Reservations expired per store call; a backlog is drained batch after batch.
 pub(crate) const SWEEP_BATCH: i64 = 200;
 
+/// How often the `reservations_active` gauge is counted again (at a sweep's tick): often
+/// enough for a dashboard, rare enough that the count costs nothing.
+const GAUGE_EVERY: Duration = Duration::from_secs(15);
+
 /// Releases expired reservations every `interval` until `shutdown` is cancelled: the
-/// catalog's background task. A failed sweep is logged and retried at the next tick.
+/// catalog's background task. A failed sweep is logged and retried at the next tick. It also
+/// keeps the `reservations_active` gauge, counted from the database (every instance reports
+/// the same count: aggregate with `max`, not `sum`).
 pub async fn run_sweeper(store: Store, interval: Duration, shutdown: CancellationToken) {
+    let mut counted_at: Option<Instant> = None;
     let mut ticks = tokio::time::interval(interval);
     // After a stall, sweep once rather than catching up on every missed tick.
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -32,6 +39,17 @@ pub async fn run_sweeper(store: Store, interval: Duration, shutdown: Cancellatio
             Ok(expired) => tracing::info!(expired, "expired reservations"),
             Err(error) => {
                 tracing::warn!(error = %format!("{error:#}"), "reservation sweep failed");
+            }
+        }
+        if counted_at.is_none_or(|at| at.elapsed() >= GAUGE_EVERY) {
+            match store.active_reservations().await {
+                Ok(active) => {
+                    metrics::gauge!("reservations_active").set(active as f64);
+                    counted_at = Some(Instant::now());
+                }
+                Err(error) => {
+                    tracing::warn!(error = %format!("{error:#}"), "counting active reservations failed");
+                }
             }
         }
     }

@@ -21,6 +21,9 @@ pub(crate) struct RouteMetrics {
     label: String,
     duration: Histogram,
     errors: [Counter; 4],
+    /// Requests answered 429 by the rate limiter (`gateway_rate_limited_total`): apart from
+    /// the errors, as a refusal by policy is no failure; touched on the rejection path only.
+    rate_limited: Counter,
 }
 
 impl RouteMetrics {
@@ -31,6 +34,7 @@ impl RouteMetrics {
             errors: ERROR_KINDS.map(|kind| {
                 metrics::counter!("gateway_errors_total", "route" => label.to_owned(), "kind" => kind)
             }),
+            rate_limited: metrics::counter!("gateway_rate_limited_total", "route" => label.to_owned()),
         }
     }
 
@@ -41,6 +45,10 @@ impl RouteMetrics {
 
     pub(crate) fn error(&self, kind: ErrorKind) {
         self.errors[kind as usize].increment(1);
+    }
+
+    pub(crate) fn rate_limited(&self) {
+        self.rate_limited.increment(1);
     }
 }
 

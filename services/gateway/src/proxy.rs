@@ -527,6 +527,7 @@ impl Worker {
                                 .as_ref()
                                 .map(|l| l.check(&ClientKey::Ip(peer.ip)))
                             {
+                                self.shared.metrics[metric].rate_limited();
                                 return Err(respond::rate_limited(retry_after));
                             }
                             return Err(refusal);
@@ -542,6 +543,7 @@ impl Worker {
                 None => ClientKey::Ip(peer.ip),
             };
             if let Err(retry_after) = limiter.check(&key) {
+                self.shared.metrics[metric].rate_limited();
                 return Err(respond::rate_limited(retry_after));
             }
         }

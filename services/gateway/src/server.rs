@@ -107,6 +107,8 @@ pub fn start(config: Config, static_content: StaticContent) -> anyhow::Result<Ga
     // The recorder must exist before the metric handles are registered.
     let _ = platform::telemetry::metrics();
     let shared = Arc::new(Shared::new(&config, static_content)?);
+    // Exported at 0 from the start, so a first refusal is an increase (alerts, rate()).
+    metrics::counter!("gateway_connections_refused_total").increment(0);
     let workers = match config.workers {
         0 => std::thread::available_parallelism().map_or(1, usize::from),
         n => n,

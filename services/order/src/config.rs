@@ -60,6 +60,9 @@ pub struct SagaSettings {
     pub retry_max_ms: u64,
     /// How often due sagas are looked for.
     pub tick_ms: u64,
+    /// A saga whose current step began longer ago than this counts as stuck
+    /// (`sagas_stuck`): past every step's deadline, so something keeps it from moving on.
+    pub stuck_after_secs: u64,
 }
 
 impl Default for SagaSettings {
@@ -73,6 +76,7 @@ impl Default for SagaSettings {
             retry_initial_ms: 1_000,
             retry_max_ms: 8_000,
             tick_ms: 250,
+            stuck_after_secs: 300,
         }
     }
 }
@@ -201,6 +205,18 @@ impl Validate for SagaSettings {
             return Err(ConfigError::new(
                 "retry_max_ms",
                 "must be at least retry_initial_ms",
+            ));
+        }
+        // A saga in a forward step moves on by its deadline at the latest: only one older than
+        // every deadline added up (and a last retry) is stuck rather than slow.
+        let budget = self.forward_budget() + Duration::from_millis(self.retry_max_ms);
+        if Duration::from_secs(self.stuck_after_secs) <= budget {
+            return Err(ConfigError::new(
+                "stuck_after_secs",
+                format!(
+                    "must exceed the step deadlines added up plus retry_max_ms ({} ms)",
+                    budget.as_millis()
+                ),
             ));
         }
         if !(1..=contracts::inventory::MAX_TTL_SECS).contains(&self.reservation_ttl_secs) {

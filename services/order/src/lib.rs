@@ -102,6 +102,8 @@ impl Service for OrderService {
             idempotency: idempotency.clone(),
         };
         let tick = Duration::from_millis(settings.saga.tick_ms);
+        let stuck_after = Duration::from_secs(settings.saga.stuck_after_secs);
+        let gauge_store = state.store.clone();
         let ticker = runner.clone();
         Ok(ServiceParts::new(http::public_router(state))
             .with_consumer(saga::answers::stock_consumer(
@@ -113,6 +115,7 @@ impl Service for OrderService {
                 runner,
             ))
             .with_task(move |stop| ticker.run_ticker(tick, stop))
+            .with_task(move |stop| saga::gauges::run_reporter(gauge_store, stuck_after, stop))
             .with_task(move |stop| idempotency.run_pruner(PRUNE_EVERY, stop)))
     }
 

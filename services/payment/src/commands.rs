@@ -10,6 +10,7 @@
 //! delivered again later (`Refusal::Retry`). A command the payment's state refuses is
 //! answered with `command.rejected`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use contracts::payment::{
@@ -49,6 +50,10 @@ pub struct Commands {
     pub authorize_timeout: std::time::Duration,
     /// Wakes the worker once a recorded step committed.
     pub wake: Arc<Notify>,
+    /// The delivery being applied declined a new payment before any provider call (an
+    /// unusable card): counted in `payments_total` once its transaction committed. One
+    /// consumer applies one delivery at a time, so one flag is enough.
+    pub declined_up_front: AtomicBool,
 }
 
 type Tx = Transaction<'static, Any>;
@@ -60,6 +65,8 @@ impl Handler for Commands {
         event: Event<'a>,
     ) -> BoxFuture<'a, Result<(), Refusal>> {
         Box::pin(async move {
+            // A delivery before this one that rolled back left nothing to count.
+            self.declined_up_front.store(false, Ordering::Relaxed);
             let trace = &event.trace;
             match event.envelope.r#type.as_str() {
                 types::AUTHORIZE => self.authorize(tx, event.data()?, trace).await,
@@ -72,6 +79,9 @@ impl Handler for Commands {
     }
 
     fn after_commit(&self) {
+        if self.declined_up_front.swap(false, Ordering::Relaxed) {
+            crate::outcomes::count("declined");
+        }
         self.wake.notify_one();
     }
 }
@@ -215,9 +225,10 @@ impl Commands {
         };
         self.store.insert_payment(tx, &payment).await?;
         if let Some(reason) = failure {
-            return self
-                .answer(tx, &payment::failed(&payment, reason), trace)
-                .await;
+            self.answer(tx, &payment::failed(&payment, reason), trace)
+                .await?;
+            self.declined_up_front.store(true, Ordering::Relaxed);
+            return Ok(());
         }
         let deadline = now
             + chrono::Duration::from_std(self.authorize_timeout).unwrap_or(chrono::Duration::MAX);

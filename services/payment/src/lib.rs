@@ -11,6 +11,7 @@ mod config;
 pub mod domain;
 mod error;
 pub mod http;
+pub mod outcomes;
 pub mod provider;
 pub mod store;
 pub mod worker;
@@ -99,6 +100,7 @@ impl Service for PaymentService {
             publisher: kit.publisher.clone(),
             authorize_timeout: Duration::from_millis(settings.authorize_timeout_ms),
             wake,
+            declined_up_front: Default::default(),
         };
         let state = AppState {
             store,

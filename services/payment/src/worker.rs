@@ -62,6 +62,9 @@ impl Worker {
     /// Runs until `stop`: performs what is due whenever woken, when the next retry falls due,
     /// or every poll.
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        // Exported at 0 from the start, so a first one is an increase (alerts, rate()).
+        metrics::counter!("payment_authorizations_given_up_total").increment(0);
+        metrics::counter!("payment_late_authorizations_voided_total").increment(0);
         loop {
             // A stop abandons the calls in flight: what they did at the provider is learned
             // at the next start, from the same keys.
@@ -375,7 +378,8 @@ impl Worker {
         tx.commit()
             .await
             .context("failed to record a provider's answer")?;
-        if event.is_some() {
+        if let Some(event) = &event {
+            crate::outcomes::count(crate::outcomes::outcome(event));
             self.publisher.notify();
         }
         Ok(())

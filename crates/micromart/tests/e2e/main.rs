@@ -10,6 +10,7 @@ mod frozen_instance;
 mod helpers;
 mod identity;
 mod invariants;
+mod observability;
 mod orders;
 mod payments;
 mod processes;

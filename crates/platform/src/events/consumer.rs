@@ -99,7 +99,11 @@ fn retry_delay(attempt: u32) -> Duration {
     (Duration::from_millis(200) * 2u32.pow(doublings)).min(Duration::from_secs(30))
 }
 
-/// Runs `consumer` until `stop`: subscribes (again after a failure), applies every delivery.
+/// How often a consumer's lag is asked of the bus (one consumer-info request on JetStream).
+const LAG_EVERY: Duration = Duration::from_secs(15);
+
+/// Runs `consumer` until `stop`: subscribes (again after a failure), applies every delivery,
+/// and reports the consumer's lag.
 pub async fn run(
     consumer: Consumer,
     config: EventsConfig,
@@ -109,6 +113,71 @@ pub async fn run(
     stop: CancellationToken,
 ) {
     let consumer_config = config.consumer(&consumer.stream, &consumer.durable, consumer.subject);
+    // Exported at 0 from the start (the buses count with these labels): the first dead letter
+    // is then an increase, which `increase()` and the EventsDeadLettered alert see.
+    metrics::counter!(
+        "events_dead_lettered_total",
+        "stream" => consumer_config.stream.clone(),
+        "consumer" => consumer_config.durable.clone()
+    )
+    .increment(0);
+    let lag = report_lag(
+        Arc::clone(&bus),
+        consumer_config.stream.clone(),
+        consumer_config.durable.clone(),
+        stop.clone(),
+    );
+    tokio::join!(
+        consume(consumer, consumer_config, db, bus, publisher, stop),
+        lag
+    );
+}
+
+/// Sets `events_consumer_pending` and `events_consumer_ack_pending` every [`LAG_EVERY`] until
+/// `stop`. Every instance of a service asks about the same durable consumer, so they all report
+/// the same numbers: aggregate with `max`, not `sum`.
+async fn report_lag(
+    bus: Arc<dyn EventBus>,
+    stream: String,
+    durable: String,
+    stop: CancellationToken,
+) {
+    let labels = [("stream", stream.clone()), ("consumer", durable.clone())];
+    let pending = metrics::gauge!("events_consumer_pending", &labels);
+    let ack_pending = metrics::gauge!("events_consumer_ack_pending", &labels);
+    let mut interval = tokio::time::interval(LAG_EVERY);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = interval.tick() => {}
+        }
+        let asked = tokio::select! {
+            () = stop.cancelled() => return,
+            asked = bus.consumer_lag(&stream, &durable) => asked,
+        };
+        match asked {
+            Ok(Some(lag)) => {
+                pending.set(lag.pending as f64);
+                ack_pending.set(lag.ack_pending as f64);
+            }
+            // Not subscribed yet, or a bus that cannot tell.
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(consumer = %durable, %error, "cannot read the consumer's lag");
+            }
+        }
+    }
+}
+
+async fn consume(
+    consumer: Consumer,
+    consumer_config: super::ConsumerConfig,
+    db: Db,
+    bus: Arc<dyn EventBus>,
+    publisher: Publisher,
+    stop: CancellationToken,
+) {
     let mut pause = Duration::from_millis(200);
     loop {
         let subscribing = tokio::select! {

@@ -23,8 +23,8 @@ use futures_util::future::BoxFuture;
 use serde_json::json;
 
 use super::{
-    BusError, ConsumerConfig, DeadLetter, Delivery, Envelope, EventBus, EventType, StreamConfig,
-    Subscription,
+    BusError, ConsumerConfig, ConsumerLag, DeadLetter, Delivery, Envelope, EventBus, EventType,
+    StreamConfig, Subscription,
 };
 
 /// What the contract tests need beyond [`EventBus`]: a way to inject bytes that are not an
@@ -301,6 +301,53 @@ pub async fn invalid_raw_message_is_dead_lettered_and_consumer_goes_on(bus: &dyn
     assert!(letters[1].reason.contains("specversion"), "{letters:?}");
 }
 
+/// Polls the lag of the fixture's consumer until it is `want` (a broker updates its counts a
+/// little after the deliveries and acks).
+async fn assert_lag_becomes(bus: &dyn BusUnderTest, fixture: &Fixture, want: ConsumerLag) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let lag = bus
+            .consumer_lag(&fixture.consumer.stream, &fixture.consumer.durable)
+            .await
+            .unwrap();
+        if lag == Some(want) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the lag stayed {lag:?}, not {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn consumer_lag_counts_what_is_not_yet_acknowledged(bus: &dyn BusUnderTest) {
+    let fixture = Fixture::declare(bus).await;
+    // Acks are slow to come here: no redelivery muddles the counts.
+    let consumer = ConsumerConfig {
+        ack_wait: PATIENCE * 3,
+        ..fixture.consumer.clone()
+    };
+    let mut subscription = bus.subscribe(consumer).await.unwrap();
+    assert_lag_becomes(bus, &fixture, ConsumerLag::default()).await;
+    for n in 1..=3 {
+        bus.publish(&fixture.subject("a"), &event(n)).await.unwrap();
+    }
+    let mut deliveries = Vec::new();
+    for _ in 0..3 {
+        deliveries.push(next(&mut subscription).await);
+    }
+    let delivered = ConsumerLag {
+        pending: 0,
+        ack_pending: 3,
+    };
+    assert_lag_becomes(bus, &fixture, delivered).await;
+    for delivery in deliveries {
+        delivery.ack().await.unwrap();
+    }
+    assert_lag_becomes(bus, &fixture, ConsumerLag::default()).await;
+}
+
 /// Generates one `#[tokio::test]` per contract function; `$make` is an expression evaluating to
 /// a future of the bus under test (`impl BusUnderTest`). With `optional:`, the future yields an
 /// `Option` and `None` skips the tests (a broker that is not there outside CI).
@@ -321,6 +368,7 @@ macro_rules! event_bus_contract_suite {
             a_nacked_message_does_not_hold_back_its_subject,
             durable_consumer_resumes_after_its_last_ack,
             invalid_raw_message_is_dead_lettered_and_consumer_goes_on,
+            consumer_lag_counts_what_is_not_yet_acknowledged,
         );
     };
     ($make:expr) => {

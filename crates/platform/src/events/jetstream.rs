@@ -22,7 +22,8 @@ use tokio::sync::mpsc;
 
 use super::DeadLetter as DeadLetterRecord;
 use super::{
-    Acker, BusError, ConsumerConfig, Delivery, Envelope, EventBus, StreamConfig, Subscription,
+    Acker, BusError, ConsumerConfig, ConsumerLag, Delivery, Envelope, EventBus, StreamConfig,
+    Subscription,
 };
 
 /// Header naming why a message was dead-lettered.
@@ -330,6 +331,32 @@ impl EventBus for JetStreamBus {
             }
         })
     }
+
+    fn consumer_lag<'a>(
+        &'a self,
+        stream: &'a str,
+        durable: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ConsumerLag>, BusError>> {
+        Box::pin(async move {
+            // No stream info request: the consumer's info is the one round trip.
+            let handle = self
+                .context
+                .get_stream_no_info(stream)
+                .await
+                .map_err(|error| {
+                    self.unavailable_or_other(format!("cannot find stream {stream}: {error}"))
+                })?;
+            let info = handle.consumer_info(durable).await.map_err(|error| {
+                self.unavailable_or_other(format!(
+                    "cannot read consumer {durable} of {stream}: {error}"
+                ))
+            })?;
+            Ok(Some(ConsumerLag {
+                pending: info.num_pending,
+                ack_pending: info.num_ack_pending as u64,
+            }))
+        })
+    }
 }
 
 /// Creates the durable pull consumer, or resumes (and updates) the one of that name.
@@ -593,7 +620,8 @@ async fn publish_dead_letter(
 }
 
 fn count_dead_letter(stream: &str, durable: &str, subject: &str, attempt: u32, reason: &str) {
-    metrics::counter!("events_dead_lettered_total", "stream" => stream.to_owned()).increment(1);
+    metrics::counter!("events_dead_lettered_total", "stream" => stream.to_owned(), "consumer" => durable.to_owned())
+        .increment(1);
     tracing::warn!(
         stream,
         durable,

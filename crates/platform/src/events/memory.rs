@@ -20,8 +20,8 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::{
-    subject_matches, Acker, BusError, ConsumerConfig, DeadLetter, Delivery, Envelope, EventBus,
-    StreamConfig, Subscription,
+    subject_matches, Acker, BusError, ConsumerConfig, ConsumerLag, DeadLetter, Delivery, Envelope,
+    EventBus, StreamConfig, Subscription,
 };
 
 /// Deliveries buffered per subscription before the consumer task waits for the reader.
@@ -229,9 +229,47 @@ impl EventBus for InProcessBus {
     fn check(&self) -> BoxFuture<'_, Result<(), BusError>> {
         Box::pin(async { Ok(()) })
     }
+
+    fn consumer_lag<'a>(
+        &'a self,
+        stream: &'a str,
+        durable: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ConsumerLag>, BusError>> {
+        let lag = self.lag(stream, durable);
+        Box::pin(async move { Ok(lag) })
+    }
 }
 
 impl InProcessBus {
+    /// What JetStream's consumer info would say: messages of the consumer's subjects past its
+    /// cursor or taken but never delivered are pending, delivered unsettled ones ack-pending.
+    fn lag(&self, stream_name: &str, durable: &str) -> Option<ConsumerLag> {
+        let state = self.lock();
+        let stream = state.streams.get(stream_name)?;
+        let consumer = stream.consumers.get(durable)?;
+        let wanted = |subject: &str| {
+            consumer
+                .config
+                .subjects
+                .iter()
+                .any(|pattern| subject_matches(pattern, subject))
+        };
+        let unread = stream
+            .log
+            .range(consumer.cursor..)
+            .filter(|(_, message)| wanted(&message.subject))
+            .count() as u64;
+        let undelivered = consumer
+            .pending
+            .values()
+            .filter(|p| p.attempts == 0)
+            .count() as u64;
+        Some(ConsumerLag {
+            pending: unread + undelivered,
+            ack_pending: consumer.pending.len() as u64 - undelivered,
+        })
+    }
+
     fn start_consumer(&self, config: ConsumerConfig) -> Result<Subscription, BusError> {
         let mut state = self.lock();
         let Some(stream) = state.streams.get_mut(&config.stream) else {

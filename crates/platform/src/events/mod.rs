@@ -85,6 +85,23 @@ pub trait EventBus: Send + Sync + 'static {
     fn subscribe(&self, consumer: ConsumerConfig) -> BoxFuture<'_, Result<Subscription, BusError>>;
     /// Readiness.
     fn check(&self) -> BoxFuture<'_, Result<(), BusError>>;
+    /// How far the durable consumer `durable` of `stream` is behind (the
+    /// `events_consumer_pending` gauges); `None` where the bus cannot tell, or the consumer
+    /// does not exist yet. No default: a wrapper must pass it on, not hide the lag.
+    fn consumer_lag<'a>(
+        &'a self,
+        stream: &'a str,
+        durable: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ConsumerLag>, BusError>>;
+}
+
+/// A durable consumer's backlog, as JetStream's consumer info tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ConsumerLag {
+    /// Messages of its subjects not yet delivered (`num_pending`).
+    pub pending: u64,
+    /// Messages delivered and not yet acknowledged (`num_ack_pending`).
+    pub ack_pending: u64,
 }
 
 /// Deliveries of one durable consumer, at least once, in order per subject.

@@ -408,6 +408,13 @@ impl Relay {
     /// after failures, and prunes sent rows when it has caught up. Rows are never dropped: a
     /// failed row is retried, in order. On PostgreSQL only the lease holder publishes.
     pub async fn run(self, stop: CancellationToken) {
+        // Exported at 0 from the start, so a first one is an increase (alerts, rate()).
+        metrics::counter!("events_outbox_publish_failures_total").increment(0);
+        metrics::counter!("events_outbox_pruned_total").increment(0);
+        if self.db.engine() == Engine::Sqlite {
+            // One writer, no lease to take: this relay always publishes (`holds_lease`).
+            metrics::gauge!("events_outbox_lease_held").set(1.0);
+        }
         if let Some(error) = &self.refused {
             tracing::error!(%error, "the outbox relay refuses to run; no event is published");
             stop.cancelled().await;

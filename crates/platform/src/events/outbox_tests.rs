@@ -132,6 +132,15 @@ impl EventBus for RecordingBus {
     fn check(&self) -> BoxFuture<'_, Result<(), BusError>> {
         Box::pin(async { Ok(()) })
     }
+
+    fn consumer_lag<'a>(
+        &'a self,
+        _stream: &'a str,
+        _durable: &'a str,
+    ) -> BoxFuture<'a, Result<Option<crate::events::ConsumerLag>, BusError>> {
+        // Publishes only: it has no consumers.
+        Box::pin(async { Ok(None) })
+    }
 }
 
 async fn setup(db: Db) -> Db {

@@ -549,6 +549,17 @@ impl Store {
         Ok(expired)
     }
 
+    /// Reservations holding stock now (`active`), for the `reservations_active` gauge: counted
+    /// from the table, so it is right across restarts and on every instance alike.
+    pub async fn active_reservations(&self) -> Result<i64, CatalogError> {
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM reservations WHERE status = 'active'")
+                .fetch_one(self.db().pool())
+                .await
+                .context("failed to count active reservations")?;
+        Ok(count)
+    }
+
     /// A product's stock (zero without a stock row); `NotFound` for an unknown or deactivated
     /// product.
     pub async fn stock_level(&self, product_id: Uuid) -> Result<StockLevel, CatalogError> {
@@ -1335,6 +1346,7 @@ mod tests {
             orders.push(order);
         }
         let at = |secs| now + chrono::Duration::seconds(secs);
+        assert_eq!(ctx.store.active_reservations().await.unwrap(), 5);
         assert_eq!(ctx.store.expire_reservations(at(9), 2).await.unwrap(), 0);
         // Expiry is inclusive: due at exactly expires_at.
         assert_eq!(ctx.store.expire_reservations(at(10), 2).await.unwrap(), 1);
@@ -1348,6 +1360,8 @@ mod tests {
         assert_eq!(ctx.store.expire_reservations(at(100), 2).await.unwrap(), 1);
         assert_eq!(ctx.store.expire_reservations(at(100), 2).await.unwrap(), 0);
         assert_eq!(level(&ctx, a).await, (9, 0));
+        // Expired and committed ones hold nothing any more.
+        assert_eq!(ctx.store.active_reservations().await.unwrap(), 0);
         let expired = ctx.store.get_reservation(orders[0]).await.unwrap().unwrap();
         assert_eq!(expired.status, ReservationStatus::Expired);
         assert!(matches!(

@@ -47,6 +47,13 @@ async fn with_the_gateway_credential_each_named_client_has_its_own_bucket() {
             .await
             .assert_problem(StatusCode::TOO_MANY_REQUESTS, "rate-limited");
     }
+    // Each refusal is counted for its route, apart from the errors.
+    let metrics = app.admin_get("/metrics").await.text;
+    assert!(
+        // (No count: tests in one process share the recorder.)
+        metrics.contains(r#"gateway_rate_limited_total{route="/login"}"#),
+        "{metrics}"
+    );
     // The caller's own address still has its own, untouched bucket.
     let own = get_as(&app, "/login/x", None, None).await;
     assert_eq!(own.status, StatusCode::OK);

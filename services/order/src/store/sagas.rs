@@ -84,6 +84,20 @@ impl Store {
         ids.iter().map(|id| decode_id(id)).collect()
     }
 
+    /// Every saga still waiting for an answer (its `next_at` set: the partial index's rows),
+    /// for the in-flight and stuck gauges.
+    pub async fn waiting_sagas(&self) -> anyhow::Result<Vec<Saga>> {
+        let bodies: Vec<String> =
+            sqlx::query_scalar("SELECT body FROM sagas WHERE next_at IS NOT NULL")
+                .fetch_all(self.db().pool())
+                .await
+                .context("failed to read the waiting sagas")?;
+        bodies
+            .iter()
+            .map(|body| serde_json::from_str(body).context("a stored saga does not decode"))
+            .collect()
+    }
+
     /// Sagas by state name, for metrics and the fault-injection checker.
     pub async fn sagas_by_state(&self) -> anyhow::Result<Vec<(String, i64)>> {
         let rows: Vec<(String, i64)> =
