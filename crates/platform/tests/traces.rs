@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use platform::telemetry::traces::{self, Kind, KeyValue};
+use platform::telemetry::traces::{self, KeyValue, Kind};
 use platform::telemetry::TelemetryConfig;
 use platform::test_util::fake_collector::FakeCollector;
 use platform::trace_context::TraceContext;
@@ -56,13 +56,15 @@ async fn spans_reach_the_collector_with_the_ids_the_trace_context_holds() {
     let ended = SystemTime::now();
     traces::record_finished(
         traces::tracer().unwrap(),
-        &gateway,
-        Kind::Server,
-        "GET /api/v1/things".to_owned(),
-        ended - Duration::from_millis(3),
-        ended,
-        vec![KeyValue::new("micromart.upstream", "catalog")],
-        false,
+        traces::FinishedSpan {
+            trace: gateway,
+            kind: Kind::Server,
+            name: "GET /api/v1/things".to_owned(),
+            started: ended - Duration::from_millis(3),
+            ended,
+            attributes: vec![KeyValue::new("micromart.upstream", "catalog")],
+            error: false,
+        },
     );
     // A trace its caller did not sample is not exported.
     let unsampled = TraceContext::parse(UNSAMPLED).unwrap().child();
@@ -72,7 +74,13 @@ async fn spans_reach_the_collector_with_the_ids_the_trace_context_holds() {
             otel.name = tracing::field::Empty,
             otel.kind = tracing::field::Empty
         );
-        traces::begin(&span, &unsampled, Kind::Server, || "GET /x".to_owned(), Vec::new);
+        traces::begin(
+            &span,
+            &unsampled,
+            Kind::Server,
+            || "GET /x".to_owned(),
+            Vec::new,
+        );
     }
 
     // What a stopping service does: everything buffered goes out now, not at the next tick.
@@ -93,7 +101,10 @@ async fn spans_reach_the_collector_with_the_ids_the_trace_context_holds() {
     assert_eq!(request.parent_span_id, Some(client.span_id));
     assert_eq!(request.attribute("http.route"), Some("/things"));
     let called = find(call.span_id);
-    assert_eq!((called.name.as_str(), called.kind), ("POST payment", "client"));
+    assert_eq!(
+        (called.name.as_str(), called.kind),
+        ("POST payment", "client")
+    );
     assert_eq!(called.parent_span_id, Some(server.span_id));
     assert_eq!(called.attribute("http.response.status_code"), Some("503"));
     assert_eq!(called.attribute("server.port"), Some("9"));
@@ -102,10 +113,7 @@ async fn spans_reach_the_collector_with_the_ids_the_trace_context_holds() {
     assert_eq!(proxied.kind, "server");
     assert_eq!(proxied.parent_span_id, Some(client.span_id));
     assert_eq!(proxied.attribute("micromart.upstream"), Some("catalog"));
-    assert_eq!(
-        proxied.end_unix_nanos - proxied.start_unix_nanos,
-        3_000_000
-    );
+    assert_eq!(proxied.end_unix_nanos - proxied.start_unix_nanos, 3_000_000);
     assert!(!proxied.failed);
     assert!(spans.iter().all(|s| s.trace_id != unsampled.trace_id));
 }

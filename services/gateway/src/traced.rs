@@ -85,13 +85,15 @@ impl Traced {
         }
         traces::record_finished(
             tracer,
-            &trace,
-            traces::Kind::Server,
-            format!("{} {route}", self.method),
-            started,
-            ended,
-            attributes,
-            status >= 500,
+            traces::FinishedSpan {
+                trace,
+                kind: traces::Kind::Server,
+                name: format!("{} {route}", self.method),
+                started,
+                ended,
+                attributes,
+                error: status >= 500,
+            },
         );
     }
 }

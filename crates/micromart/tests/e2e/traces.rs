@@ -116,7 +116,11 @@ async fn a_checkout_is_one_trace_from_the_gateway_through_the_bus() {
     };
 
     // The embedded shop is one process: one `service.name`, the service in an attribute.
-    assert!(trace.values().all(|s| s.service == "micromart"), "{}", describe());
+    assert!(
+        trace.values().all(|s| s.service == "micromart"),
+        "{}",
+        describe()
+    );
     // The gateway's span: a child of the client's, the parent of the order's server span.
     let gateway: Vec<_> = trace
         .values()
@@ -136,7 +140,12 @@ async fn a_checkout_is_one_trace_from_the_gateway_through_the_bus() {
         .values()
         .find(|s| s.kind == "server" && service_of(s) == "order")
         .unwrap_or_else(|| panic!("the order's server span:\n{}", describe()));
-    assert_eq!(order.parent_span_id, Some(gateway.span_id), "{}", describe());
+    assert_eq!(
+        order.parent_span_id,
+        Some(gateway.span_id),
+        "{}",
+        describe()
+    );
     assert_eq!(order.name, "POST /api/v1/orders");
     assert_eq!(order.attribute("http.route"), Some("/api/v1/orders"));
 
@@ -159,7 +168,11 @@ async fn a_checkout_is_one_trace_from_the_gateway_through_the_bus() {
             .values()
             .filter(|s| s.kind == "consumer" && service_of(s) == service)
             .collect();
-        assert!(!consumed.is_empty(), "no {service} consumer span:\n{}", describe());
+        assert!(
+            !consumed.is_empty(),
+            "no {service} consumer span:\n{}",
+            describe()
+        );
         for span in consumed {
             let parent = &trace[&span.parent_span_id.expect("a parent")];
             assert_eq!(parent.kind, "producer", "{}", describe());
@@ -173,8 +186,12 @@ async fn a_checkout_is_one_trace_from_the_gateway_through_the_bus() {
     // The last request before the stop: its spans are out once the shop has stopped.
     let last = shop
         .send(
-            shop.request(Method::GET, &format!("/api/v1/orders/{id}"), Some(&customer))
-                .header("traceparent", traceparent(LAST_TRACE_ID)),
+            shop.request(
+                Method::GET,
+                &format!("/api/v1/orders/{id}"),
+                Some(&customer),
+            )
+            .header("traceparent", traceparent(LAST_TRACE_ID)),
         )
         .await;
     assert_eq!(last.status, StatusCode::OK, "{}", last.body);

@@ -101,7 +101,10 @@ impl PostOnOwnRuntime {
             .unwrap_or_else(|_| Err(format!("no answer within {:?}", self.timeout).into()));
         match &answer {
             Ok(response) if !response.status().is_success() => {
-                self.warn(&format!("the collector answered {}", response.status()), &url);
+                self.warn(
+                    &format!("the collector answered {}", response.status()),
+                    &url,
+                );
             }
             Ok(_) => {}
             Err(error) => self.warn(&error.to_string(), &url),

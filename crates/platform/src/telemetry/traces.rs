@@ -133,7 +133,9 @@ pub(crate) fn validate(config: &TelemetryConfig) -> Result<(), ConfigError> {
     let invalid = |why: &str| {
         Err(ConfigError::new(
             "otlp_endpoint",
-            format!("`{endpoint}` {why} (e.g. `http://otel-collector:4318`, or empty for no traces)"),
+            format!(
+                "`{endpoint}` {why} (e.g. `http://otel-collector:4318`, or empty for no traces)"
+            ),
         ))
     };
     let Ok(uri) = endpoint.parse::<http::Uri>() else {
@@ -355,29 +357,35 @@ pub fn client_status(span: &tracing::Span, status: u16) {
     }
 }
 
-/// A span that already ended, recorded with the tracer directly: the gateway's (`started` and
-/// `ended` are wall-clock times). `error` marks it failed.
-pub fn record_finished(
-    tracer: &SdkTracer,
-    trace: &TraceContext,
-    kind: Kind,
-    name: String,
-    started: SystemTime,
-    ended: SystemTime,
-    attributes: Vec<KeyValue>,
-    error: bool,
-) {
-    let builder = SpanBuilder::from_name(name)
-        .with_kind(kind.span_kind())
-        .with_start_time(started)
-        .with_attributes(attributes);
+/// A span that already ended, as [`record_finished`] takes it.
+#[derive(Debug)]
+pub struct FinishedSpan {
+    /// The hop: its ids are the span's, its parent the span's parent.
+    pub trace: TraceContext,
+    pub kind: Kind,
+    pub name: String,
+    /// Wall-clock times.
+    pub started: SystemTime,
+    pub ended: SystemTime,
+    pub attributes: Vec<KeyValue>,
+    /// Whether it failed.
+    pub error: bool,
+}
+
+/// Records a span that already ended with the tracer directly: the gateway's.
+pub fn record_finished(tracer: &SdkTracer, finished: FinishedSpan) {
+    let builder = SpanBuilder::from_name(finished.name)
+        .with_kind(finished.kind.span_kind())
+        .with_start_time(finished.started)
+        .with_attributes(finished.attributes);
+    let trace = &finished.trace;
     let mut span = with_ids(trace, || {
         tracer.build_with_context(builder, &parent_context(trace))
     });
-    if error {
+    if finished.error {
         span.set_status(Status::error(""));
     }
-    span.end_with_timestamp(ended);
+    span.end_with_timestamp(finished.ended);
 }
 
 /// The context a span of `trace` starts in: its caller's span as a remote parent, or none for

@@ -33,7 +33,9 @@ fn collector_urls_are_plain_http_base_urls() {
         "http://tempo.monitoring.svc:4318/otlp",
         "  ",
     ] {
-        config(good).validate().unwrap_or_else(|e| panic!("{good}: {e}"));
+        config(good)
+            .validate()
+            .unwrap_or_else(|e| panic!("{good}: {e}"));
     }
     for (bad, says) in [
         ("otel-collector:4318", "http://"),
@@ -71,7 +73,10 @@ fn the_ratio_protocol_and_timeout_are_checked() {
             ..config("")
         };
         let message = refusal(&bad);
-        assert!(message.contains("otlp_protocol") && message.contains(says), "{message}");
+        assert!(
+            message.contains("otlp_protocol") && message.contains(says),
+            "{message}"
+        );
     }
     let bad = TelemetryConfig {
         otlp_timeout_ms: 0,
@@ -118,7 +123,13 @@ fn without_an_endpoint_nothing_starts_and_nothing_is_recorded() {
     let hop = hop_span(&trace, Kind::Producer, || unreachable!(), || unreachable!());
     assert!(hop.is_none());
     let span = tracing::Span::none();
-    begin(&span, &trace, Kind::Server, || unreachable!(), || unreachable!());
+    begin(
+        &span,
+        &trace,
+        Kind::Server,
+        || unreachable!(),
+        || unreachable!(),
+    );
     flush();
     shutdown();
     assert_eq!(threads_named("OpenTelemetry"), 0);
@@ -157,8 +168,8 @@ fn spans_follow_their_parents_sampling_and_roots_follow_the_trace_context() {
             )
             .decision
     };
-    let sampled = TraceContext::parse(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
-        .unwrap();
+    let sampled =
+        TraceContext::parse(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
     let unsampled =
         TraceContext::parse(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00").unwrap();
     assert_eq!(

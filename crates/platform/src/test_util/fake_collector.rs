@@ -168,7 +168,12 @@ fn id(bytes: &[u8]) -> Option<u128> {
 
 fn attributes(list: &[KeyValue]) -> HashMap<String, String> {
     list.iter()
-        .map(|kv| (kv.key.clone(), kv.value.as_ref().map(text).unwrap_or_default()))
+        .map(|kv| {
+            (
+                kv.key.clone(),
+                kv.value.as_ref().map(text).unwrap_or_default(),
+            )
+        })
         .collect()
 }
 
