@@ -49,6 +49,9 @@ pub struct TelemetryConfig {
     /// How long one export to the collector may take before it is abandoned.
     #[serde(default = "default_otlp_timeout_ms")]
     pub otlp_timeout_ms: u64,
+    /// How long finished spans wait before they are sent (at most; a full batch goes at once).
+    #[serde(default = "default_trace_export_interval_ms")]
+    pub trace_export_interval_ms: u64,
 }
 
 impl Default for TelemetryConfig {
@@ -60,6 +63,7 @@ impl Default for TelemetryConfig {
             otlp_protocol: default_otlp_protocol(),
             trace_sample_ratio: default_sample_ratio(),
             otlp_timeout_ms: default_otlp_timeout_ms(),
+            trace_export_interval_ms: default_trace_export_interval_ms(),
         }
     }
 }
@@ -83,6 +87,11 @@ fn default_sample_ratio() -> f64 {
 
 fn default_otlp_timeout_ms() -> u64 {
     10_000
+}
+
+/// A trace shows up about a second after its request, while one still looks at it.
+fn default_trace_export_interval_ms() -> u64 {
+    1_000
 }
 
 fn default_filter() -> String {

@@ -58,12 +58,12 @@ fn service_of(span: &CollectedSpan) -> &str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_checkout_is_one_trace_from_the_gateway_through_the_bus() {
-    // Nothing is exported on the exporter's own schedule within this test: only flushes (the
-    // test's, and the stop's) send spans, so the stop is shown to send the last ones.
-    std::env::set_var("OTEL_BSP_SCHEDULE_DELAY", "600000");
     let collector = FakeCollector::start().await;
     let telemetry = TelemetryConfig {
         otlp_endpoint: collector.endpoint(),
+        // Nothing is exported on the exporter's own schedule within this test: only flushes
+        // (the test's, and the stop's) send spans, so the stop is shown to send the last ones.
+        trace_export_interval_ms: 600_000,
         log_filter: "warn".to_owned(),
         ..TelemetryConfig::default()
     };

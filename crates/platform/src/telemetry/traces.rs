@@ -41,9 +41,6 @@ pub const HTTP_PROTOBUF: &str = "http/protobuf";
 /// the log layer skips them, so log lines keep the request or event span they belong to.
 pub const TRACES_ONLY: &str = "micromart::traces";
 
-/// The SDK's variable for the delay between exports, in milliseconds.
-const BATCH_DELAY_VARIABLE: &str = "OTEL_BSP_SCHEDULE_DELAY";
-
 /// `service.namespace` of every process, so a backend groups the shop's services.
 const NAMESPACE: &str = "micromart";
 
@@ -123,6 +120,12 @@ pub(crate) fn validate(config: &TelemetryConfig) -> Result<(), ConfigError> {
             ))
         }
     }
+    if config.trace_export_interval_ms == 0 {
+        return Err(ConfigError::new(
+            "trace_export_interval_ms",
+            "must be more than 0 (milliseconds between exports)",
+        ));
+    }
     if config.otlp_timeout_ms == 0 {
         return Err(ConfigError::new(
             "otlp_timeout_ms",
@@ -179,14 +182,12 @@ pub(crate) fn start(config: &TelemetryConfig, service: &str) -> anyhow::Result<O
     }
     let timeout = Duration::from_millis(config.otlp_timeout_ms);
     let exporter = super::otlp::exporter(&traces_url(endpoint), timeout)?;
-    // The defaults read OTEL_BSP_* (queue, batch size, delay); unless the delay is set there,
-    // spans wait at most a second: a trace shows up while one still looks at it.
-    let mut batch = BatchConfigBuilder::default();
-    if std::env::var_os(BATCH_DELAY_VARIABLE).is_none() {
-        batch = batch.with_scheduled_delay(Duration::from_secs(1));
-    }
+    // The defaults read OTEL_BSP_* (queue and batch sizes); the interval is ours.
+    let batch = BatchConfigBuilder::default()
+        .with_scheduled_delay(Duration::from_millis(config.trace_export_interval_ms))
+        .build();
     let processor = BatchSpanProcessor::builder(exporter)
-        .with_batch_config(batch.build())
+        .with_batch_config(batch)
         .build();
     // OTEL_RESOURCE_ATTRIBUTES (e.g. k8s.pod.name) is read by the default detectors; the
     // service's own name wins over OTEL_SERVICE_NAME.

@@ -23,6 +23,7 @@ fn the_defaults_are_valid_and_leave_traces_off() {
     assert_eq!(defaults.otlp_protocol, HTTP_PROTOBUF);
     assert!((defaults.trace_sample_ratio - 1.0).abs() < f64::EPSILON);
     assert_eq!(defaults.otlp_timeout_ms, 10_000);
+    assert_eq!(defaults.trace_export_interval_ms, 1_000);
 }
 
 #[test]
@@ -83,6 +84,11 @@ fn the_ratio_protocol_and_timeout_are_checked() {
         ..config("")
     };
     assert!(refusal(&bad).contains("otlp_timeout_ms"));
+    let bad = TelemetryConfig {
+        trace_export_interval_ms: 0,
+        ..config("")
+    };
+    assert!(refusal(&bad).contains("trace_export_interval_ms"));
 }
 
 #[test]
