@@ -145,8 +145,15 @@ fn init_telemetry(sources: &ConfigSources) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Logs, and traces when `telemetry.otlp_endpoint` is set, exported as `service` (ADR 20:
+/// the embedded shop is one process, `micromart`; its spans name their service).
+fn init_telemetry_traced(sources: &ConfigSources, service: &str) -> anyhow::Result<()> {
+    let telemetry: platform::telemetry::TelemetryConfig = load_section(sources, "telemetry")?;
+    platform::telemetry::init_traced(&telemetry, service)
+}
+
 async fn up(data_dir: PathBuf, sources: ConfigSources) -> anyhow::Result<()> {
-    init_telemetry(&sources)?;
+    init_telemetry_traced(&sources, "micromart")?;
     let options = ShopOptions {
         data_dir: data_dir.clone(),
         config_file: sources.file,
@@ -182,11 +189,19 @@ async fn up(data_dir: PathBuf, sources: ConfigSources) -> anyhow::Result<()> {
         () = platform::http::shutdown_signal() => {}
         name = shop.any_service_exited() => tracing::error!(service = %name, "a service stopped; shutting down"),
     }
-    shop.stop().await
+    let stopped = shop.stop().await;
+    platform::telemetry::traces::shutdown_in_background().await;
+    stopped
 }
 
 async fn serve(name: &str, sources: &ConfigSources) -> anyhow::Result<()> {
-    init_telemetry(sources)?;
+    init_telemetry_traced(sources, name)?;
+    let served = serve_until_signal(name, sources).await;
+    platform::telemetry::traces::shutdown_in_background().await;
+    served
+}
+
+async fn serve_until_signal(name: &str, sources: &ConfigSources) -> anyhow::Result<()> {
     let shutdown = platform::http::shutdown_signal();
     if name == gateway::SERVICE {
         let config = crate::registry::gateway_config(sources)?;

@@ -640,13 +640,15 @@ impl InternalClient {
         request_id: &HeaderValue,
         body: &Option<Bytes>,
     ) -> Result<Bytes, AttemptFailure> {
+        // A new span per attempt, so the trace shows each retry as its own hop.
+        let hop = ctx.trace().child();
+        let span = crate::telemetry::traces::client_span(&hop, self.inner.target, method, url);
         let mut request = self
             .inner
             .http
             .request(method.clone(), url)
             .header(REQUEST_ID_HEADER, request_id.clone())
-            // A new span per attempt, so the trace shows each retry as its own hop.
-            .header(TRACEPARENT, ctx.trace().child().to_header())
+            .header(TRACEPARENT, hop.to_header())
             .header(ACCEPT, "application/json");
         if let Some(token) = &self.credential {
             request = request.header(INTERNAL_TOKEN_HEADER, token.clone());
@@ -669,12 +671,20 @@ impl InternalClient {
                 .map_err(transport_error)?;
             Ok::<_, CallError>((status, retry_after, is_problem, body))
         };
+        let exchange = tokio::time::timeout(self.inner.timeout, exchange);
         let (status, retry_after, is_problem, body) =
-            match tokio::time::timeout(self.inner.timeout, exchange).await {
+            match tracing::Instrument::instrument(exchange, span.clone()).await {
                 Ok(Ok(answer)) => answer,
-                Ok(Err(error)) => return Err(AttemptFailure::from(error)),
-                Err(_) => return Err(AttemptFailure::from(CallError::Timeout)),
+                Ok(Err(error)) => {
+                    crate::telemetry::traces::set_error(&span, error.to_string());
+                    return Err(AttemptFailure::from(error));
+                }
+                Err(_) => {
+                    crate::telemetry::traces::set_error(&span, "timed out".to_owned());
+                    return Err(AttemptFailure::from(CallError::Timeout));
+                }
             };
+        crate::telemetry::traces::client_status(&span, status.as_u16());
         if status.is_success() {
             return body.ok_or_else(|| {
                 AttemptFailure::from(CallError::Decode(format!(

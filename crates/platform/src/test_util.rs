@@ -16,6 +16,8 @@ use crate::config::{ConfigSources, Secret};
 use crate::db::{Db, PoolConfig};
 use crate::service::{Listeners, Service, ServiceConfig, Shared};
 
+pub mod fake_collector;
+
 /// Whether a schema `pattern` matches `text`, read as jsonschema-rs (schemathesis's validator)
 /// reads ECMA-262 patterns: for tests that hold a published pattern to the rule it states.
 pub fn pattern_matches(pattern: &str, text: &str) -> bool {

@@ -1,8 +1,11 @@
 //! W3C Trace Context (`traceparent`) parsing and propagation.
 //!
-//! Written by hand rather than pulling the OpenTelemetry SDK into every build: the header is a
-//! fixed 55-byte format, and all a hop must do is keep the trace id, mint a span id and pass
-//! the result on. An OTLP exporter can be layered on later without changing this type.
+//! Written by hand (ADR 4): the header is a fixed 55-byte format, and all a hop must do is keep
+//! the trace id, mint a span id and pass the result on. These ids are the ones exported when
+//! traces are on (`telemetry::traces`, ADR 20), and the sampling decision of a new trace is
+//! made here, where its id is minted.
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The header name, lowercase as HTTP/2 and hyper want it.
 pub const TRACEPARENT: &str = "traceparent";
@@ -18,13 +21,15 @@ pub struct TraceContext {
 }
 
 impl TraceContext {
-    /// A new trace, for a request that arrived without (a valid) `traceparent`.
+    /// A new trace, for a request that arrived without (a valid) `traceparent`; sampled as
+    /// the configured ratio says ([`set_root_sample_ratio`]; all of them by default).
     pub fn new_root() -> Self {
+        let trace_id = nonzero_u128();
         Self {
-            trace_id: nonzero_u128(),
+            trace_id,
             span_id: nonzero_u64(),
             parent_span_id: None,
-            sampled: true,
+            sampled: root_sampled(trace_id),
         }
     }
 
@@ -118,6 +123,30 @@ impl TraceContext {
     }
 }
 
+/// New traces are sampled when the top 63 of their id's low 64 bits fall under this: 2^63 is
+/// all of them (the default), 0 none. Set once when the trace exporter starts.
+static ROOT_SAMPLE_THRESHOLD: AtomicU64 = AtomicU64::new(1 << 63);
+
+/// Sets the share (0 to 1) of new traces that are sampled: the `sampled` flag their
+/// `traceparent` carries, which every later hop follows.
+pub fn set_root_sample_ratio(ratio: f64) {
+    ROOT_SAMPLE_THRESHOLD.store(threshold_of(ratio), Ordering::Relaxed);
+}
+
+/// Whether a new trace with this id is sampled: decided by the id alone (as OpenTelemetry's
+/// ratio sampler does), so any process deciding for the same id decides alike.
+pub fn root_sampled(trace_id: u128) -> bool {
+    sampled_under(ROOT_SAMPLE_THRESHOLD.load(Ordering::Relaxed), trace_id)
+}
+
+fn threshold_of(ratio: f64) -> u64 {
+    (ratio.clamp(0.0, 1.0) * (1u64 << 63) as f64) as u64
+}
+
+fn sampled_under(threshold: u64, trace_id: u128) -> bool {
+    ((trace_id as u64) >> 1) < threshold
+}
+
 fn nonzero_u128() -> u128 {
     loop {
         let id: u128 = rand::random();
@@ -177,6 +206,22 @@ mod tests {
         ] {
             assert!(TraceContext::parse(bad.as_bytes()).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn root_sampling_follows_the_ratio_by_trace_id() {
+        let none = threshold_of(0.0);
+        assert!(!sampled_under(none, 0));
+        assert!(!sampled_under(none, u128::MAX));
+        let half = threshold_of(0.5);
+        assert!(sampled_under(half, 0x1234 << 64));
+        assert!(sampled_under(half, (1 << 63) - 1));
+        assert!(!sampled_under(half, 1 << 63));
+        let all = threshold_of(1.0);
+        assert!(sampled_under(all, u128::MAX));
+        assert_eq!(all, ROOT_SAMPLE_THRESHOLD.load(Ordering::Relaxed));
+        // By default (no exporter configured) every new trace is sampled, as before ADR 20.
+        assert!((0..100).all(|_| TraceContext::new_root().sampled));
     }
 
     #[test]

@@ -24,6 +24,7 @@ mod proxy;
 mod respond;
 mod server;
 mod static_content;
+mod traced;
 mod upstream;
 
 use std::future::Future;

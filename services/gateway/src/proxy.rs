@@ -34,6 +34,7 @@ use crate::limit::{ClientKey, Limiter};
 use crate::metrics::{ErrorKind, RouteMetrics, StatusCounters};
 use crate::respond::{self, Body};
 use crate::static_content::{etag_matches, StaticContent};
+use crate::traced::Traced;
 use crate::upstream::{ConnectError, Pool, Upstreams};
 
 pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -104,6 +105,8 @@ pub(crate) struct Shared {
     metrics: Vec<RouteMetrics>,
     /// Whether this process takes traffic (`/readyz`).
     pub(crate) lifecycle: Lifecycle,
+    /// The tracer when traces are on (ADR 20); `None` keeps the hot path as it was.
+    tracer: Option<&'static platform::telemetry::traces::Tracer>,
 }
 
 impl Shared {
@@ -188,6 +191,7 @@ impl Shared {
                 .map(|token| sha256(token.expose().as_bytes())),
             metrics,
             lifecycle: Lifecycle::default(),
+            tracer: platform::telemetry::traces::tracer(),
         })
     }
 
@@ -374,7 +378,11 @@ impl Worker {
         } else {
             None
         };
-        let (metric, mut response) = self.dispatch(&peer, request, &request_id).await;
+        // Traces off: one test of an `Option`, no allocation, no clock read.
+        let traced = self.shared.tracer.map(|_| Traced::new(&request));
+        let (metric, mut response) = self
+            .dispatch(&peer, request, &request_id, traced.as_ref())
+            .await;
         let headers = response.headers_mut();
         if let Some(origin) = &origin {
             if !headers.contains_key(ACCESS_CONTROL_ALLOW_ORIGIN) {
@@ -396,6 +404,17 @@ impl Worker {
             micros = elapsed.as_micros() as u64,
             "request"
         );
+        if let (Some(tracer), Some(traced)) = (self.shared.tracer, &traced) {
+            if metric >= METRIC_ROUTES {
+                traced.record(
+                    tracer,
+                    &self.shared.upstreams,
+                    self.shared.metrics[metric].label(),
+                    response.status().as_u16(),
+                    elapsed,
+                );
+            }
+        }
         response
     }
 
@@ -405,6 +424,7 @@ impl Worker {
         peer: &Peer,
         request: Request<Bytes>,
         request_id: &HeaderValue,
+        traced: Option<&Traced>,
     ) -> (usize, Response<Body>) {
         let shared = &*self.shared;
         let path = request.uri().path();
@@ -429,7 +449,10 @@ impl Worker {
             return (METRIC_UNMATCHED, respond::not_found());
         };
         let metric = METRIC_ROUTES + index;
-        match self.proxy(peer, route, metric, request, request_id).await {
+        match self
+            .proxy(peer, route, metric, request, request_id, traced)
+            .await
+        {
             Ok(response) => (metric, response),
             Err(response) => (metric, response),
         }
@@ -488,6 +511,7 @@ impl Worker {
         metric: usize,
         mut request: Request<Bytes>,
         request_id: &HeaderValue,
+        traced: Option<&Traced>,
     ) -> Result<Response<Body>, Response<Body>> {
         let named;
         let peer = if request.extensions().get::<DeploymentHeaders>().is_some() {
@@ -549,13 +573,16 @@ impl Worker {
         }
 
         let (mut parts, body) = request.into_parts();
-        let has_host = prepare_headers(
+        let (has_host, trace) = prepare_headers(
             &mut parts.headers,
             peer,
             identity.as_ref(),
             self.shared.gateway_credential.as_ref(),
             request_id,
         );
+        if let Some(traced) = traced {
+            traced.forwarded(trace);
+        }
         if !has_host {
             // HTTP/1.0 may come without Host; an upstream always gets one: its own name, as
             // nginx's `$proxy_host` default does.
@@ -568,7 +595,14 @@ impl Worker {
         let wire = http1::encode_request(&parts, &body);
 
         match self
-            .forward(route.upstream, metric, &parts.method, &wire, request_id)
+            .forward(
+                route.upstream,
+                metric,
+                &parts.method,
+                &wire,
+                request_id,
+                traced,
+            )
             .await
         {
             Ok(mut response) => {
@@ -630,6 +664,7 @@ impl Worker {
         method: &Method,
         wire: &[u8],
         request_id: &HeaderValue,
+        traced: Option<&Traced>,
     ) -> Result<Response<Body>, ForwardError> {
         let head_request = method == Method::HEAD;
         let upstream = &self.shared.upstreams.list[upstream_index];
@@ -652,6 +687,9 @@ impl Worker {
         loop {
             let instance = &upstream.instances[instance_index];
             let pool = &self.pools[upstream_index][instance_index];
+            if let Some(traced) = traced {
+                traced.attempt(upstream_index, instance_index);
+            }
             let checkout = pool.checkout(instance, upstream.connect_timeout, upstream.timeout);
             let (connection, reused) = match checkout.await {
                 Ok(checked_out) => checked_out,
@@ -760,14 +798,14 @@ impl Worker {
 
 /// Rewrites the client's headers into the upstream's: no hop-by-hop headers, no identity the
 /// client claimed, the verified identity, forwarding and tracing headers. Whether the request
-/// names a Host.
+/// names a Host, and the trace hop forwarded (the gateway's span).
 fn prepare_headers(
     headers: &mut HeaderMap,
     peer: &Peer,
     identity: Option<&Identity>,
     credential: Option<&HeaderValue>,
     request_id: &HeaderValue,
-) -> bool {
+) -> (bool, TraceContext) {
     strip_hop_by_hop(headers);
     headers.remove(http::header::UPGRADE);
     // Always: a client must never be able to name its own identity, nor vouch for one.
@@ -814,7 +852,7 @@ fn prepare_headers(
     if let Ok(value) = HeaderValue::from_bytes(&trace.header_bytes()) {
         headers.insert(TRACEPARENT, value);
     }
-    has_host
+    (has_host, trace)
 }
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {

@@ -99,6 +99,8 @@ fn join_all(threads: Vec<JoinHandle<()>>) {
             tracing::error!("a gateway thread panicked");
         }
     }
+    // Every request is answered: their spans go out before the process may end (ADR 20).
+    platform::telemetry::traces::flush();
 }
 
 /// Binds every listener, spawns the worker and admin threads, and returns once every worker is

@@ -16,5 +16,6 @@ mod payments;
 mod processes;
 mod readme;
 mod shopping;
+mod traces;
 mod web_admin;
 mod web_store;

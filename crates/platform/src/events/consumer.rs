@@ -16,6 +16,7 @@ use super::config::EventsConfig;
 use super::publisher::Publisher;
 use super::{inbox, Delivery, Envelope, EventBus};
 use crate::db::Db;
+use crate::telemetry::traces::{self, KeyValue};
 use crate::trace_context::TraceContext;
 use contracts::events::StreamSpec;
 
@@ -244,6 +245,28 @@ async fn apply(consumer: &Consumer, db: &Db, publisher: &Publisher, delivery: De
         event_type = %envelope.r#type,
         attempt = delivery.attempt,
         trace_id = %trace.trace_id_hex(),
+        otel.name = tracing::field::Empty,
+        otel.kind = tracing::field::Empty,
+    );
+    // With traces on, the consumer span of `trace`: a child of the publication that sent it.
+    traces::begin(
+        &span,
+        &trace,
+        traces::Kind::Consumer,
+        || format!("process {}", envelope.r#type),
+        || {
+            vec![
+                KeyValue::new("messaging.operation.type", "process"),
+                KeyValue::new("messaging.destination.name", delivery.subject.clone()),
+                KeyValue::new("messaging.destination.subscription.name", consumer.subject),
+                KeyValue::new("messaging.consumer.group.name", consumer.durable.clone()),
+                KeyValue::new("messaging.message.id", envelope.id.to_string()),
+                KeyValue::new("messaging.delivery.attempt", i64::from(delivery.attempt)),
+                KeyValue::new("micromart.stream", consumer.stream.name),
+                KeyValue::new("micromart.event.type", envelope.r#type.clone()),
+                KeyValue::new("micromart.service", publisher.service().to_owned()),
+            ]
+        },
     );
     settle(consumer, db, publisher, delivery, trace)
         .instrument(span)
@@ -292,6 +315,9 @@ async fn settle(
             (Outcome::DeadLettered, delivery.dead_letter(&reason).await)
         }
     };
+    if matches!(outcome, Outcome::Retried | Outcome::DeadLettered) {
+        traces::set_error(&tracing::Span::current(), outcome.label().to_owned());
+    }
     metrics::counter!(
         "events_consumed_total",
         "consumer" => consumer.durable.clone(),

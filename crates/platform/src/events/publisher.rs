@@ -5,6 +5,7 @@ use sqlx::{Any, Transaction};
 
 use super::outbox::{self, RelayHandle};
 use super::{Envelope, EventType};
+use crate::telemetry::traces::{self, KeyValue};
 use crate::trace_context::TraceContext;
 
 /// A service's side of the outbox; cheap to clone.
@@ -35,9 +36,41 @@ impl Publisher {
     ) -> Envelope {
         let envelope = Envelope::new(self.source.clone(), event_type, data).with_subject(subject);
         match trace {
-            Some(trace) => envelope.with_traceparent(trace.child().to_header()),
+            Some(trace) => {
+                // The publication is a hop of its own: its span is the consumers' parent.
+                let hop = trace.child();
+                self.record_publication(&hop, &envelope);
+                envelope.with_traceparent(hop.to_header())
+            }
             None => envelope,
         }
+    }
+
+    /// With traces on, the producer span of `hop`: it ends as the event is written, the
+    /// consumers' spans follow from it.
+    fn record_publication(&self, hop: &TraceContext, envelope: &Envelope) {
+        if !traces::enabled() {
+            return;
+        }
+        let span = traces::hop_span(
+            hop,
+            traces::Kind::Producer,
+            || format!("send {}", envelope.r#type),
+            || {
+                vec![
+                    KeyValue::new("messaging.operation.type", "send"),
+                    KeyValue::new("messaging.message.id", envelope.id.to_string()),
+                    KeyValue::new("micromart.event.type", envelope.r#type.clone()),
+                    KeyValue::new("micromart.service", self.service().to_owned()),
+                ]
+            },
+        );
+        drop(span);
+    }
+
+    /// The publishing service (the envelopes' `source` without its slash).
+    pub fn service(&self) -> &str {
+        self.source.trim_start_matches('/')
     }
 
     /// Writes `envelope` for `subject` in `tx`: it is published once `tx` commits and

@@ -12,6 +12,7 @@ use tracing::Instrument as _;
 
 use super::problem::{Problem, PROBLEM_JSON};
 use super::Door;
+use crate::telemetry::traces::{self, KeyValue};
 use crate::trace_context::{TraceContext, TRACEPARENT};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -106,6 +107,23 @@ pub async fn observe(
         request_id = %request_id,
         trace_id = %trace.trace_id_hex(),
         status = tracing::field::Empty,
+        otel.name = tracing::field::Empty,
+        otel.kind = tracing::field::Empty,
+    );
+    // With traces on, this span is exported as the server span of `trace` (its ids are the
+    // ones logged and passed on), a child of the caller's.
+    traces::begin(
+        &span,
+        &trace,
+        traces::Kind::Server,
+        || format!("{method} {route}"),
+        || {
+            vec![
+                KeyValue::new("http.request.method", method.to_string()),
+                KeyValue::new("http.route", route.clone()),
+                KeyValue::new("micromart.service", state.service),
+            ]
+        },
     );
 
     let public_door = state.door == Door::Public;
@@ -147,6 +165,13 @@ pub async fn observe(
 
     let elapsed = started.elapsed();
     span.record("status", status.as_u16());
+    traces::set_attribute(
+        &span,
+        KeyValue::new("http.response.status_code", i64::from(status.as_u16())),
+    );
+    if status.is_server_error() {
+        traces::set_error(&span, status.to_string());
+    }
     // A failing readiness probe is a state, not a failed request: its handler warns with the
     // cause, and the gateway's health checks ask every second.
     let probe = route == "/readyz";

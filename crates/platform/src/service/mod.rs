@@ -532,6 +532,8 @@ pub async fn run<S: Service>(
     for task in tasks {
         let _ = task.await;
     }
+    // The spans of the last requests and events go out before the process may end.
+    crate::telemetry::traces::flush_in_background().await;
     db.close().await;
     public_served.with_context(|| format!("the {} public server failed", S::NAME))?;
     internal_served.with_context(|| format!("the {} internal server failed", S::NAME))
