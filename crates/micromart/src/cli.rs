@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::builder::PossibleValuesParser;
+use clap::builder::{PossibleValue, PossibleValuesParser};
 use clap::{Parser, Subcommand};
 use platform::config::{load_section, ConfigSources};
 
@@ -36,7 +36,7 @@ pub enum Command {
     /// Run one service from configuration (distributed mode: one process per service).
     Serve {
         /// The service (a container's `MICROMART_SERVICE` when omitted: one image, any service).
-        #[arg(value_parser = service_names(), env = "MICROMART_SERVICE")]
+        #[arg(value_parser = service_names_or_unset(), env = "MICROMART_SERVICE")]
         service: String,
     },
     /// Apply a service's database migrations and exit.
@@ -80,8 +80,41 @@ pub enum Command {
 }
 
 /// The service names of the registry (and the gateway), as clap offers them.
-pub(crate) fn service_names() -> PossibleValuesParser {
+fn service_names() -> PossibleValuesParser {
     PossibleValuesParser::new(crate::registry::names())
+}
+
+/// [`service_names`] and, hidden, the empty name: an image built without `SERVICE` sets
+/// `MICROMART_SERVICE=""`, which must read as "not named" (and an error that says so), not as
+/// a bad name.
+pub(crate) fn service_names_or_unset() -> PossibleValuesParser {
+    let names = crate::registry::names().into_iter().map(PossibleValue::new);
+    PossibleValuesParser::new(names.chain([PossibleValue::new("").hide(true)]))
+}
+
+/// The exit status for a command line clap refused (after it printed why): clap's own (0 for
+/// `--help`, 2 for a usage error), but 1 for `healthcheck`, whose callers read any failure as
+/// 1 ("unhealthy"; Docker reserves 2).
+pub fn refused_exit_code(error: &clap::Error, args: &[std::ffi::OsString]) -> ExitCode {
+    if !error.use_stderr() {
+        return ExitCode::SUCCESS;
+    }
+    let subcommand = args
+        .iter()
+        .skip(1)
+        .scan(false, |after_config, arg| {
+            // `--config FILE` may come first; its value is no subcommand.
+            let skip = *after_config || arg.to_str().is_some_and(|a| a.starts_with('-'));
+            *after_config = arg == "--config";
+            Some((skip, arg))
+        })
+        .find(|(skip, _)| !skip)
+        .map(|(_, arg)| arg);
+    if subcommand.is_some_and(|arg| arg == "healthcheck") {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::from(2)
+    }
 }
 
 /// Runs a parsed command line; errors are printed with their causes.
@@ -123,6 +156,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     }
     match cli.command {
         Command::Up { data_dir } => up(data_dir, sources).await,
+        Command::Serve { service } if service.is_empty() => anyhow::bail!(
+            "no service to serve: name one (`micromart serve catalog`) or set MICROMART_SERVICE"
+        ),
         Command::Serve { service } => serve(&service, &sources).await,
         Command::Migrate { service } => migrate(&service, &sources).await,
         Command::Seed { generate, seed } => {
@@ -270,6 +306,35 @@ mod tests {
         );
         assert_eq!(service_env("migrate"), None);
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_refused_healthcheck_line_exits_1_and_others_2() {
+        let refused = |line: &[&str]| {
+            let args: Vec<std::ffi::OsString> = line.iter().map(Into::into).collect();
+            let error = Cli::try_parse_from(&args).unwrap_err();
+            refused_exit_code(&error, &args)
+        };
+        let code = |c: u8| format!("{:?}", ExitCode::from(c));
+        let got = |line: &[&str]| format!("{:?}", refused(line));
+        assert_eq!(got(&["micromart", "healthcheck", "nonsense"]), code(1));
+        assert_eq!(
+            got(&["micromart", "--config", "f.toml", "healthcheck", "x"]),
+            code(1)
+        );
+        assert_eq!(got(&["micromart", "serve", "nonsense"]), code(2));
+        assert_eq!(got(&["micromart", "--help"]), code(0));
+    }
+
+    #[test]
+    fn an_empty_service_reads_as_none_named() {
+        let cli = Cli::try_parse_from(["micromart", "healthcheck", ""]).unwrap();
+        let Command::Healthcheck(args) = cli.command else {
+            panic!("not a healthcheck");
+        };
+        assert_eq!(args.service.as_deref(), Some(""));
+        let cli = Cli::try_parse_from(["micromart", "serve", ""]).unwrap();
+        assert!(matches!(cli.command, Command::Serve { service } if service.is_empty()));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use platform::config::{load_section, ConfigError, ConfigSources, Validate};
 #[derive(Debug, clap::Args)]
 pub struct HealthcheckArgs {
     /// The service to check (the container's `MICROMART_SERVICE` when omitted).
-    #[arg(value_parser = crate::cli::service_names(), env = "MICROMART_SERVICE")]
+    #[arg(value_parser = crate::cli::service_names_or_unset(), env = "MICROMART_SERVICE")]
     pub service: Option<String>,
     /// Check `/readyz` (the service's database and bus answer too) instead of `/healthz`
     /// (the process serves requests).
@@ -33,7 +33,9 @@ pub struct HealthcheckArgs {
 /// Runs the check: `Ok` on a 2xx answer within the timeout, else an error saying why, on one
 /// line (the CLI prints it and exits 1).
 pub async fn run(args: &HealthcheckArgs, sources: &ConfigSources) -> anyhow::Result<()> {
-    let url = match (&args.url, &args.service) {
+    // An empty MICROMART_SERVICE (an image built without SERVICE) names no service.
+    let service = args.service.as_deref().filter(|name| !name.is_empty());
+    let url = match (&args.url, service) {
         (Some(url), _) => url.clone(),
         (None, Some(service)) => {
             let path = if args.ready { "/readyz" } else { "/healthz" };
@@ -66,7 +68,7 @@ pub async fn check(url: &str, timeout: Duration) -> anyhow::Result<()> {
         .header("user-agent", "micromart-healthcheck")
         .send()
         .await
-        .map_err(|error| anyhow::anyhow!("{url}: {}", one_line(&error)))?;
+        .map_err(|error| anyhow::anyhow!("{url}: {}", reason(&error, timeout)))?;
     let status = response.status();
     if status.is_success() {
         Ok(())
@@ -75,19 +77,21 @@ pub async fn check(url: &str, timeout: Duration) -> anyhow::Result<()> {
     }
 }
 
-/// An error and its causes on one line, without repeating a cause its parent already quotes.
-fn one_line(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(inner) = cause {
-        let inner_text = inner.to_string();
-        if !text.contains(&inner_text) {
-            text.push_str(": ");
-            text.push_str(&inner_text);
-        }
-        cause = inner.source();
+/// Why a request got no answer, in a few words: reqwest's own text repeats the URL and wraps
+/// the cause that matters (refused, unreachable, no such host) in two layers.
+fn reason(error: &reqwest::Error, timeout: Duration) -> String {
+    if error.is_timeout() {
+        return format!("no answer within {} ms", timeout.as_millis());
     }
-    text
+    let mut innermost: &(dyn std::error::Error + 'static) = error;
+    while let Some(cause) = innermost.source() {
+        innermost = cause;
+    }
+    if error.is_connect() {
+        format!("cannot connect: {innermost}")
+    } else {
+        format!("request failed: {innermost}")
+    }
 }
 
 /// Where `service` answers its health checks: the gateway on its admin listener, a service on
@@ -184,7 +188,8 @@ mod tests {
         address
     }
 
-    const OK: &str = "HTTP/1.1 200 OK\r\ncontent-length: 15\r\nconnection: close\r\n\r\n{\"status\":\"ok\"}";
+    const OK: &str =
+        "HTTP/1.1 200 OK\r\ncontent-length: 15\r\nconnection: close\r\n\r\n{\"status\":\"ok\"}";
     const UNAVAILABLE: &str =
         "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
 
@@ -256,6 +261,7 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(1), "{error:#}");
         let text = format!("{error:#}");
         assert!(text.contains(&port.to_string()), "{text}");
+        assert!(text.contains("cannot connect"), "{text}");
         assert!(!text.contains('\n'), "{text}");
     }
 
@@ -272,6 +278,10 @@ mod tests {
         let elapsed = started.elapsed();
         assert!(elapsed >= Duration::from_millis(300), "{elapsed:?}");
         assert!(elapsed < Duration::from_secs(2), "{elapsed:?}: {error:#}");
+        assert!(
+            format!("{error}").contains("no answer within 300 ms"),
+            "{error}"
+        );
     }
 
     #[tokio::test]

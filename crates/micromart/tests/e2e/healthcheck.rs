@@ -39,8 +39,8 @@ fn stderr_line(output: &Output) -> String {
 
 /// A listener that answers every request with `answer`, on a thread of its own.
 fn answering(answer: &'static str) -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let port = listener.local_addr().expect("its address").port();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { return };
@@ -76,7 +76,10 @@ async fn a_served_service_is_healthy_and_a_stopped_one_is_not() {
         ),
         ("MICROMART_EVENTS__URL", "memory".to_owned()),
         ("MICROMART_INTERNAL__TOKEN", TOKEN.to_owned()),
-        ("MICROMART_INTERNAL__GATEWAY_CREDENTIAL", CREDENTIAL.to_owned()),
+        (
+            "MICROMART_INTERNAL__GATEWAY_CREDENTIAL",
+            CREDENTIAL.to_owned(),
+        ),
         ("MICROMART_TELEMETRY__LOG_FORMAT", "json".to_owned()),
     ];
     let mut serve = micromart(&env);
@@ -101,7 +104,10 @@ async fn a_served_service_is_healthy_and_a_stopped_one_is_not() {
     assert_eq!(output.status.code(), Some(1));
     assert!(started.elapsed() < Duration::from_secs(2));
     let line = stderr_line(&output);
-    assert!(line.contains(&format!("127.0.0.1:{public}/healthz")), "{line}");
+    assert!(
+        line.contains(&format!("127.0.0.1:{public}/healthz")),
+        "{line}"
+    );
 }
 
 #[test]
@@ -119,8 +125,22 @@ fn an_unavailable_answer_fails_with_its_status() {
 }
 
 #[test]
-fn without_a_service_it_says_what_to_name() {
-    let output = healthcheck(&[], &[]);
+fn without_a_service_it_says_what_to_name_and_a_bad_line_is_unhealthy_not_2() {
+    // Unset, and empty as an image built without SERVICE sets it.
+    for env in [vec![], vec![("MICROMART_SERVICE", String::new())]] {
+        let output = healthcheck(&env, &[]);
+        assert_eq!(output.status.code(), Some(1));
+        assert!(stderr_line(&output).contains("MICROMART_SERVICE"));
+    }
+    let output = micromart(&[("MICROMART_SERVICE", String::new())])
+        .arg("serve")
+        .output()
+        .expect("micromart runs");
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr_line(&output).contains("MICROMART_SERVICE"));
+    // Docker reserves exit status 2; clap's usage errors exit with it elsewhere.
+    let output = healthcheck(&[("MICROMART_SERVICE", "catalogue".to_owned())], &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let output = healthcheck(&[], &["--no-such-option"]);
+    assert_eq!(output.status.code(), Some(1));
 }
