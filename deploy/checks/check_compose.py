@@ -17,6 +17,7 @@ Checks, printing one line per broken rule and exiting 1 if any:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
@@ -32,8 +33,25 @@ PUBLIC_PORTS = {"gateway": {"8080"}}
 DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 # ${NAME}, ${NAME:?message}, ${NAME?message}, ${NAME:-default}, ${NAME-default}
 VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[?-])([^}]*))?\}")
-# What a variable stands for in the configuration check: 64 hex digits, as init-secrets makes.
-STAND_IN = "0123456789abcdef" * 4
+
+def stand_in(variable: str) -> str:
+    """What a variable stands for in the configuration check: 64 hex digits, as init-secrets
+    makes, and different per variable (the internal token and the gateway credential must
+    differ); an email address where one is wanted."""
+    if variable.endswith("EMAIL"):
+        return "admin@example.com"
+    return hashlib.sha256(variable.encode()).hexdigest()
+
+
+def strings_in(value) -> list[str]:
+    """Every string of a parsed YAML document (comments are gone by then)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in strings_in(k) + strings_in(v)]
+    if isinstance(value, list):
+        return [s for item in value for s in strings_in(item)]
+    return []
 
 
 def environment_of(service: dict) -> dict[str, str]:
@@ -44,7 +62,9 @@ def environment_of(service: dict) -> dict[str, str]:
 
 
 def interpolate(text: str) -> str:
-    return VARIABLE.sub(lambda m: STAND_IN if m.group(2) in (None, ":?", "?") else m.group(3), text)
+    return VARIABLE.sub(
+        lambda m: stand_in(m.group(1)) if m.group(2) in (None, ":?", "?") else m.group(3), text
+    )
 
 
 def main(compose_path: Path, binary: Path) -> int:
@@ -99,7 +119,7 @@ def main(compose_path: Path, binary: Path) -> int:
         if source is None or not (here / source).resolve().is_relative_to((here / "secrets").resolve()):
             problems.append(f"secrets.{name}: a file under ./secrets/ (kept out of git)")
 
-    used = {m.group(1) for m in VARIABLE.finditer(text)}
+    used = {m.group(1) for string in strings_in(compose) for m in VARIABLE.finditer(string)}
     example = here / ".env.example"
     listed = set(re.findall(r"^([A-Z][A-Z0-9_]*)=", example.read_text(), re.M)) if example.exists() else set()
     for variable in sorted(used - listed):
