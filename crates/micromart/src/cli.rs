@@ -1,11 +1,11 @@
-//! Command-line interface: `up`, `serve`, `migrate`, `seed`, `keys` (and the hidden
-//! `bench-events` and `bench-checkout` of bench/run).
+//! Command-line interface: `up`, `serve`, `migrate`, `seed`, `keys`, `healthcheck`,
+//! `check-config` (and the hidden `bench-events` and `bench-checkout` of bench/run).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::builder::PossibleValuesParser;
+use clap::builder::{PossibleValue, PossibleValuesParser};
 use clap::{Parser, Subcommand};
 use platform::config::{load_section, ConfigSources};
 
@@ -35,7 +35,8 @@ pub enum Command {
     },
     /// Run one service from configuration (distributed mode: one process per service).
     Serve {
-        #[arg(value_parser = service_names())]
+        /// The service (a container's `MICROMART_SERVICE` when omitted: one image, any service).
+        #[arg(value_parser = service_names_or_unset(), env = "MICROMART_SERVICE")]
         service: String,
     },
     /// Apply a service's database migrations and exit.
@@ -59,8 +60,14 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::keys::KeysCommand,
     },
+    /// Exit 0 when a service's health endpoint answers 2xx within the timeout, else 1 with the
+    /// reason (a container runtime's probe: the image has no shell and no curl).
+    Healthcheck(crate::healthcheck::HealthcheckArgs),
     /// Print the built-in configuration defaults.
     Defaults,
+    /// Load and check the whole configuration (defaults, file, `MICROMART_*`) as `serve` does,
+    /// then exit: a deployment's settings checked before anything starts.
+    CheckConfig,
     /// Print the merged OpenAPI document of the public API.
     Openapi,
     /// One measurement of the event backbone, as a JSON line (bench/run's `events` scenario).
@@ -77,12 +84,49 @@ fn service_names() -> PossibleValuesParser {
     PossibleValuesParser::new(crate::registry::names())
 }
 
+/// [`service_names`] and, hidden, the empty name: an image built without `SERVICE` sets
+/// `MICROMART_SERVICE=""`, which must read as "not named" (and an error that says so), not as
+/// a bad name.
+pub(crate) fn service_names_or_unset() -> PossibleValuesParser {
+    let names = crate::registry::names().into_iter().map(PossibleValue::new);
+    PossibleValuesParser::new(names.chain([PossibleValue::new("").hide(true)]))
+}
+
+/// The exit status for a command line clap refused (after it printed why): clap's own (0 for
+/// `--help`, 2 for a usage error), but 1 for `healthcheck`, whose callers read any failure as
+/// 1 ("unhealthy"; Docker reserves 2).
+pub fn refused_exit_code(error: &clap::Error, args: &[std::ffi::OsString]) -> ExitCode {
+    if !error.use_stderr() {
+        return ExitCode::SUCCESS;
+    }
+    let subcommand = args
+        .iter()
+        .skip(1)
+        .scan(false, |after_config, arg| {
+            // `--config FILE` may come first; its value is no subcommand.
+            let skip = *after_config || arg.to_str().is_some_and(|a| a.starts_with('-'));
+            *after_config = arg == "--config";
+            Some((skip, arg))
+        })
+        .find(|(skip, _)| !skip)
+        .map(|(_, arg)| arg);
+    if subcommand.is_some_and(|arg| arg == "healthcheck") {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::from(2)
+    }
+}
+
 /// Runs a parsed command line; errors are printed with their causes.
 pub fn main(cli: Cli) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // A health probe runs every few seconds beside the service it checks: one thread, not a
+    // worker per core.
+    let mut builder = if matches!(cli.command, Command::Healthcheck(_)) {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: failed to start the async runtime: {error}");
@@ -102,12 +146,19 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let sources = ConfigSources::from_process(crate::defaults()?, cli.config.as_deref());
     if matches!(
         cli.command,
-        Command::Up { .. } | Command::Serve { .. } | Command::Migrate { .. } | Command::Seed { .. }
+        Command::Up { .. }
+            | Command::Serve { .. }
+            | Command::Migrate { .. }
+            | Command::Seed { .. }
+            | Command::CheckConfig
     ) {
         crate::registry::check_config(&sources)?;
     }
     match cli.command {
         Command::Up { data_dir } => up(data_dir, sources).await,
+        Command::Serve { service } if service.is_empty() => anyhow::bail!(
+            "no service to serve: name one (`micromart serve catalog`) or set MICROMART_SERVICE"
+        ),
         Command::Serve { service } => serve(&service, &sources).await,
         Command::Migrate { service } => migrate(&service, &sources).await,
         Command::Seed { generate, seed } => {
@@ -126,6 +177,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys { command } => crate::keys::run(&command, &mut std::io::stdout().lock()),
+        Command::Healthcheck(args) => crate::healthcheck::run(&args, &sources).await,
+        Command::CheckConfig => {
+            println!("configuration ok");
+            Ok(())
+        }
         Command::Defaults => {
             print!("{}", crate::defaults()?);
             Ok(())
@@ -235,4 +291,80 @@ async fn migrate(name: &str, sources: &ConfigSources) -> anyhow::Result<()> {
     (entry.load)(sources)?.migrate().await?;
     println!("migrations applied");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    /// The env of the positional `service` argument of a subcommand.
+    fn service_env(subcommand: &str) -> Option<String> {
+        let command = Cli::command();
+        let subcommand = command.find_subcommand(subcommand).unwrap();
+        let argument = subcommand
+            .get_arguments()
+            .find(|argument| argument.get_id() == "service")
+            .unwrap();
+        argument
+            .get_env()
+            .map(|name| name.to_string_lossy().into_owned())
+    }
+
+    #[test]
+    fn serve_and_healthcheck_take_the_service_from_micromart_service() {
+        assert_eq!(service_env("serve").as_deref(), Some("MICROMART_SERVICE"));
+        assert_eq!(
+            service_env("healthcheck").as_deref(),
+            Some("MICROMART_SERVICE")
+        );
+        assert_eq!(service_env("migrate"), None);
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_refused_healthcheck_line_exits_1_and_others_2() {
+        let refused = |line: &[&str]| {
+            let args: Vec<std::ffi::OsString> = line.iter().map(Into::into).collect();
+            let error = Cli::try_parse_from(&args).unwrap_err();
+            refused_exit_code(&error, &args)
+        };
+        let code = |c: u8| format!("{:?}", ExitCode::from(c));
+        let got = |line: &[&str]| format!("{:?}", refused(line));
+        assert_eq!(got(&["micromart", "healthcheck", "nonsense"]), code(1));
+        assert_eq!(
+            got(&["micromart", "--config", "f.toml", "healthcheck", "x"]),
+            code(1)
+        );
+        assert_eq!(got(&["micromart", "serve", "nonsense"]), code(2));
+        assert_eq!(got(&["micromart", "--help"]), code(0));
+    }
+
+    #[test]
+    fn an_empty_service_reads_as_none_named() {
+        let cli = Cli::try_parse_from(["micromart", "healthcheck", ""]).unwrap();
+        let Command::Healthcheck(args) = cli.command else {
+            panic!("not a healthcheck");
+        };
+        assert_eq!(args.service.as_deref(), Some(""));
+        let cli = Cli::try_parse_from(["micromart", "serve", ""]).unwrap();
+        assert!(matches!(cli.command, Command::Serve { service } if service.is_empty()));
+    }
+
+    #[test]
+    fn healthcheck_parses_its_options() {
+        let cli = Cli::try_parse_from(["micromart", "healthcheck", "gateway", "--ready"]).unwrap();
+        let Command::Healthcheck(args) = cli.command else {
+            panic!("not a healthcheck");
+        };
+        assert_eq!(args.service.as_deref(), Some("gateway"));
+        assert!(args.ready);
+        assert_eq!(args.timeout_ms, 2000);
+        assert!(Cli::try_parse_from(["micromart", "healthcheck", "nonsense"]).is_err());
+        assert!(
+            Cli::try_parse_from(["micromart", "healthcheck", "--ready", "--url", "http://x/"])
+                .is_err()
+        );
+    }
 }

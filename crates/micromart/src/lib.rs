@@ -5,6 +5,7 @@ pub mod bench_checkout;
 pub mod bench_events;
 pub mod cli;
 pub mod embedded;
+pub mod healthcheck;
 pub mod keys;
 pub mod openapi;
 pub mod registry;

@@ -8,7 +8,14 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> std::process::ExitCode {
     #[cfg(not(target_os = "linux"))]
     tune_allocator();
-    micromart::cli::main(micromart::cli::Cli::parse())
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    match micromart::cli::Cli::try_parse_from(&args) {
+        Ok(cli) => micromart::cli::main(cli),
+        Err(error) => {
+            let _ = error.print();
+            micromart::cli::refused_exit_code(&error, &args)
+        }
+    }
 }
 
 /// mimalloc's defaults commit arena memory eagerly and purge freed pages late, which left an

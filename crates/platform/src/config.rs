@@ -203,9 +203,11 @@ fn env_key(name: &str) -> Option<String> {
     Some(rest.to_ascii_lowercase().replace("__", "."))
 }
 
-/// `MICROMART_*` variables that are not settings: the config file's path, and what test
-/// harnesses pass to themselves (`MICROMART_TEST_…`).
-pub const NOT_SETTINGS: &[&str] = &["MICROMART_CONFIG"];
+/// `MICROMART_*` variables that are not settings: the config file's path, the service a
+/// container runs (`micromart serve` and `micromart healthcheck` without an argument: one
+/// image, one variable per container), and what test harnesses pass to themselves
+/// (`MICROMART_TEST_…`).
+pub const NOT_SETTINGS: &[&str] = &["MICROMART_CONFIG", "MICROMART_SERVICE"];
 const TEST_HARNESS_PREFIX: &str = "MICROMART_TEST_";
 
 fn is_setting(name: &str) -> bool {
@@ -485,6 +487,7 @@ mod tests {
         assert!(
             refuse(&[
                 ("MICROMART_CONFIG", "x"),
+                ("MICROMART_SERVICE", "catalog"),
                 ("MICROMART_TEST_POSTGRES_URL", "x")
             ])
             .is_ok(),

@@ -7,6 +7,7 @@ mod browser;
 mod catalog;
 mod failures;
 mod frozen_instance;
+mod healthcheck;
 mod helpers;
 mod identity;
 mod invariants;
