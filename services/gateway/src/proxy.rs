@@ -1068,7 +1068,10 @@ mod tests {
         let (ip, forwarded_for, trusted_again) =
             client(&["6.6.6.6, 203.0.113.9, 10.9.9.9", "192.0.2.7"]).unwrap();
         assert_eq!(ip, "203.0.113.9");
-        assert_eq!(forwarded_for, "10.1.2.3", "the proxy stays the hop appended");
+        assert_eq!(
+            forwarded_for, "10.1.2.3",
+            "the proxy stays the hop appended"
+        );
         assert!(!trusted_again);
         assert_eq!(client(&["2001:db8::5"]).unwrap().0, "2001:db8::5");
         // Only proxies: the leftmost of them. Garbage ends the chain: the last good entry.
