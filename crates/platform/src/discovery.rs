@@ -129,9 +129,12 @@ impl Instances {
             if instance.ejected_until.is_some_and(|until| until > now) {
                 continue;
             }
-            instance.ejected_until = None;
+            let readmitted = instance.ejected_until.take().is_some();
             let address = instance.address;
             state.next = index + 1;
+            if readmitted {
+                self.publish_ejected(&state, now);
+            }
             return Ok(address);
         }
         let soonest = state
@@ -157,10 +160,16 @@ impl Instances {
             }
             instance.ejected_until = Some(until);
         }
+        self.publish_ejected(&state, Instant::now());
+    }
+
+    /// `internal_client_instances_ejected`: the instances skipped now (an ejection that has
+    /// run out counts no longer, even before a call readmits it).
+    fn publish_ejected(&self, state: &State, now: Instant) {
         let ejected = state
             .instances
             .iter()
-            .filter(|i| i.ejected_until.is_some())
+            .filter(|i| i.ejected_until.is_some_and(|until| until > now))
             .count();
         metrics::gauge!("internal_client_instances_ejected", "target" => self.target)
             .set(ejected as f64);
